@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Set up vlascore on Debian 12 as root (idempotent: a second run changes nothing and is quick).
+#   1. system packages: python3-venv if missing; Mesa >= 24.3's Vulkan driver (lavapipe, CPU) from
+#      bookworm-backports when no usable Vulkan device exists (SAPIEN rejects Debian 12's own Mesa 22.3);
+#   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
+#      $VLASCORE_EXTRAS (default: sim,dev).
+# Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+EXTRAS="${VLASCORE_EXTRAS:-sim,dev}"
+VENV="${VLASCORE_VENV:-.venv}"
+TORCH_VERSION="${VLASCORE_TORCH:-2.13.0}"
+
+log() { printf '[setup] %s\n' "$*"; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -q; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+vulkan_ok() {
+  # A usable device: any non-CPU device, or lavapipe (llvmpipe) from Mesa >= 24.3.
+  command -v vulkaninfo >/dev/null 2>&1 || return 1
+  local out; out=$(vulkaninfo --summary 2>/dev/null) || return 1
+  grep -q "deviceName" <<<"$out" || return 1
+  if grep -q "llvmpipe" <<<"$out"; then
+    local ver; ver=$(grep -oP 'Mesa \K[0-9]+\.[0-9]+' <<<"$out" | head -n1)
+    [ -n "$ver" ] || return 1
+    awk -v v="$ver" 'BEGIN { split(v, a, "."); exit !((a[1] > 24) || (a[1] == 24 && a[2] >= 3)) }'
+  fi
+}
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+    log "installing python3-venv"; apt_install python3-venv python3-pip
+  fi
+  if vulkan_ok; then
+    log "Vulkan device present: $(vulkaninfo --summary 2>/dev/null | grep -m1 deviceName | sed 's/.*= //')"
+  elif grep -q 'VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
+    log "no usable Vulkan device: installing Mesa's lavapipe from bookworm-backports"
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    uri="${uri:-http://deb.debian.org/debian}"
+    echo "deb $uri bookworm-backports main" > /etc/apt/sources.list.d/backports.list
+    apt_updated=0
+    apt_install -t bookworm-backports mesa-vulkan-drivers libvulkan1 vulkan-tools
+    vulkan_ok || { log "Vulkan still unusable after installing Mesa; run 'vlascore doctor'"; exit 1; }
+  else
+    log "no usable Vulkan device and not Debian 12: install a Vulkan driver (Mesa >= 24.3 lavapipe or a GPU driver)"
+  fi
+else
+  log "not root or no apt-get: skipping system packages (need python3-venv and a Vulkan driver; see 'vlascore doctor')"
+fi
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+if [[ ",$EXTRAS," == *",sim,"* || ",$EXTRAS," == *",models,"* ]]; then
+  # torch first, pinned: a CPU build; an unpinned torch (pulled in by mani-skill) would bring CUDA wheels.
+  "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || { log "installing torch==$TORCH_VERSION"; "${PIP[@]}" install -q "torch==$TORCH_VERSION"; }
+fi
+log "installing vlascore[$EXTRAS]"
+"${PIP[@]}" install -q -e ".[$EXTRAS]"
+mkdir -p "/tmp/runtime-$(id -u)" && chmod 700 "/tmp/runtime-$(id -u)"
+log "done: $("$VENV/bin/vlascore" --help >/dev/null && echo "$VENV/bin/vlascore is ready")"

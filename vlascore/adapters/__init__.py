@@ -1,0 +1,28 @@
+"""Policy adapters. One registry; third-party packages add adapters via the `vlascore.adapters` entry-point group."""
+
+from __future__ import annotations
+
+from vlascore.adapters.base import (
+    Adapter,
+    ConventionError,
+    EpisodeContext,
+    InvalidActionError,
+    PolicyStep,
+    check_conventions,
+)
+from vlascore.registry import Registry
+
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "vlascore.adapters")
+ADAPTERS.register("scripted", "vlascore.adapters.scripted:ScriptedAdapter")
+ADAPTERS.register("random", "vlascore.adapters.random:RandomAdapter")
+ADAPTERS.register("replay", "vlascore.adapters.replay:ReplayAdapter")
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "ConventionError",
+    "EpisodeContext",
+    "InvalidActionError",
+    "PolicyStep",
+    "check_conventions",
+]

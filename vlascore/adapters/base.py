@@ -1,0 +1,115 @@
+"""The policy contract: one call, observation + instruction -> PolicyStep.
+
+Adapters declare their action convention and whether they reason; the runner checks the declaration
+against the task before the first step, so a convention mismatch fails loudly instead of scoring noise.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vlascore.backends.base import Observation
+from vlascore.suites import ActionSpace, TaskSpec
+
+
+@dataclass
+class PolicyStep:
+    """What a policy returns for one call."""
+
+    action: np.ndarray
+    """Shape (dim,) or, for chunked policies, (chunk, dim); executed in order."""
+    reasoning: str | None = None
+    """Free-text reasoning for this call (reasoning VLAs)."""
+    intention: str | None = None
+    """Short statement of the current subgoal."""
+
+
+@dataclass(frozen=True)
+class EpisodeContext:
+    """What an adapter learns at the start of an episode."""
+
+    task: TaskSpec
+    seed: int
+    episode_id: str
+
+
+class ConventionError(ValueError):
+    """The adapter's declared action convention does not match the task's."""
+
+
+class Adapter(ABC):
+    """Base class for policies. Subclasses set the class attributes and implement `act`."""
+
+    name: str = ""
+    action_space: ActionSpace = ActionSpace()
+    """The convention this adapter's actions follow."""
+    chunk_size: int = 1
+    """Actions returned per call (executed before the next call)."""
+    reasons: bool = False
+    """Whether the policy produces reasoning text (reasoning VLA) or not (specialist)."""
+    uses_privileged_state: bool = False
+    """Whether the policy reads simulator ground truth (scripted experts only)."""
+
+    def __init__(self, **config: Any) -> None:
+        self.config = config
+
+    def reset(self, context: EpisodeContext) -> None:  # noqa: B027 - optional hook
+        """Called before each episode."""
+
+    @abstractmethod
+    def act(self, obs: Observation, instruction: str) -> PolicyStep:
+        """Return the next action (or chunk) for `obs`."""
+
+    def info(self) -> dict[str, Any]:
+        """The declaration stored with the run."""
+        return {
+            "action_space": self.action_space.model_dump(),
+            "chunk_size": self.chunk_size,
+            "reasons": self.reasons,
+            "uses_privileged_state": self.uses_privileged_state,
+        }
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+def check_conventions(adapter: Adapter, task: TaskSpec) -> None:
+    """Raise ConventionError listing every field where the adapter and the task disagree."""
+    ours, theirs = adapter.action_space.model_dump(), task.action_space.model_dump()
+    diffs = [f"{k}: adapter {ours[k]!r} vs task {theirs[k]!r}" for k in ours if ours[k] != theirs[k]]
+    if adapter.chunk_size < 1:
+        diffs.append(f"chunk_size must be >= 1, got {adapter.chunk_size}")
+    if diffs:
+        raise ConventionError(
+            f"adapter {adapter.name!r} does not match the action space of task {task.id!r} "
+            f"({task.control_mode}): " + "; ".join(diffs)
+        )
+
+
+class InvalidActionError(ValueError):
+    """A policy output that cannot be sent to the simulator."""
+
+
+def validate_actions(step: PolicyStep, adapter: Adapter) -> np.ndarray:
+    """Check a PolicyStep's actions; return them as a (chunk, dim) float64 array."""
+    if not isinstance(step, PolicyStep):
+        raise InvalidActionError(f"act() must return a PolicyStep, got {type(step).__name__}")
+    try:
+        actions = np.asarray(step.action, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidActionError(f"action is not numeric: {exc}") from exc
+    dim = adapter.action_space.dim
+    if actions.ndim == 1:
+        actions = actions[None, :]
+    if actions.ndim != 2 or actions.shape[1] != dim or not 1 <= actions.shape[0] <= adapter.chunk_size:
+        raise InvalidActionError(
+            f"action has shape {tuple(np.shape(step.action))}; expected ({dim},) or (k, {dim}) with "
+            f"1 <= k <= chunk_size={adapter.chunk_size}"
+        )
+    if not np.all(np.isfinite(actions)):
+        raise InvalidActionError(f"action contains NaN or inf: {actions.tolist()}")
+    return actions

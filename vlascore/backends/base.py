@@ -1,0 +1,82 @@
+"""The simulator contract: make once, then reset(seed) / step(action) per episode.
+
+Kept deliberately small (Gymnasium-like) so a new simulator is one class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vlascore.suites import TaskSpec
+
+
+@dataclass
+class PrivilegedState:
+    """Ground truth the simulator knows and a real robot would not: for scripted experts and judges."""
+
+    ee_pose: np.ndarray
+    """TCP pose, x y z qw qx qy qz (world frame)."""
+    gripper: float
+    """Opening in [0 closed, 1 open]."""
+    objects: dict[str, np.ndarray] = field(default_factory=dict)
+    """Role (from the task's `objects:`) -> pose x y z qw qx qy qz (world frame)."""
+    is_grasped: bool = False
+    """Whether the simulator reports the task object as grasped."""
+
+
+@dataclass
+class Observation:
+    """What a policy receives each step."""
+
+    image: np.ndarray | None
+    """Camera image, HxWx3 uint8 (None for image-free tasks)."""
+    proprio: dict[str, np.ndarray]
+    """Robot state a real robot also has: `qpos`, `qvel`, `ee_pose`."""
+    privileged: PrivilegedState
+    """Simulator ground truth; only adapters that declare `uses_privileged_state` should read it."""
+    step: int = 0
+    """Control-step index in the episode."""
+
+
+@dataclass
+class StepResult:
+    observation: Observation
+    reward: float
+    success: bool
+    terminated: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """A simulator that runs the tasks of one suite; one env per task, reused across episodes."""
+
+    name: str = ""
+
+    @abstractmethod
+    def make(self, task: TaskSpec) -> None:
+        """Build (or switch to an already built) environment for `task`."""
+
+    @abstractmethod
+    def reset(self, seed: int) -> Observation:
+        """Start an episode of the current task with `seed`; same seed -> same initial state."""
+
+    @abstractmethod
+    def step(self, action: np.ndarray) -> StepResult:
+        """Apply one action vector of the task's action space."""
+
+    def close(self) -> None:
+        """Release simulator resources."""
+
+    def describe(self) -> dict[str, Any]:
+        """Backend options worth storing with the run."""
+        return {}
+
+
+def normalise_quat_pose(pose: Any) -> np.ndarray:
+    """Any 7-vector-like pose (torch or numpy, batched with one row or not) as a float64 array."""
+    arr = np.asarray(pose.cpu().numpy() if hasattr(pose, "cpu") else pose, dtype=np.float64)
+    return arr.reshape(-1)[:7].copy()

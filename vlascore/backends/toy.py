@@ -1,0 +1,87 @@
+"""`toy`: a pure-numpy point-mass pick-and-place world (env id `ToyPick-v0`).
+
+No physics engine and no rendering library: it exists so the runner, store, scoring and adapters can be
+exercised in milliseconds (tests, demos, CI without Vulkan). It follows the same contract and action
+convention (7-D end-effector delta, gripper +1 open) as the ManiSkill tabletop tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vlascore.backends.base import Backend, Observation, PrivilegedState, StepResult
+from vlascore.suites import TaskSpec
+
+_IDENTITY_QUAT = np.array([1.0, 0.0, 0.0, 0.0])
+_WORKSPACE = 0.3  # half-width of the table in metres
+_POS_SCALE = 0.05  # metres per unit of normalised position action
+_GRASP_RADIUS = 0.03
+_GOAL_RADIUS = 0.025
+
+
+class ToyBackend(Backend):
+    name = "toy"
+
+    def __init__(self, **_: Any) -> None:
+        self._task: TaskSpec | None = None
+
+    def make(self, task: TaskSpec) -> None:
+        if task.env_id != "ToyPick-v0":
+            raise ValueError(f"the toy backend only provides ToyPick-v0, not {task.env_id!r}")
+        self._task = task
+
+    def reset(self, seed: int) -> Observation:
+        if self._task is None:
+            raise RuntimeError("call make(task) before reset()")
+        rng = np.random.default_rng(seed)
+        self.ee = np.array([0.0, 0.0, 0.2])
+        self.cube = np.append(rng.uniform(-0.2, 0.2, 2), 0.02)
+        self.goal = np.append(rng.uniform(-0.2, 0.2, 2), rng.uniform(0.05, 0.25))
+        self.gripper = 1.0
+        self.grasped = False
+        self.t = 0
+        return self._obs()
+
+    def _render(self) -> np.ndarray:
+        width, height = self._task.resolution if self._task else (32, 32)
+        img = np.full((height, width, 3), 40, dtype=np.uint8)
+
+        def dot(p: np.ndarray, color: tuple[int, int, int]) -> None:
+            x = int((p[0] + _WORKSPACE) / (2 * _WORKSPACE) * (width - 1))
+            y = int((p[1] + _WORKSPACE) / (2 * _WORKSPACE) * (height - 1))
+            img[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = color
+
+        dot(self.goal, (0, 200, 0))
+        dot(self.cube, (200, 0, 0))
+        dot(self.ee, (220, 220, 220))
+        return img
+
+    def _obs(self) -> Observation:
+        ee_pose = np.concatenate([self.ee, _IDENTITY_QUAT])
+        priv = PrivilegedState(
+            ee_pose=ee_pose,
+            gripper=self.gripper,
+            objects={"cube": np.concatenate([self.cube, _IDENTITY_QUAT]), "goal": np.concatenate([self.goal, _IDENTITY_QUAT])},
+            is_grasped=self.grasped,
+        )
+        proprio = {"qpos": np.array([*self.ee, self.gripper]), "qvel": np.zeros(4), "ee_pose": ee_pose}
+        return Observation(image=self._render(), proprio=proprio, privileged=priv, step=self.t)
+
+    def step(self, action: np.ndarray) -> StepResult:
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        self.ee = np.clip(self.ee + a[:3] * _POS_SCALE, [-_WORKSPACE, -_WORKSPACE, 0.0], [_WORKSPACE, _WORKSPACE, 0.4])
+        self.gripper = float(np.clip(self.gripper + 0.5 * a[6], 0.0, 1.0))
+        if self.gripper < 0.5 and np.linalg.norm(self.ee - self.cube) < _GRASP_RADIUS:
+            self.grasped = True
+        elif self.gripper >= 0.5:
+            self.grasped = False
+        if self.grasped:
+            self.cube = self.ee.copy()
+        else:
+            self.cube[2] = 0.02  # dropped objects fall to the table
+        self.t += 1
+        dist = float(np.linalg.norm(self.cube - self.goal))
+        success = dist < _GOAL_RADIUS
+        return StepResult(observation=self._obs(), reward=1.0 - np.tanh(5 * dist), success=success, terminated=success)

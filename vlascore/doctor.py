@@ -1,0 +1,143 @@
+"""`vlascore doctor`: check the machine for what runs need, and print the fix for each failure."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
+
+from vlascore.extras import available
+
+Status = Literal["ok", "warn", "fail"]
+
+CORE = ("typer", "pydantic", "pandas", "plotly", "jinja2", "openai", "numpy", "rich", "yaml")
+EXTRAS = {
+    "sim": ("mani_skill", "sapien", "gymnasium", "torch"),
+    "qa": ("lmms_eval",),
+    "models": ("transformers", "torch"),
+    "ray": ("ray",),
+}
+VULKAN_FIX = (
+    "install Mesa >= 24.3's lavapipe (CPU Vulkan) from bookworm-backports: `bash scripts/setup.sh`, or by hand:\n"
+    "  uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)\n"
+    '  echo "deb $uri bookworm-backports main" > /etc/apt/sources.list.d/backports.list\n'
+    "  apt-get update && apt-get install -y -t bookworm-backports mesa-vulkan-drivers libvulkan1"
+)
+# Rendering smoke test run in a child process: a missing driver can abort the interpreter.
+_RENDER_PROBE = "import sapien; sapien.render.RenderSystem(); print('ok')"
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    ok = v >= (3, 10)
+    return Check("python", "ok" if ok else "fail", f"{sys.version.split()[0]} at {sys.executable}",
+                 "" if ok else "use Python 3.10 or newer (3.11 recommended: the CPU torch wheel is cp311)")  # fmt: skip
+
+
+def check_core() -> Check:
+    missing = [m for m in CORE if not available(m)]
+    if missing:
+        return Check("core dependencies", "fail", f"missing: {', '.join(missing)}", "pip install -e .  (or pip install vlascore)")
+    return Check("core dependencies", "ok", ", ".join(f"{m} {_version('PyYAML' if m == 'yaml' else m)}" for m in CORE[:4]) + ", ...")
+
+
+def check_extras() -> list[Check]:
+    checks = []
+    for extra, modules in EXTRAS.items():
+        missing = [m for m in modules if not available(m)]
+        required = extra == "sim"  # the embedded default suite needs it; the others are optional
+        if not missing:
+            checks.append(Check(f"extra [{extra}]", "ok", ", ".join(f"{m} {_version(m.replace('_', '-'))}" for m in modules)))
+        else:
+            fix = f"pip install 'vlascore[{extra}]'"
+            if "torch" in missing:
+                fix = "pip install torch==2.13.0 first (CPU build; a plain `torch` pulls CUDA wheels), then " + fix
+            checks.append(Check(f"extra [{extra}]", "fail" if required else "warn", f"missing: {', '.join(missing)}", fix))
+    return checks
+
+
+def check_vulkan() -> Check:
+    if shutil.which("vulkaninfo"):
+        out = subprocess.run(["vulkaninfo", "--summary"], capture_output=True, text=True, timeout=30).stdout
+        names = re.findall(r"deviceName\s*=\s*(.+)", out)
+        drivers = re.findall(r"driverInfo\s*=\s*(.+)", out)
+        if not names:
+            return Check("vulkan device", "fail", "vulkaninfo lists no device", VULKAN_FIX)
+        mesa = re.search(r"Mesa (\d+)\.(\d+)", " ".join(drivers))
+        if mesa and "llvmpipe" in " ".join(names) and (int(mesa[1]), int(mesa[2])) < (24, 3):
+            return Check("vulkan device", "fail", f"lavapipe from Mesa {mesa[1]}.{mesa[2]} (SAPIEN rejects Mesa < 24.3)", VULKAN_FIX)
+        return Check("vulkan device", "ok", "; ".join(f"{n.strip()} ({d.strip()})" for n, d in zip(names, drivers, strict=False)))
+    icds = [f for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d") if os.path.isdir(d) for f in os.listdir(d)]
+    if not icds:
+        return Check("vulkan device", "fail", "no Vulkan driver (ICD) installed", VULKAN_FIX)
+    return Check("vulkan device", "warn", f"ICDs: {', '.join(icds)} (install vulkan-tools to inspect)", "apt-get install vulkan-tools")
+
+
+def check_rendering() -> Check:
+    if not available("sapien"):
+        return Check("sapien rendering", "warn", "skipped: sapien not installed", "pip install 'vlascore[sim]'")
+    env = {**os.environ}
+    env.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+    os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _RENDER_PROBE], capture_output=True, text=True, timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        return Check("sapien rendering", "fail", "render device probe timed out after 120 s", VULKAN_FIX)
+    if proc.returncode == 0 and "ok" in proc.stdout:
+        return Check("sapien rendering", "ok", "SAPIEN created a Vulkan render system")
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+    return Check("sapien rendering", "fail", f"SAPIEN cannot render: {tail[0]}", VULKAN_FIX)
+
+
+def check_assets(env_ids: list[str]) -> Check:
+    """The suite's env ids are registered and their assets are on disk (tabletop assets ship in the wheel)."""
+    if not available("mani_skill"):
+        return Check("simulator assets", "warn", "skipped: mani-skill not installed", "pip install 'vlascore[sim]'")
+    probe = (
+        "import sys, mani_skill.envs\n"
+        "from mani_skill.utils.registration import REGISTERED_ENVS\n"
+        "missing = [e for e in sys.argv[1:] if e not in REGISTERED_ENVS]\n"
+        "print(' '.join(missing))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe, *env_ids], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        return Check("simulator assets", "fail", f"importing mani_skill failed: {proc.stderr.strip()[-300:]}",
+                     "reinstall: pip install --force-reinstall 'vlascore[sim]'")  # fmt: skip
+    missing = proc.stdout.split()
+    if missing:
+        return Check("simulator assets", "fail", f"unknown env ids: {', '.join(missing)}",
+                     "upgrade mani-skill (pip install -U mani-skill) or fix the suite YAML")  # fmt: skip
+    return Check("simulator assets", "ok", f"{len(env_ids)} env ids registered; tabletop assets ship in the mani-skill wheel")
+
+
+def check_runtime_dir() -> Check:
+    d = os.environ.get("XDG_RUNTIME_DIR")
+    if d and os.access(d, os.W_OK):
+        return Check("XDG_RUNTIME_DIR", "ok", d)
+    return Check("XDG_RUNTIME_DIR", "warn", f"{d or 'unset'}: SAPIEN warns without a writable runtime dir",
+                 "export XDG_RUNTIME_DIR=/tmp/runtime-$UID (vlascore sets this itself for its runs)")  # fmt: skip
+
+
+def run_checks(env_ids: list[str]) -> list[Check]:
+    return [check_python(), check_core(), *check_extras(), check_vulkan(), check_rendering(),
+            check_assets(env_ids), check_runtime_dir()]  # fmt: skip

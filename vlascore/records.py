@@ -1,0 +1,129 @@
+"""Typed trace records: what a run writes and every later stage (judge, score, report) reads.
+
+Bump a record's SCHEMA_VERSION when a field changes meaning or is removed; readers check it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RUN_SCHEMA_VERSION = 1
+EPISODE_SCHEMA_VERSION = 1
+STEP_SCHEMA_VERSION = 1
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunRecord(BaseModel):
+    """How a run was made: enough to reproduce it and to refuse mixing incompatible results."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = RUN_SCHEMA_VERSION
+    """Version of this record's format."""
+    run_id: str
+    """Name of the run (its directory name)."""
+    created_at: str = Field(default_factory=utcnow)
+    """UTC time the run was started (ISO 8601)."""
+    adapter: str
+    """Registered adapter name (`--model`)."""
+    adapter_config: dict[str, Any] = {}
+    """Options passed to the adapter."""
+    adapter_info: dict[str, Any] = {}
+    """What the adapter declared: action convention, whether it reasons, chunk size."""
+    suite: str
+    """Suite name."""
+    suite_fingerprint: str
+    """Fingerprint of the normalised suite spec the run used."""
+    protocol_version: str
+    """Protocol version of the suite."""
+    suite_spec: dict[str, Any]
+    """The full normalised suite spec, frozen next to the results."""
+    tasks: list[str]
+    """Task ids this run covers."""
+    seeds: dict[str, list[int]]
+    """Task id -> seeds run, in order."""
+    backend: str
+    """Simulator backend name."""
+    backend_config: dict[str, Any] = {}
+    """Backend options (sim device, render device, number of parallel envs)."""
+    vlascore_version: str
+    """Installed vlascore version."""
+    git_revision: str | None = None
+    """Git commit of the vlascore source tree, when run from a checkout."""
+    package_versions: dict[str, str] = {}
+    """Versions of the packages that influence results (numpy, torch, mani-skill, sapien...)."""
+    hardware: dict[str, Any] = {}
+    """Platform, CPU, GPU and Vulkan device."""
+    frame_stride: int = 1
+    """A frame is stored every `frame_stride` steps (plus the last one)."""
+
+
+class EpisodeRecord(BaseModel):
+    """One episode's outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = EPISODE_SCHEMA_VERSION
+    """Version of this record's format."""
+    episode_id: str
+    """`<task>-<seed>`, unique in a run."""
+    task: str
+    """Task id."""
+    seed: int
+    """Reset seed."""
+    instruction: str
+    """Instruction given to the policy."""
+    success: bool
+    """Simulator success flag (per the task's success_mode); False for errored episodes."""
+    num_steps: int
+    """Control steps executed."""
+    termination: Literal["success", "max_steps", "terminated", "error"]
+    """Why the episode ended."""
+    status: Literal["ok", "errored"]
+    """`errored`: the policy or simulator failed; the episode is excluded from success rates and counted."""
+    failure_reason: str | None = None
+    """Exception type and message (or the validation problem) for errored episodes."""
+    started_at: str
+    """UTC start time."""
+    duration_s: float
+    """Wall time of the whole episode (reset, policy, simulator, recording)."""
+    policy_time_s: float
+    """Time spent inside the policy's act()."""
+    sim_time_s: float
+    """Time spent in the simulator's reset() and step()."""
+    frames_file: str | None = None
+    """Frames file relative to the run directory."""
+
+
+class StepRecord(BaseModel):
+    """One control step: what the policy said and did and where the robot was."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = STEP_SCHEMA_VERSION
+    """Version of this record's format."""
+    episode_id: str
+    """Episode this step belongs to."""
+    step: int
+    """0-based control-step index."""
+    action: list[float]
+    """Action sent to the simulator."""
+    reasoning: str | None = None
+    """Reasoning text the policy produced for this step (None for specialist policies)."""
+    intention: str | None = None
+    """The policy's stated intention / current subgoal, if any."""
+    ee_pose: list[float]
+    """End-effector (TCP) pose before the action: x, y, z, qw, qx, qy, qz in the world frame."""
+    gripper: float
+    """Gripper opening before the action, normalised to [0 closed, 1 open]."""
+    privileged: dict[str, list[float]] = {}
+    """Object and goal poses before the action (role -> x, y, z, qw, qx, qy, qz, world frame), for grounded judging."""
+    reward: float
+    """Simulator reward after the action."""
+    success: bool
+    """Whether the task has succeeded at any step up to and including this one."""
+    frame: int | None = None
+    """Index into the episode's frames file of the observation the policy saw, if stored."""

@@ -1,0 +1,72 @@
+"""One small registry for plugins: lazy "module:object" entries plus Python entry points.
+
+Built-in plugins are registered as strings so listing them imports nothing heavy; third-party packages add
+entries through an entry-point group (e.g. `vlascore.adapters`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownPluginError(KeyError):
+    """A name that no registry entry matches."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """Name -> plugin object, resolved on first use."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.group = entry_point_group
+        self._targets: dict[str, str] = {}
+        self._loaded: dict[str, T] = {}
+        self._scanned = False
+
+    def register(self, name: str, target: str | T) -> None:
+        """Add `name`; `target` is an object or a lazy "module:attr" string."""
+        if isinstance(target, str):
+            self._targets[name] = target
+            self._loaded.pop(name, None)
+        else:
+            self._loaded[name] = target
+            self._targets[name] = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', name)}"
+
+    def _scan_entry_points(self) -> None:
+        if self._scanned or not self.group:
+            return
+        self._scanned = True
+        for ep in entry_points(group=self.group):
+            self._targets.setdefault(ep.name, ep.value)
+
+    def names(self) -> list[str]:
+        self._scan_entry_points()
+        return sorted(self._targets)
+
+    def target(self, name: str) -> str:
+        self._scan_entry_points()
+        return self._targets[name]
+
+    def get(self, name: str) -> T:
+        """Resolve `name`, importing its module now; unknown names get a "did you mean"."""
+        if name in self._loaded:
+            return self._loaded[name]
+        self._scan_entry_points()
+        if name not in self._targets:
+            close = difflib.get_close_matches(name, self._targets, n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownPluginError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}")
+        module_name, _, attr = self._targets[name].partition(":")
+        obj: object = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+        self._loaded[name] = obj  # type: ignore[assignment]
+        return obj  # type: ignore[return-value]

@@ -1,0 +1,208 @@
+"""The run store: one directory per run.
+
+    run.json           RunRecord (written atomically when the run starts or resumes)
+    traces.sqlite      tables `episodes` and `steps`; each episode is committed in one transaction
+    frames/<id>.npz    the episode's camera frames (uint8, compressed), written before its transaction
+    results.json       written by `vlascore score`
+
+A kill -9 can only lose the episode in flight: its frames file may exist without rows (it is rewritten
+on resume), and SQLite's journal rolls back a half-written transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vlascore.records import EpisodeRecord, RunRecord, StepRecord
+
+RUN_FILE = "run.json"
+DB_FILE = "traces.sqlite"
+FRAMES_DIR = "frames"
+
+_EPISODE_COLUMNS = list(EpisodeRecord.model_fields)
+_STEP_COLUMNS = list(StepRecord.model_fields)
+_JSON_STEP_COLUMNS = ("action", "ee_pose", "privileged")
+_SQL_TYPES = {int: "INTEGER", float: "REAL", bool: "INTEGER"}
+
+
+class StoreError(RuntimeError):
+    """A run directory that is missing, incompatible or unreadable."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file + rename so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _columns_sql(model: type[Any], key: str) -> str:
+    cols = []
+    for name, field in model.model_fields.items():
+        # Unknown/optional types get no affinity, so SQLite stores values as given (ints stay ints).
+        sql_type = _SQL_TYPES.get(field.annotation, "")  # type: ignore[arg-type]
+        cols.append(f"{name} {sql_type}".strip())
+    return ", ".join(cols) + f", PRIMARY KEY ({key})"
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    # -- layout -------------------------------------------------------------------------------------
+    @property
+    def exists(self) -> bool:
+        return (self.path / RUN_FILE).is_file()
+
+    def frames_path(self, episode_id: str) -> Path:
+        return self.path / FRAMES_DIR / f"{episode_id}.npz"
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path / DB_FILE)
+            self._conn.execute(f"CREATE TABLE IF NOT EXISTS episodes ({_columns_sql(EpisodeRecord, 'episode_id')})")
+            self._conn.execute(f"CREATE TABLE IF NOT EXISTS steps ({_columns_sql(StepRecord, 'episode_id, step')})")
+            self._conn.commit()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- run record ---------------------------------------------------------------------------------
+    def write_run(self, run: RunRecord) -> None:
+        atomic_write_text(self.path / RUN_FILE, run.model_dump_json(indent=2))
+
+    def read_run(self) -> RunRecord:
+        if not self.exists:
+            raise StoreError(f"{self.path} is not a vlascore run directory (no {RUN_FILE}); create one with `vlascore run`")
+        try:
+            return RunRecord.model_validate_json((self.path / RUN_FILE).read_text())
+        except ValueError as exc:
+            raise StoreError(f"cannot read {self.path / RUN_FILE}: {exc}") from exc
+
+    # -- episodes -----------------------------------------------------------------------------------
+    def write_frames(self, episode_id: str, frames: list[np.ndarray], steps: list[int]) -> str | None:
+        """Store frames atomically; returns the path relative to the run directory (None if no frames)."""
+        if not frames:
+            return None
+        path = self.frames_path(episode_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, frames=np.stack(frames), steps=np.asarray(steps, dtype=np.int32))
+        os.replace(tmp, path)
+        return str(path.relative_to(self.path))
+
+    def write_episode(self, episode: EpisodeRecord, steps: Iterable[StepRecord]) -> None:
+        """Replace any earlier copy of the episode, all in one transaction."""
+        ep = episode.model_dump()
+        rows = []
+        for s in steps:
+            d = s.model_dump()
+            for col in _JSON_STEP_COLUMNS:
+                d[col] = json.dumps(d[col])
+            rows.append(tuple(d[c] for c in _STEP_COLUMNS))
+        conn = self.conn
+        with conn:  # one transaction: all of the episode or none of it
+            conn.execute("DELETE FROM steps WHERE episode_id = ?", (episode.episode_id,))
+            conn.execute("DELETE FROM episodes WHERE episode_id = ?", (episode.episode_id,))
+            conn.execute(
+                f"INSERT INTO episodes ({', '.join(_EPISODE_COLUMNS)}) VALUES ({', '.join('?' * len(_EPISODE_COLUMNS))})",
+                tuple(ep[c] for c in _EPISODE_COLUMNS),
+            )
+            conn.executemany(
+                f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) VALUES ({', '.join('?' * len(_STEP_COLUMNS))})",
+                rows,
+            )
+
+    def finished_episodes(self) -> dict[str, str]:
+        """episode_id -> status of every committed episode."""
+        if not (self.path / DB_FILE).exists():
+            return {}
+        return dict(self.conn.execute("SELECT episode_id, status FROM episodes").fetchall())
+
+    def episodes_frame(self) -> pd.DataFrame:
+        if not (self.path / DB_FILE).exists():
+            return pd.DataFrame(columns=_EPISODE_COLUMNS)
+        df = pd.read_sql_query("SELECT * FROM episodes ORDER BY rowid", self.conn)
+        df["success"] = df["success"].astype(bool)
+        return df
+
+    def steps_frame(self, episode_ids: list[str] | None = None) -> pd.DataFrame:
+        if not (self.path / DB_FILE).exists():
+            return pd.DataFrame(columns=_STEP_COLUMNS)
+        query, params = "SELECT * FROM steps", ()
+        if episode_ids is not None:
+            query += f" WHERE episode_id IN ({', '.join('?' * len(episode_ids))})"
+            params = tuple(episode_ids)  # type: ignore[assignment]
+        df = pd.read_sql_query(query + " ORDER BY rowid", self.conn, params=params)
+        for col in _JSON_STEP_COLUMNS:
+            df[col] = [json.loads(v) for v in df[col]]
+        df["success"] = df["success"].astype(bool)
+        return df
+
+    def frames(self, episode_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(frames N x H x W x 3, step index of each frame); the last frame may follow the last step."""
+        path = self.frames_path(episode_id)
+        if not path.exists():
+            raise StoreError(f"no frames stored for episode {episode_id!r} in {self.path}")
+        with np.load(path) as data:
+            return data["frames"], data["steps"]
+
+
+class LoadedRun:
+    """A run opened for reading: `.run`, `.episodes`, `.steps` (pandas), `.frames(episode_id)`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.store = RunStore(path)
+        self.path = self.store.path
+        self.run = self.store.read_run()
+        self._episodes: pd.DataFrame | None = None
+        self._steps: pd.DataFrame | None = None
+
+    @property
+    def episodes(self) -> pd.DataFrame:
+        if self._episodes is None:
+            self._episodes = self.store.episodes_frame()
+        return self._episodes
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        if self._steps is None:
+            self._steps = self.store.steps_frame()
+        return self._steps
+
+    def frames(self, episode_id: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.frames(episode_id)
+
+    def __repr__(self) -> str:
+        return f"LoadedRun({str(self.path)!r}, adapter={self.run.adapter!r}, episodes={len(self.episodes)})"
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    return LoadedRun(path)
