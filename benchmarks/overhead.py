@@ -26,6 +26,7 @@ from vlascore.suites import load_suite
 def bare_loop(task, seeds: list[int]) -> float:  # type: ignore[no-untyped-def]
     """Seconds per step of env.step(policy(obs)) for seeds[1:], with the same env and policy as vlascore."""
     import gymnasium as gym
+    import mani_skill.envs  # noqa: F401 - registers the ManiSkill env ids
 
     env = gym.make(task.env_id, **ManiSkillBackend().env_kwargs(task))
     steps, start = 0, 0.0

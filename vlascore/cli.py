@@ -207,7 +207,9 @@ def score_cmd(
 
 @app.command("report")
 def report_cmd(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run directories written by `vlascore run`.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="Run directories written by `vlascore run`.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML report (works offline): per-task success with 95% intervals, a chart comparing
@@ -311,7 +313,8 @@ def doctor_cmd(
     from vlascore.suites import SuiteError, load_suite
 
     try:
-        env_ids = [t.env_id for t in load_suite(suite).tasks if load_suite(suite).backend == "maniskill"]
+        spec = load_suite(suite)
+        env_ids = [t.env_id for t in spec.tasks] if spec.backend == "maniskill" else []
     except SuiteError as exc:
         raise fail(str(exc)) from None
     checks = run_checks(env_ids)

@@ -1,4 +1,4 @@
-"""Where the package data (tasks/, judges/, leaderboard/) lives: the source tree or the installed wheel."""
+"""Where the package data (tasks/, judges/, leaderboard/) lives: the installed wheel or the source tree."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ _PKG = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """Directory of a data folder; a source checkout wins over the copy inside an installed wheel."""
-    for candidate in (_PKG.parent / name, _PKG / "_data" / name):
+    """The wheel's copy (vlascore/_data/NAME) or, in a source checkout, the top-level NAME folder."""
+    candidates = [_PKG / "_data" / name]
+    if (_PKG.parent / "pyproject.toml").is_file():  # a checkout, not an unrelated folder in site-packages
+        candidates.append(_PKG.parent / name)
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"data folder {name!r} not found next to the vlascore package (reinstall vlascore)")
