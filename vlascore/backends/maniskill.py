@@ -40,8 +40,6 @@ class ManiSkillBackend(Backend):
         self._envs: dict[str, Any] = {}
         self._env: Any = None
         self._task: TaskSpec | None = None
-        # ManiSkill warns on every env build about actor initial poses it sets itself; keep run output readable.
-        logging.getLogger("mani_skill").setLevel(logging.ERROR)
         os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
         os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 
@@ -68,6 +66,8 @@ class ManiSkillBackend(Backend):
         if key not in self._envs:
             gym = require("gymnasium", purpose="the ManiSkill backend")
             require("mani_skill.envs", purpose="the ManiSkill backend")
+            # ManiSkill warns on every env build about actor poses it then sets itself; keep run output readable.
+            logging.getLogger("mani_skill").setLevel(logging.ERROR)
             try:
                 self._envs[key] = gym.make(task.env_id, **self.env_kwargs(task))
             except RuntimeError as exc:
