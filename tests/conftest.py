@@ -31,7 +31,9 @@ class ToyExpert(Adapter):
         else:
             delta, grip, phase = goal - ee, -1.0, "carry the cube to the goal"
         move = np.clip(delta / 0.05, -1, 1)
-        return PolicyStep(np.array([*move, 0, 0, 0, grip]), reasoning=f"Plan: grasp then carry. Now: {phase}", intention=phase)
+        return PolicyStep(
+            np.array([*move, 0, 0, 0, grip]), reasoning=f"Plan: grasp then carry. Now: {phase}", intention=phase
+        )
 
 
 class FlakyPolicy(ToyExpert):

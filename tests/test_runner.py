@@ -45,7 +45,9 @@ def test_toy_expert_run_is_recorded_and_loadable(tmp_path: Path, toy_suite: Suit
         ("shape", "InvalidActionError in policy at step 3: action has shape (5,)"),
     ],
 )
-def test_a_failing_episode_is_errored_and_the_run_goes_on(tmp_path: Path, toy_suite: Suite, mode: str, reason: str) -> None:
+def test_a_failing_episode_is_errored_and_the_run_goes_on(
+    tmp_path: Path, toy_suite: Suite, mode: str, reason: str
+) -> None:
     summary = runner.run(model="flaky", model_args={"mode": mode}, suite=toy_suite, out=tmp_path / "r", episodes=4)
     assert summary.ran == 4 and summary.errored == 1
     run = vlascore.load_run(tmp_path / "r")
@@ -120,7 +122,9 @@ def test_convention_mismatch_fails_before_any_step(tmp_path: Path, toy_suite: Su
             raise AssertionError("must not be called")
 
     vlascore.adapters.ADAPTERS.register("absolute-test", AbsolutePolicy)
-    with pytest.raises(ConventionError, match=r"mode: adapter 'ee_absolute' vs task 'ee_delta'.*dim: adapter 8 vs task 7"):
+    with pytest.raises(
+        ConventionError, match=r"mode: adapter 'ee_absolute' vs task 'ee_delta'.*dim: adapter 8 vs task 7"
+    ):
         runner.run(model="absolute-test", suite=toy_suite, out=tmp_path / "r", episodes=1)
     assert not (tmp_path / "r" / "traces.sqlite").exists()
 

@@ -22,7 +22,10 @@ def test_tabletop_suite_is_complete() -> None:
 
 
 def test_fingerprint_tracks_the_normalised_spec(tmp_path: Path) -> None:
-    base = "name: s\nprotocol_version: '1'\ndescription: {desc}\ntasks:\n  - {{id: A, env_id: E-v1, instruction: go, seeds: {seeds}}}\n"
+    base = (
+        "name: s\nprotocol_version: '1'\ndescription: {desc}\n"
+        "tasks:\n  - {{id: A, env_id: E-v1, instruction: go, seeds: {seeds}}}\n"
+    )
     a = tmp_path / "a.yaml"
     a.write_text(base.format(desc="one", seeds="{start: 0, count: 3}"))
     b = tmp_path / "b.yaml"

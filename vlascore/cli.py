@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -92,7 +92,9 @@ def _print_results(results: RunResults, path: Path) -> None:
         how = "counted as failures" if results.errored_as_failure else "excluded from the rates"
         notes.append(f"{results.errored} errored episode(s) {how}; see `failure_reason` in the episodes table")
     if results.missing:
-        notes.append(f"{results.missing} planned episode(s) not recorded yet: continue with `vlascore run ... --resume`")
+        notes.append(
+            f"{results.missing} planned episode(s) not recorded yet: continue with `vlascore run ... --resume`"
+        )
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"results written to {path / 'results.json'}")
@@ -102,19 +104,30 @@ def _print_results(results: RunResults, path: Path) -> None:
 def run_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Adapter name (see `vlascore models list`).")],
     suite: Annotated[str, typer.Option("--suite", "-s", help="Built-in suite name or a suite YAML path.")] = "tabletop",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory [default: runs/MODEL-SUITE].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/MODEL-SUITE].")] = None,
     episodes: Annotated[
-        Optional[int], typer.Option("--episodes", "-n", min=1, help="Episodes per task (the first N seeds). [default: all seeds]")
+        int | None,
+        typer.Option("--episodes", "-n", min=1, help="Episodes per task (the first N seeds). [default: all seeds]"),
     ] = None,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma-separated task ids [default: all].")] = None,
+    tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task ids [default: all].")] = None,
     model_arg: Annotated[
-        Optional[list[str]], typer.Option("--model-arg", "-M", help="Adapter option key=value (repeatable).")
+        list[str] | None, typer.Option("--model-arg", "-M", help="Adapter option key=value (repeatable).")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an existing run; finished episodes are skipped.")] = False,
-    retry_errored: Annotated[bool, typer.Option("--retry-errored", help="With --resume, run errored episodes again.")] = False,
-    sim_backend: Annotated[str, typer.Option("--sim-backend", help="ManiSkill physics: cpu or gpu (needs CUDA).")] = "cpu",
-    num_envs: Annotated[int, typer.Option("--num-envs", min=1, help="Parallel envs (GPU sim only; not supported yet).")] = 1,
-    frame_stride: Annotated[int, typer.Option("--frame-stride", min=1, help="Store every k-th frame (the last is always kept).")] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an existing run; finished episodes are skipped.")
+    ] = False,
+    retry_errored: Annotated[
+        bool, typer.Option("--retry-errored", help="With --resume, run errored episodes again.")
+    ] = False,
+    sim_backend: Annotated[
+        str, typer.Option("--sim-backend", help="ManiSkill physics: cpu or gpu (needs CUDA).")
+    ] = "cpu",
+    num_envs: Annotated[
+        int, typer.Option("--num-envs", min=1, help="Parallel envs (GPU sim only; not supported yet).")
+    ] = 1,
+    frame_stride: Annotated[
+        int, typer.Option("--frame-stride", min=1, help="Store every k-th frame (the last is always kept).")
+    ] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Run a policy on a suite and record every step.
@@ -129,10 +142,18 @@ def run_cmd(
 
       vlascore run -m replay -M source=runs/scripted -n 5 -o runs/replayed
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from vlascore import runner
     from vlascore.adapters import ConventionError
+    from vlascore.backends import BackendError
     from vlascore.extras import MissingExtraError
     from vlascore.registry import UnknownPluginError
     from vlascore.scoring import score_and_write
@@ -151,32 +172,54 @@ def run_cmd(
         TextColumn("ok {task.fields[ok]}  errored {task.fields[errored]}  success {task.fields[succ]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not progress,
     )  # fmt: skip
-    state = {"ok": 0, "errored": 0, "succ": 0, "id": None}
+    counts = {"ok": 0, "errored": 0, "succ": 0}
+    bar_id = bar.add_task(f"{model} on {spec.name}", total=None, ok=0, errored=0, succ=0)
 
     def on_start(todo: int, skipped: int) -> None:
+        # Shown only once setup (suite, adapter, conventions, first env) has succeeded.
         if skipped:
             err.print(f"resuming: {skipped} finished episode(s) skipped, {todo} to run")
-        state["id"] = bar.add_task(f"{model} on {spec.name}", total=todo, ok=0, errored=0, succ=0)
+        bar.update(bar_id, total=todo)
+        bar.start()
 
     def on_episode(ep: Any) -> None:
-        state["errored" if ep.status == "errored" else "ok"] += 1
-        state["succ"] += int(ep.success)
+        counts["errored" if ep.status == "errored" else "ok"] += 1
+        counts["succ"] += int(ep.success)
         if ep.status == "errored":
-            bar.console.print(f"[red]errored[/] {escape(ep.episode_id)}: {escape(str(ep.failure_reason))}", highlight=False)
-        bar.update(state["id"], advance=1, description=f"{model} {ep.task}", ok=state["ok"],
-                   errored=state["errored"], succ=state["succ"])  # fmt: skip
+            bar.console.print(
+                f"[red]errored[/] {escape(ep.episode_id)}: {escape(str(ep.failure_reason))}", highlight=False
+            )
+        bar.update(
+            bar_id,
+            advance=1,
+            description=f"{model} {ep.task}",
+            ok=counts["ok"],
+            errored=counts["errored"],
+            succ=counts["succ"],
+        )
 
     try:
-        with bar:
-            runner.run(
-                model=model, suite=spec, out=out, tasks=task_ids, episodes=episodes,
-                model_args=parse_model_args(model_arg or []), backend_options=backend_options, resume=resume,
-                retry_errored=retry_errored, frame_stride=frame_stride, on_start=on_start, on_episode=on_episode,
-            )  # fmt: skip
-    except (SuiteError, StoreError, ConventionError, UnknownPluginError, MissingExtraError, KeyError, ValueError) as exc:
+        runner.run(
+            model=model, suite=spec, out=out, tasks=task_ids, episodes=episodes,
+            model_args=parse_model_args(model_arg or []), backend_options=backend_options, resume=resume,
+            retry_errored=retry_errored, frame_stride=frame_stride, on_start=on_start, on_episode=on_episode,
+        )  # fmt: skip
+    except (
+        BackendError,
+        SuiteError,
+        StoreError,
+        ConventionError,
+        UnknownPluginError,
+        MissingExtraError,
+        ValueError,
+    ) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise fail(f"interrupted; finished episodes are saved. Continue with the same command plus --resume (out: {out})", 130) from None
+        raise fail(
+            f"interrupted; finished episodes are saved. Continue with the same command plus --resume (out: {out})", 130
+        ) from None
+    finally:
+        bar.stop()
     _print_results(score_and_write(out), Path(out))
 
 
@@ -207,9 +250,7 @@ def score_cmd(
 
 @app.command("report")
 def report_cmd(
-    run_dirs: Annotated[
-        list[Path], typer.Argument(metavar="RUN", help="Run directories written by `vlascore run`.")
-    ],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run directories written by `vlascore run`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML report (works offline): per-task success with 95% intervals, a chart comparing
@@ -232,7 +273,7 @@ def report_cmd(
 
 @tasks_app.command("list")
 def tasks_list(
-    suite: Annotated[Optional[str], typer.Argument(help="Show the tasks of this suite (name or YAML path).")] = None,
+    suite: Annotated[str | None, typer.Argument(help="Show the tasks of this suite (name or YAML path).")] = None,
 ) -> None:
     """List the built-in suites, or the tasks of one suite. Example: vlascore tasks list tabletop"""
     from vlascore.suites import SuiteError, builtin_suite_paths, load_suite
@@ -247,7 +288,9 @@ def tasks_list(
             except SuiteError as exc:
                 table.add_row(name, "-", "-", "-", "-", f"[red]invalid: {exc}[/]")
                 continue
-            table.add_row(s.name, s.protocol_version, s.fingerprint, s.backend, str(len(s.tasks)), s.description.split(". ")[0])
+            table.add_row(
+                s.name, s.protocol_version, s.fingerprint, s.backend, str(len(s.tasks)), s.description.split(". ")[0]
+            )
         console.print(table)
         return
     try:

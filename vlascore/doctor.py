@@ -57,8 +57,14 @@ def check_python() -> Check:
 def check_core() -> Check:
     missing = [m for m in CORE if not available(m)]
     if missing:
-        return Check("core dependencies", "fail", f"missing: {', '.join(missing)}", "pip install -e .  (or pip install vlascore)")
-    return Check("core dependencies", "ok", ", ".join(f"{m} {_version('PyYAML' if m == 'yaml' else m)}" for m in CORE[:4]) + ", ...")
+        return Check(
+            "core dependencies", "fail", f"missing: {', '.join(missing)}", "pip install -e .  (or pip install vlascore)"
+        )
+    return Check(
+        "core dependencies",
+        "ok",
+        ", ".join(f"{m} {_version('PyYAML' if m == 'yaml' else m)}" for m in CORE[:4]) + ", ...",
+    )
 
 
 def check_extras() -> list[Check]:
@@ -67,12 +73,16 @@ def check_extras() -> list[Check]:
         missing = [m for m in modules if not available(m)]
         required = extra == "sim"  # the embedded default suite needs it; the others are optional
         if not missing:
-            checks.append(Check(f"extra [{extra}]", "ok", ", ".join(f"{m} {_version(m.replace('_', '-'))}" for m in modules)))
+            checks.append(
+                Check(f"extra [{extra}]", "ok", ", ".join(f"{m} {_version(m.replace('_', '-'))}" for m in modules))
+            )
         else:
             fix = f"pip install 'vlascore[{extra}]'"
             if "torch" in missing:
                 fix = "pip install torch==2.13.0 first (CPU build; a plain `torch` pulls CUDA wheels), then " + fix
-            checks.append(Check(f"extra [{extra}]", "fail" if required else "warn", f"missing: {', '.join(missing)}", fix))
+            checks.append(
+                Check(f"extra [{extra}]", "fail" if required else "warn", f"missing: {', '.join(missing)}", fix)
+            )
     return checks
 
 
@@ -85,12 +95,24 @@ def check_vulkan() -> Check:
             return Check("vulkan device", "fail", "vulkaninfo lists no device", VULKAN_FIX)
         mesa = re.search(r"Mesa (\d+)\.(\d+)", " ".join(drivers))
         if mesa and "llvmpipe" in " ".join(names) and (int(mesa[1]), int(mesa[2])) < (24, 3):
-            return Check("vulkan device", "fail", f"lavapipe from Mesa {mesa[1]}.{mesa[2]} (SAPIEN rejects Mesa < 24.3)", VULKAN_FIX)
-        return Check("vulkan device", "ok", "; ".join(f"{n.strip()} ({d.strip()})" for n, d in zip(names, drivers, strict=False)))
+            return Check(
+                "vulkan device",
+                "fail",
+                f"lavapipe from Mesa {mesa[1]}.{mesa[2]} (SAPIEN rejects Mesa < 24.3)",
+                VULKAN_FIX,
+            )
+        return Check(
+            "vulkan device", "ok", "; ".join(f"{n.strip()} ({d.strip()})" for n, d in zip(names, drivers, strict=False))
+        )
     icds = [f for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d") if os.path.isdir(d) for f in os.listdir(d)]
     if not icds:
         return Check("vulkan device", "fail", "no Vulkan driver (ICD) installed", VULKAN_FIX)
-    return Check("vulkan device", "warn", f"ICDs: {', '.join(icds)} (install vulkan-tools to inspect)", "apt-get install vulkan-tools")
+    return Check(
+        "vulkan device",
+        "warn",
+        f"ICDs: {', '.join(icds)} (install vulkan-tools to inspect)",
+        "apt-get install vulkan-tools",
+    )
 
 
 def check_rendering() -> Check:
@@ -100,7 +122,9 @@ def check_rendering() -> Check:
     env.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
     os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
     try:
-        proc = subprocess.run([sys.executable, "-c", _RENDER_PROBE], capture_output=True, text=True, timeout=120, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", _RENDER_PROBE], capture_output=True, text=True, timeout=120, env=env
+        )
     except subprocess.TimeoutExpired:
         return Check("sapien rendering", "fail", "render device probe timed out after 120 s", VULKAN_FIX)
     if proc.returncode == 0 and "ok" in proc.stdout:
@@ -127,7 +151,9 @@ def check_assets(env_ids: list[str]) -> Check:
     if missing:
         return Check("simulator assets", "fail", f"unknown env ids: {', '.join(missing)}",
                      "upgrade mani-skill (pip install -U mani-skill) or fix the suite YAML")  # fmt: skip
-    return Check("simulator assets", "ok", f"{len(env_ids)} env ids registered; tabletop assets ship in the mani-skill wheel")
+    return Check(
+        "simulator assets", "ok", f"{len(env_ids)} env ids registered; tabletop assets ship in the mani-skill wheel"
+    )
 
 
 def check_runtime_dir() -> Check:

@@ -225,26 +225,28 @@ def run(
     for task_id in plan:  # all conventions checked before the first step of any episode
         check_conventions(adapter, suite.task(task_id))
     backend = make_backend(suite, **(backend_options or {}))
-    record = _run_record(store.path.name, model, adapter, suite, plan, backend, frame_stride)
-    if store.exists:
-        old = store.read_run()
-        _check_resumable(old, record)
-        merged = {t: list(dict.fromkeys(old.seeds.get(t, []) + s)) for t, s in {**old.seeds, **plan}.items()}
-        record = record.model_copy(update={"created_at": old.created_at, "seeds": merged, "tasks": list(merged)})
-    store.write_run(record)
-
-    done = store.finished_episodes()
-    todo = [
-        (task_id, seed)
-        for task_id, seeds in plan.items()
-        for seed in seeds
-        if not (episode_id(task_id, seed) in done and not (retry_errored and done[episode_id(task_id, seed)] == "errored"))
-    ]
-    summary = RunSummary(store=store, skipped=sum(len(s) for s in plan.values()) - len(todo))
-    if on_start:
-        on_start(len(todo), summary.skipped)
     try:
-        current = None
+        record = _run_record(store.path.name, model, adapter, suite, plan, backend, frame_stride)
+        if store.exists:
+            old = store.read_run()
+            _check_resumable(old, record)
+            merged = {t: list(dict.fromkeys(old.seeds.get(t, []) + s)) for t, s in {**old.seeds, **plan}.items()}
+            record = record.model_copy(update={"created_at": old.created_at, "seeds": merged, "tasks": list(merged)})
+        done = store.finished_episodes()
+        rerun = {"errored"} if retry_errored else set()
+        todo = [
+            (task_id, seed)
+            for task_id, seeds in plan.items()
+            for seed in seeds
+            if done.get(episode_id(task_id, seed)) in (None, *rerun)
+        ]
+        if todo:  # build the first env before writing anything: a setup failure leaves no half-made run behind
+            backend.make(suite.task(todo[0][0]))
+        store.write_run(record)
+        summary = RunSummary(store=store, skipped=sum(len(s) for s in plan.values()) - len(todo))
+        if on_start:
+            on_start(len(todo), summary.skipped)
+        current = todo[0][0] if todo else None
         for task_id, seed in todo:
             task = suite.task(task_id)
             if task_id != current:

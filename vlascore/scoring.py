@@ -105,8 +105,14 @@ def score_run(run: LoadedRun, errored_as_failure: bool = False) -> RunResults:
         lo, hi = wilson_interval(successes, n) if n else (None, None)
         results.append(
             TaskResult(
-                task=task, episodes=len(rows), completed=len(ok), errored=errored, successes=successes,
-                success_rate=successes / n if n else None, ci_low=lo, ci_high=hi,
+                task=task,
+                episodes=len(rows),
+                completed=len(ok),
+                errored=errored,
+                successes=successes,
+                success_rate=successes / n if n else None,
+                ci_low=lo,
+                ci_high=hi,
                 mean_steps=float(ok["num_steps"].mean()) if len(ok) else None,
             )  # fmt: skip
         )

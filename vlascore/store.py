@@ -34,6 +34,10 @@ _JSON_STEP_COLUMNS = ("action", "ee_pose", "privileged")
 _SQL_TYPES = {int: "INTEGER", float: "REAL", bool: "INTEGER"}
 
 
+def _insert_sql(table: str, columns: list[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
 class StoreError(RuntimeError):
     """A run directory that is missing, incompatible or unreadable."""
 
@@ -99,7 +103,9 @@ class RunStore:
 
     def read_run(self) -> RunRecord:
         if not self.exists:
-            raise StoreError(f"{self.path} is not a vlascore run directory (no {RUN_FILE}); create one with `vlascore run`")
+            raise StoreError(
+                f"{self.path} is not a vlascore run directory (no {RUN_FILE}); create one with `vlascore run`"
+            )
         try:
             return RunRecord.model_validate_json((self.path / RUN_FILE).read_text())
         except ValueError as exc:
@@ -131,14 +137,8 @@ class RunStore:
         with conn:  # one transaction: all of the episode or none of it
             conn.execute("DELETE FROM steps WHERE episode_id = ?", (episode.episode_id,))
             conn.execute("DELETE FROM episodes WHERE episode_id = ?", (episode.episode_id,))
-            conn.execute(
-                f"INSERT INTO episodes ({', '.join(_EPISODE_COLUMNS)}) VALUES ({', '.join('?' * len(_EPISODE_COLUMNS))})",
-                tuple(ep[c] for c in _EPISODE_COLUMNS),
-            )
-            conn.executemany(
-                f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) VALUES ({', '.join('?' * len(_STEP_COLUMNS))})",
-                rows,
-            )
+            conn.execute(_insert_sql("episodes", _EPISODE_COLUMNS), tuple(ep[c] for c in _EPISODE_COLUMNS))
+            conn.executemany(_insert_sql("steps", _STEP_COLUMNS), rows)
 
     def finished_episodes(self) -> dict[str, str]:
         """episode_id -> status of every committed episode."""

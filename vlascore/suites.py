@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vlascore.paths import data_dir
 
 SUITE_SCHEMA_VERSION = 1
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be read or does not validate."""
 
 
 class SeedRange(BaseModel):
@@ -118,11 +122,7 @@ class Suite(BaseModel):
         for t in self.tasks:
             if t.id == task_id:
                 return t
-        raise KeyError(f"suite {self.name!r} has no task {task_id!r}; tasks: {', '.join(t.id for t in self.tasks)}")
-
-
-class SuiteError(ValueError):
-    """A suite file that cannot be read or does not validate."""
+        raise SuiteError(f"suite {self.name!r} has no task {task_id!r}; tasks: {', '.join(t.id for t in self.tasks)}")
 
 
 def _normalise(raw: dict[str, Any]) -> dict[str, Any]:

@@ -68,10 +68,14 @@ def test_random_policy_stays_near_zero(tabletop: Suite, tmp_path: Path) -> None:
 def _subset(run: vlascore.store.LoadedRun, ids: list[str]) -> tuple:
     eps = run.episodes[run.episodes["episode_id"].isin(ids)].drop(columns=TIMING)
     steps = run.steps[run.steps["episode_id"].isin(ids)]
-    return eps.sort_values("episode_id").reset_index(drop=True), steps.sort_values(["episode_id", "step"]).reset_index(drop=True)
+    return eps.sort_values("episode_id").reset_index(drop=True), steps.sort_values(["episode_id", "step"]).reset_index(
+        drop=True
+    )
 
 
-def test_same_seeds_give_identical_step_records(tabletop: Suite, scripted_run: vlascore.store.LoadedRun, tmp_path: Path) -> None:
+def test_same_seeds_give_identical_step_records(
+    tabletop: Suite, scripted_run: vlascore.store.LoadedRun, tmp_path: Path
+) -> None:
     runner.run(model="scripted", suite=tabletop, tasks=["StackCube", "PickCube"], episodes=2, out=tmp_path / "again")
     ids = ["PickCube-0", "PickCube-1", "StackCube-0", "StackCube-1"]
     eps_a, steps_a = _subset(scripted_run, ids)
@@ -81,7 +85,9 @@ def test_same_seeds_give_identical_step_records(tabletop: Suite, scripted_run: v
     assert eps_a.drop(columns=["frames_file"]).equals(eps_b.drop(columns=["frames_file"]))
 
 
-def test_replay_reproduces_the_recorded_success(tabletop: Suite, scripted_run: vlascore.store.LoadedRun, tmp_path: Path) -> None:
+def test_replay_reproduces_the_recorded_success(
+    tabletop: Suite, scripted_run: vlascore.store.LoadedRun, tmp_path: Path
+) -> None:
     runner.run(model="replay", model_args={"source": str(scripted_run.path)}, suite=tabletop,
                tasks=["PickCube", "StackCube"], episodes=3, out=tmp_path / "replay")  # fmt: skip
     replayed = vlascore.load_run(tmp_path / "replay").episodes.set_index("episode_id")

@@ -46,6 +46,8 @@ class ReplayAdapter(Adapter):
 
     def act(self, obs: Observation, instruction: str) -> PolicyStep:
         if not self._queue:
-            raise RuntimeError(f"replay of {self._episode!r} ran past the recorded actions (simulator not deterministic?)")
+            raise RuntimeError(
+                f"replay of {self._episode!r} ran past the recorded actions (simulator not deterministic?)"
+            )
         action, reasoning, intention = self._queue.pop()
         return PolicyStep(action=np.asarray(action), reasoning=reasoning, intention=intention)

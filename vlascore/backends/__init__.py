@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vlascore.backends.base import Backend, Observation, PrivilegedState, StepResult
+from vlascore.backends.base import Backend, BackendError, Observation, PrivilegedState, StepResult
 from vlascore.registry import Registry
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", "vlascore.backends")
 BACKENDS.register("maniskill", "vlascore.backends.maniskill:ManiSkillBackend")
 BACKENDS.register("toy", "vlascore.backends.toy:ToyBackend")
 
-__all__ = ["BACKENDS", "Backend", "Observation", "PrivilegedState", "StepResult"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "Observation", "PrivilegedState", "StepResult"]

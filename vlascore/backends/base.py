@@ -14,6 +14,10 @@ import numpy as np
 from vlascore.suites import TaskSpec
 
 
+class BackendError(RuntimeError):
+    """The simulator cannot be set up (missing driver, assets or device); the message says how to fix it."""
+
+
 @dataclass
 class PrivilegedState:
     """Ground truth the simulator knows and a real robot would not: for scripted experts and judges."""
@@ -68,7 +72,7 @@ class Backend(ABC):
     def step(self, action: np.ndarray) -> StepResult:
         """Apply one action vector of the task's action space."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release simulator resources."""
 
     def describe(self) -> dict[str, Any]:

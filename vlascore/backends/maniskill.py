@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vlascore.backends.base import Backend, Observation, PrivilegedState, StepResult, normalise_quat_pose
+from vlascore.backends.base import Backend, BackendError, Observation, PrivilegedState, StepResult, normalise_quat_pose
 from vlascore.extras import require
 from vlascore.suites import TaskSpec
 
@@ -30,6 +30,8 @@ class ManiSkillBackend(Backend):
     name = "maniskill"
 
     def __init__(self, sim_backend: str = "cpu", render_backend: str | None = None, num_envs: int = 1) -> None:
+        if sim_backend not in ("cpu", "gpu"):
+            raise ValueError(f"--sim-backend must be cpu or gpu, not {sim_backend!r}")
         if num_envs != 1:
             raise ValueError(
                 "num_envs > 1 is not supported by this runner yet; ManiSkill's CPU sim runs one env per process"
@@ -70,10 +72,14 @@ class ManiSkillBackend(Backend):
             logging.getLogger("mani_skill").setLevel(logging.ERROR)
             try:
                 self._envs[key] = gym.make(task.env_id, **self.env_kwargs(task))
-            except RuntimeError as exc:
-                if "rendering device" in str(exc) or "vulkan" in str(exc).lower():
-                    raise RuntimeError(f"{exc}\n{VULKAN_HINT}") from exc
-                raise
+            except Exception as exc:  # noqa: BLE001 - any build failure becomes one actionable error
+                text = str(exc)
+                hint = VULKAN_HINT if ("rendering device" in text or "vulkan" in text.lower()) else ""
+                if self.sim_backend == "gpu" and not hint:
+                    hint = "the GPU sim backend needs a CUDA device and a CUDA build of torch; use --sim-backend cpu"
+                raise BackendError(
+                    f"cannot build ManiSkill env {task.env_id!r}: {type(exc).__name__}: {text}. {hint}".strip()
+                ) from exc
         self._env = self._envs[key]
 
     def _observation(self, obs: dict[str, Any], step: int, info: dict[str, Any] | None = None) -> Observation:
@@ -91,7 +97,9 @@ class ManiSkillBackend(Backend):
         # Parallel-jaw grippers are the last joints; normalise their mean opening by the joint limits.
         lo, hi = limits[-1]
         gripper = float(np.clip((qpos[-1] - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else 0.0
-        objects = {role: normalise_quat_pose(getattr(env, attr).pose.raw_pose) for role, attr in self._task.objects.items()}
+        objects = {
+            role: normalise_quat_pose(getattr(env, attr).pose.raw_pose) for role, attr in self._task.objects.items()
+        }
         grasped = bool(_np(info["is_grasped"]).reshape(-1)[0]) if info and "is_grasped" in info else False
         return Observation(
             image=image,

@@ -63,7 +63,10 @@ class ToyBackend(Backend):
         priv = PrivilegedState(
             ee_pose=ee_pose,
             gripper=self.gripper,
-            objects={"cube": np.concatenate([self.cube, _IDENTITY_QUAT]), "goal": np.concatenate([self.goal, _IDENTITY_QUAT])},
+            objects={
+                "cube": np.concatenate([self.cube, _IDENTITY_QUAT]),
+                "goal": np.concatenate([self.goal, _IDENTITY_QUAT]),
+            },
             is_grasped=self.grasped,
         )
         proprio = {"qpos": np.array([*self.ee, self.gripper]), "qvel": np.zeros(4), "ee_pose": ee_pose}

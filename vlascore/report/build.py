@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +91,7 @@ def _filmstrip(run: LoadedRun, episode_id: str, num_steps: int, max_frames: int,
     return thumbs, None if thumbs else "no frames stored"
 
 
-def _episodes(
-    run: LoadedRun, max_frames: int, thumb_side: int, pool: ThreadPoolExecutor
-) -> list[EpisodeView]:
+def _episodes(run: LoadedRun, max_frames: int, thumb_side: int, pool: ThreadPoolExecutor) -> list[EpisodeView]:
     """Episodes in suite task order, then by seed, with their timelines and filmstrips."""
     eps = run.episodes
     if eps.empty:
@@ -159,9 +158,7 @@ def _plotly_js() -> Markup:
     return Markup(js)
 
 
-def build_report(
-    paths: list[str | Path], *, max_frames: int = MAX_FRAMES, thumb_side: int = THUMB_SIDE
-) -> str:
+def build_report(paths: Sequence[str | Path], *, max_frames: int = MAX_FRAMES, thumb_side: int = THUMB_SIDE) -> str:
     """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work)."""
     if not paths:
         raise ValueError("no run directories given")
@@ -200,7 +197,7 @@ def build_report(
     )
 
 
-def write_report(paths: list[str | Path], out: str | Path = "report.html", **options: Any) -> Path:
+def write_report(paths: Sequence[str | Path], out: str | Path = "report.html", **options: Any) -> Path:
     """Build the report and write it atomically to `out`; returns the path written."""
     html = build_report(paths, **options)
     out = Path(out)
