@@ -52,12 +52,16 @@ else
 fi
 
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+pip_install() {
+  # This workplace's pip config names extra local indexes that may be absent; drop only that noise.
+  "$VENV/bin/python" -m pip --disable-pip-version-check install -q "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 if [[ ",$EXTRAS," == *",sim,"* || ",$EXTRAS," == *",models,"* ]]; then
   # torch first, pinned: a CPU build; an unpinned torch (pulled in by mani-skill) would bring CUDA wheels.
-  "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || { log "installing torch==$TORCH_VERSION"; "${PIP[@]}" install -q "torch==$TORCH_VERSION"; }
+  "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || { log "installing torch==$TORCH_VERSION"; pip_install "torch==$TORCH_VERSION"; }
 fi
 log "installing vlascore[$EXTRAS]"
-"${PIP[@]}" install -q -e ".[$EXTRAS]"
+pip_install -e ".[$EXTRAS]"
 mkdir -p "/tmp/runtime-$(id -u)" && chmod 700 "/tmp/runtime-$(id -u)"
 log "done: $("$VENV/bin/vlascore" --help >/dev/null && echo "$VENV/bin/vlascore is ready")"
