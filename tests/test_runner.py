@@ -143,3 +143,9 @@ def test_run_cli_reports_setup_errors_cleanly(tmp_path: Path, toy_suite: Suite) 
     again = cli.invoke(app, ["run", "-m", "random", "-s", "toy", "-n", "2", "-o", str(tmp_path / "ok")])
     assert again.exit_code == 2 and "already holds a run" in again.stderr
     assert len(vlascore.load_run(tmp_path / "ok").episodes) == 2  # nothing recorded was lost
+
+
+def test_scripted_expert_solves_the_toy_world(tmp_path: Path, toy_suite: Suite) -> None:
+    runner.run(model="scripted", suite=toy_suite, out=tmp_path / "r", episodes=10)
+    results = score_run(vlascore.load_run(tmp_path / "r"))
+    assert results.tasks[0].success_rate == 1.0

@@ -137,11 +137,14 @@ def place_on(role: str, name: str, height: float, release_tol: float) -> list[Ph
     ]
 
 
+PICK_AND_LIFT = (
+    "reach above the red cube, descend, grasp it, then lift it to the green goal and hold still",
+    [*pick("cube", "cube"), Phase("lift to the goal", obj("goal"), CLOSE, never, max_speed=0.6)],
+)
 PLANS: dict[str, tuple[str, list[Phase]]] = {
-    "PickCube": (
-        "reach above the red cube, descend, grasp it, then lift it to the green goal and hold still",
-        [*pick("cube", "cube"), Phase("lift to the goal", obj("goal"), CLOSE, never, max_speed=0.6)],
-    ),
+    "PickCube": PICK_AND_LIFT,
+    # The numpy toy world (backends/toy.py) is a pick-and-place too: same plan, so demos work without a simulator.
+    "ToyPick": PICK_AND_LIFT,
     "PushCube": (
         "close the gripper, move behind the cube, lower to the table, push the cube onto the target",
         push_to_goal("cube", "goal", "push"),
