@@ -153,17 +153,24 @@ class RunStore:
         df["success"] = df["success"].astype(bool)
         return df
 
-    def steps_frame(self, episode_ids: list[str] | None = None) -> pd.DataFrame:
+    def steps_frame(self, episode_ids: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Steps in commit order; `columns` reads only those (cheap for text-only consumers like reports)."""
+        cols = columns or _STEP_COLUMNS
+        unknown = sorted(set(cols) - set(_STEP_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown step columns: {', '.join(unknown)}")
         if not (self.path / DB_FILE).exists():
-            return pd.DataFrame(columns=_STEP_COLUMNS)
-        query, params = "SELECT * FROM steps", ()
+            return pd.DataFrame(columns=cols)
+        query, params = f"SELECT {', '.join(cols)} FROM steps", ()
         if episode_ids is not None:
             query += f" WHERE episode_id IN ({', '.join('?' * len(episode_ids))})"
             params = tuple(episode_ids)  # type: ignore[assignment]
         df = pd.read_sql_query(query + " ORDER BY rowid", self.conn, params=params)
         for col in _JSON_STEP_COLUMNS:
-            df[col] = [json.loads(v) for v in df[col]]
-        df["success"] = df["success"].astype(bool)
+            if col in df:
+                df[col] = [json.loads(v) for v in df[col]]
+        if "success" in df:
+            df["success"] = df["success"].astype(bool)
         return df
 
     def frames(self, episode_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from vlascore.report.chart import success_chart
 from vlascore.report.images import png_data_uri, sample_indices, thumbnail
 from vlascore.report.timeline import Segment, timelines
 from vlascore.scoring import RunResults, score_run
-from vlascore.store import DB_FILE, LoadedRun, load_run
+from vlascore.store import LoadedRun, load_run
 
 TEMPLATE = "report.html.j2"
 MAX_FRAMES = 8
@@ -73,9 +73,7 @@ class RunView:
 
 def _step_texts(run: LoadedRun) -> pd.DataFrame:
     """Only the columns the timelines need, in one query (the full `run.steps` parses JSON for every row)."""
-    if not (run.path / DB_FILE).is_file():
-        return pd.DataFrame(columns=["episode_id", "step", "intention", "reasoning"])
-    return pd.read_sql_query("SELECT episode_id, step, intention, reasoning FROM steps", run.store.conn)
+    return run.store.steps_frame(columns=["episode_id", "step", "intention", "reasoning"])
 
 
 def _filmstrip(run: LoadedRun, episode_id: str, num_steps: int, max_frames: int,
