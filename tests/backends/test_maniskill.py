@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,18 @@ def test_replay_reproduces_the_recorded_success(
         assert (row["success"], row["num_steps"]) == (source.loc[eid, "success"], source.loc[eid, "num_steps"])
 
 
-def _count_episodes(db: Path) -> int:
+def _count_episodes(db: Path, read_only: bool = True) -> int:
+    """Committed episodes. Read-only while the run is alive; read-write after a kill, so that SQLite
+    rolls back a half-written transaction (a read-only connection cannot clear a hot journal)."""
     if not db.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+        uri = f"file:{db}?mode=ro" if read_only else f"file:{db}"
+        with closing(sqlite3.connect(uri, uri=True, timeout=5)) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0])
     except sqlite3.OperationalError:  # table not created yet, or locked mid-commit
+        if not read_only:
+            raise
         return 0
 
 
@@ -121,7 +127,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(scripted_run: vlascore.s
     time.sleep(0.7)  # land the kill inside a later episode (or its commit)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = _count_episodes(out / "traces.sqlite")
+    before = _count_episodes(out / "traces.sqlite", read_only=False)
     assert 2 <= before < 6
 
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)

@@ -69,7 +69,7 @@ class ManiSkillBackend(Backend):
             gym = require("gymnasium", purpose="the ManiSkill backend")
             require("mani_skill.envs", purpose="the ManiSkill backend")
             # ManiSkill warns on every env build about actor poses it then sets itself; keep run output readable.
-            logging.getLogger("mani_skill").setLevel(logging.ERROR)
+            require("mani_skill.utils.logging_utils").logger.setLevel(logging.ERROR)
             try:
                 self._envs[key] = gym.make(task.env_id, **self.env_kwargs(task))
             except Exception as exc:  # noqa: BLE001 - any build failure becomes one actionable error
@@ -100,7 +100,9 @@ class ManiSkillBackend(Backend):
         objects = {
             role: normalise_quat_pose(getattr(env, attr).pose.raw_pose) for role, attr in self._task.objects.items()
         }
-        grasped = bool(_np(info["is_grasped"]).reshape(-1)[0]) if info and "is_grasped" in info else False
+        # Tasks name the flag differently (is_grasped, is_cubeA_grasped, is_obj_grasped): take the first.
+        key = next((k for k in (info or {}) if k.startswith("is_") and k.endswith("grasped")), None)
+        grasped = bool(_np(info[key]).reshape(-1)[0]) if info and key else False
         return Observation(
             image=image,
             proprio={"qpos": qpos, "qvel": qvel, "ee_pose": ee_pose},
