@@ -73,5 +73,5 @@ def test_tasks_cli_list_and_validate(tmp_path: Path) -> None:
 
 
 def test_unknown_suite_suggests_a_name() -> None:
-    with pytest.raises(SuiteError, match="Did you mean tabletop"):
+    with pytest.raises(SuiteError, match="Did you mean 'tabletop'"):
         load_suite("tabletp")

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """' Did you mean 'x', 'y'?' for the closest options, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(options), n=3)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class UnknownPluginError(KeyError):
@@ -61,8 +68,7 @@ class Registry(Generic[T]):
             return self._loaded[name]
         self._scan_entry_points()
         if name not in self._targets:
-            close = difflib.get_close_matches(name, self._targets, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, self._targets)
             raise UnknownPluginError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}")
         module_name, _, attr = self._targets[name].partition(":")
         obj: object = importlib.import_module(module_name)

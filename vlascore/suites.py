@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vlascore.paths import data_dir
+from vlascore.registry import did_you_mean
 
 SUITE_SCHEMA_VERSION = 1
 
@@ -167,9 +168,6 @@ def load_suite(name_or_path: str | Path) -> Suite:
         return load_suite_file(path)
     builtin = builtin_suite_paths()
     if str(name_or_path) not in builtin:
-        import difflib
-
-        close = difflib.get_close_matches(str(name_or_path), builtin, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(str(name_or_path), builtin)
         raise SuiteError(f"unknown suite {name_or_path!r}.{hint} Built-in: {', '.join(builtin)}; or pass a YAML path")
     return load_suite_file(builtin[str(name_or_path)])

@@ -42,6 +42,7 @@ class ManiSkillBackend(Backend):
         self._envs: dict[str, Any] = {}
         self._env: Any = None
         self._task: TaskSpec | None = None
+        self._gripper_limits: tuple[float, ...] | None = None
         os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
         os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 
@@ -81,6 +82,7 @@ class ManiSkillBackend(Backend):
                     f"cannot build ManiSkill env {task.env_id!r}: {type(exc).__name__}: {text}. {hint}".strip()
                 ) from exc
         self._env = self._envs[key]
+        self._gripper_limits = None  # per env: re-read after switching tasks
 
     def _observation(self, obs: dict[str, Any], step: int, info: dict[str, Any] | None = None) -> Observation:
         assert self._task is not None
@@ -93,9 +95,10 @@ class ManiSkillBackend(Backend):
         qpos = _np(agent.robot.get_qpos())[0].astype(np.float64)
         qvel = _np(agent.robot.get_qvel())[0].astype(np.float64)
         ee_pose = normalise_quat_pose(agent.tcp.pose.raw_pose)
-        limits = _np(agent.robot.get_qlimits())[0]
-        # Parallel-jaw grippers are the last joints; normalise their mean opening by the joint limits.
-        lo, hi = limits[-1]
+        # Parallel-jaw grippers are the last joints; normalise the opening by that joint's (constant) limits.
+        if self._gripper_limits is None:
+            self._gripper_limits = tuple(float(v) for v in _np(agent.robot.get_qlimits())[0][-1])
+        lo, hi = self._gripper_limits
         gripper = float(np.clip((qpos[-1] - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else 0.0
         objects = {
             role: normalise_quat_pose(getattr(env, attr).pose.raw_pose) for role, attr in self._task.objects.items()
