@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from vlascore import __version__
-from vlascore.records import utcnow
+from vlascore.records import EpisodeRecord, utcnow
 from vlascore.report.chart import success_chart
 from vlascore.report.images import png_data_uri, sample_indices, thumbnail
 from vlascore.report.timeline import Segment, timelines
@@ -44,16 +44,9 @@ class Thumb:
 
 @dataclass
 class EpisodeView:
-    episode_id: str
-    task: str
-    seed: int
-    instruction: str
-    success: bool
-    num_steps: int
-    termination: str
-    status: str
-    failure_reason: str | None
-    duration_s: float
+    """An episode's stored record plus what the report derives for it."""
+
+    record: EpisodeRecord
     frames: list[Thumb] = field(default_factory=list)
     frames_note: str | None = None
     timeline: dict[str, list[Segment]] = field(default_factory=dict)
@@ -99,23 +92,19 @@ def _episodes(run: LoadedRun, max_frames: int, thumb_side: int, pool: ThreadPool
     eps = eps.sort_values(["_order", "seed"], kind="stable")
     texts = timelines(_step_texts(run))
     views = []
-    for row in eps.itertuples(index=False):
-        view = EpisodeView(
-            episode_id=row.episode_id, task=row.task, seed=int(row.seed), instruction=row.instruction,
-            success=bool(row.success), num_steps=int(row.num_steps), termination=row.termination,
-            status=row.status,
-            failure_reason=row.failure_reason if isinstance(row.failure_reason, str) else None,
-            duration_s=float(row.duration_s),
-        )  # fmt: skip
+    for row in eps.drop(columns="_order").to_dict("records"):
+        # NULLs come back as None or NaN depending on the column's other values; the record wants None.
+        record = EpisodeRecord.model_validate({k: None if v is None or v != v else v for k, v in row.items()})
+        view = EpisodeView(record)
         for kind, by_episode in texts.items():
-            segments = by_episode.get(row.episode_id, [])
+            segments = by_episode.get(record.episode_id, [])
             view.timeline[kind] = segments[:MAX_SEGMENTS]
             view.hidden[kind] = max(0, len(segments) - MAX_SEGMENTS)
-        if not isinstance(row.frames_file, str) or not row.frames_file:
+        if not record.frames_file:
             view.frames_note = "no frames stored"
         views.append(view)
     todo = [v for v in views if v.frames_note is None]
-    strips = pool.map(lambda v: _filmstrip(run, v.episode_id, v.num_steps, max_frames, thumb_side), todo)
+    strips = pool.map(lambda v: _filmstrip(run, v.record.episode_id, v.record.num_steps, max_frames, thumb_side), todo)
     for view, (thumbs, note) in zip(todo, strips, strict=True):
         view.frames, view.frames_note = thumbs, note
     return views
