@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from vlascore.scoring import RunResults
@@ -30,10 +32,37 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
+
+
+class DefaultToRun(TyperGroup):
+    """`vlascore judge RUN ...` is `vlascore judge run RUN ...`; the other subcommands keep their names."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer vendors click: its Context type
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
 tasks_app = typer.Typer(help="List and validate task suites (YAML files in tasks/ or your own).", no_args_is_help=True)
 models_app = typer.Typer(help="Registered policy adapters.", no_args_is_help=True)
+judge_app = typer.Typer(
+    cls=DefaultToRun,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help=(
+        "Judge a run's episodes: R, A, I, RA scores (0-10) per episode, then the VLA Score (Eq. 8) in "
+        "`vlascore score`.\n\n"
+        "  vlascore judge runs/scripted                                   # offline grounded judge\n\n"
+        "  vlascore judge runs/scripted -j vla-score --judge-model gpt-4o   "
+        "# the paper's VLM judge ($OPENAI_API_KEY)\n\n"
+        "  vlascore judge runs/scripted -j vla-score --judge-model Qwen/Qwen2.5-VL-7B-Instruct "
+        "--base-url http://localhost:8000/v1\n\n"
+        "  vlascore judge audit runs/scripted --against grounded           # reliability of a judge"
+    ),
+)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
+app.add_typer(judge_app, name="judge")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -85,8 +114,48 @@ def results_table(results: RunResults) -> Table:
     return table
 
 
+def _fmt_estimate(e: Any) -> str:
+    if e is None:
+        return "-"
+    if e.value is None:
+        return "n/a"
+    return f"{e.value:.1f}\n[dim]{e.ci_low:.0f}-{e.ci_high:.0f}[/]"
+
+
+def vla_table(v: Any) -> Table:
+    """The paper's Table 4/5 layout: Sim., R, A, I, RA and the VLA Score (Eq. 8), each with its 95% interval."""
+    who = f"{v.judge} {v.judge_version}" + (f", {v.judge_model}" if v.judge_model else "")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"VLA Score of {v.run_id} ({v.mode} policy) judged by {who}",
+        caption=f"mean x 100 with bootstrap 95% CI (stratified by task, {v.n_boot} resamples); "
+        + (
+            "R and RA are not asked of specialists (Eq. 8: A*I*B)"
+            if v.mode == "specialist"
+            else "Eq. 8: ((R+A*I)/2)*RA*B"
+        ),
+    )
+    table.add_column("task", no_wrap=True)
+    for col in ("Sim.", "R", "A", "I", "RA", "VLA Score"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("judged\n(failed)", justify="right")
+
+    def row(name: str, r: Any) -> list[str]:
+        failed = f"[red]({r.failed})[/]" if r.failed else "(0)"
+        columns = (r.sim, r.reasoning, r.action, r.intention, r.alignment)
+        return [name, *map(_fmt_estimate, columns), f"[bold]{_fmt_estimate(r.vla_score)}[/]", f"{r.judged}\n{failed}"]
+
+    for t in v.tasks:
+        table.add_row(*row(escape(t.task), t), end_section=True)
+    table.add_section()
+    table.add_row(*row("[bold]all[/]", v))
+    return table
+
+
 def _print_results(results: RunResults, path: Path) -> None:
     console.print(results_table(results))
+    for v in results.vla:
+        console.print(vla_table(v))
     notes = []
     if results.errored:
         how = "counted as failures" if results.errored_as_failure else "excluded from the rates"
@@ -95,9 +164,27 @@ def _print_results(results: RunResults, path: Path) -> None:
         notes.append(
             f"{results.missing} planned episode(s) not recorded yet: continue with `vlascore run ... --resume`"
         )
+    for v in results.vla:
+        if v.failed:
+            notes.append(
+                f"{v.failed} failed judgement(s) of {v.label} are excluded from its means (see their "
+                f"failure_reason in {path / 'judgements' / v.label}.json; re-run `vlascore judge` to retry)"
+            )
+        if v.unjudged:
+            notes.append(f"{v.unjudged} episode(s) have no {v.label} judgement yet: run `vlascore judge` again")
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"results written to {path / 'results.json'}")
+
+
+def _score(run_dir: Path, errored_as_failure: bool = False) -> RunResults:
+    from vlascore.scoring import score_and_write
+    from vlascore.store import StoreError
+
+    try:
+        return score_and_write(run_dir, errored_as_failure)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command("run")
@@ -235,13 +322,7 @@ def score_cmd(
 
     Writes RUN_DIR/results.json. Example: vlascore score runs/scripted
     """
-    from vlascore.scoring import score_and_write
-    from vlascore.store import StoreError
-
-    try:
-        results = score_and_write(run_dir, errored_as_failure)
-    except StoreError as exc:
-        raise fail(str(exc)) from None
+    results = _score(run_dir, errored_as_failure)
     if as_json:
         print(results.model_dump_json(indent=2))
     else:
@@ -269,6 +350,233 @@ def report_cmd(
         raise fail(f"cannot write {out}: {exc}") from None
     size = path.stat().st_size / 1e6
     console.print(f"report written to {escape(str(path))} ({size:.1f} MB)", highlight=False, soft_wrap=True)
+
+
+JudgeOpt = Annotated[
+    str, typer.Option("--judge", "-j", help="Judge name (`vlascore judge list`), `vla-score` (picks the reasoning or "
+                      "specialist VLM judge from the run), or a judge YAML path.")
+]  # fmt: skip
+JudgeModelOpt = Annotated[
+    str | None,
+    typer.Option("--judge-model", help="Chat model behind a VLM judge (e.g. gpt-4o, or your server's model)."),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama) [default: OpenAI]."),
+]
+ApiKeyEnvOpt = Annotated[
+    str, typer.Option("--api-key-env", help="Environment variable holding the API key (local servers need none).")
+]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight at once.")]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Judgement cache [default: $VLASCORE_CACHE_DIR or ~/.cache/vlascore]."),
+]
+KbOpt = Annotated[Path | None, typer.Option("--kb", help="Retrieval knowledge base folder [default: judges/kb].")]
+
+
+def _judge_options(base_url: str | None, api_key_env: str, cache_dir: Path | None, kb: Path | None,
+                   retrieval: bool, timeout: float, max_retries: int) -> dict[str, Any]:  # fmt: skip
+    return {"base_url": base_url, "api_key_env": api_key_env, "cache_dir": cache_dir, "kb_dir": kb,
+            "retrieval": retrieval, "timeout_s": timeout, "max_retries": max_retries}  # fmt: skip
+
+
+def _judge_errors() -> tuple[type[BaseException], ...]:
+    from vlascore.judging import JudgeError
+    from vlascore.judging.vlm import JudgeAbort
+    from vlascore.store import StoreError
+
+    return (JudgeError, JudgeAbort, StoreError, KeyError, ValueError)
+
+
+@judge_app.command("run")
+def judge_run_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")],
+    judge: JudgeOpt = "grounded",
+    judge_model: JudgeModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    cache_dir: CacheDirOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore and do not fill the cache.")] = False,
+    kb: KbOpt = None,
+    retrieval: Annotated[bool, typer.Option("--retrieval/--no-retrieval", help="Few-shot example from the KB.")] = True,
+    episode: Annotated[
+        list[str] | None, typer.Option("--episode", "-e", help="Judge only this episode id (repeatable); merged.")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request before it is retried.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="Retries on 429/5xx/timeouts.")] = 5,
+    price_in: Annotated[float | None, typer.Option("--price-in", help="USD per 1M prompt tokens.")] = None,
+    price_out: Annotated[float | None, typer.Option("--price-out", help="USD per 1M completion tokens.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Judge every completed episode of a run and write RUN/judgements/LABEL.json; then print the VLA Score.
+
+    The grounded judge needs no API. VLM judges call any OpenAI-compatible endpoint at temperature 0; replies are
+    cached by content (judge version + model + request), so a re-run or an interrupted run makes no repeated calls.
+    A reply that never matches the JSON contract is recorded as failed (counted, excluded from means), never 0.
+
+    Examples:
+
+      vlascore judge runs/scripted
+
+      OPENAI_API_KEY=... vlascore judge runs/scripted -j vla-score --judge-model gpt-4o -c 16
+
+      vlascore judge runs/scripted -j vla-score --judge-model qwen2.5-vl --base-url http://localhost:8000/v1
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vlascore.judging.engine import judge_run
+
+    if (price_in is None) != (price_out is None):
+        raise fail("pass both --price-in and --price-out (USD per 1M tokens), or neither")
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("failed {task.fields[failed]}  cached {task.fields[cached]}"), TimeElapsedColumn(),
+                   console=err, disable=not progress)  # fmt: skip
+    bar_id = bar.add_task(f"judging {run_dir.name} ({judge})", total=None, failed=0, cached=0)
+    counts = {"failed": 0, "cached": 0}
+
+    def on_judgement(j: Any) -> None:
+        counts["failed"] += j.status == "failed"
+        counts["cached"] += j.cached
+        bar.update(bar_id, advance=1, failed=counts["failed"], cached=counts["cached"])
+
+    def on_start(total: int) -> None:
+        bar.update(bar_id, total=total)
+        bar.start()
+
+    price = (price_in, price_out) if price_in is not None and price_out is not None else None
+    try:
+        result = judge_run(
+            run_dir, judge, judge_model, concurrency=concurrency, episode_ids=episode, on_start=on_start,
+            on_judgement=on_judgement, use_cache=not no_cache, price=price,
+            **_judge_options(base_url, api_key_env, cache_dir, kb, retrieval, timeout, max_retries),
+        )  # fmt: skip
+    except _judge_errors() as exc:
+        raise fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; finished verdicts are cached: run the same command again to continue", 130) from None
+    finally:
+        bar.stop()
+    u = result.usage
+    failed = [j for j in result.judgements if j.status == "failed"]
+    cost = "unknown (model not in judges/pricing/prices.yaml; pass --price-in/--price-out)" if u.cost_usd is None else (
+        f"${u.cost_usd:.4f}")  # fmt: skip
+    console.print(
+        f"judged {len(result.judgements)} episode(s) with {escape(result.judge)} {result.judge_version}"
+        + (f" ({escape(str(result.judge_model))})" if result.judge_model else "")
+        + f" in {result.duration_s:.1f} s; failed {len(failed)}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    if result.judge_model:
+        console.print(f"calls {u.calls}, cache hits {u.cache_hits}, tokens {u.prompt_tokens} in / "
+                      f"{u.completion_tokens} out, cost {cost}", highlight=False)  # fmt: skip
+    for j in failed[:5]:
+        console.print(f"[red]failed[/] {escape(j.episode_id)}: {escape(str(j.failure_reason))}", highlight=False)
+    if len(failed) > 5:
+        console.print(f"... and {len(failed) - 5} more (see the judgement file)")
+    _print_results(_score(run_dir), run_dir)
+
+
+@judge_app.command("audit")
+def judge_audit_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")],
+    judge: JudgeOpt = "grounded",
+    judge_model: JudgeModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 8,
+    repeats: Annotated[int, typer.Option("--repeats", "-k", min=1, help="Test-retest repeats (cache bypassed).")] = 3,
+    against: Annotated[
+        str | None, typer.Option("--against", help="Label of another judgement set of this run (e.g. grounded).")
+    ] = None,
+    injection: Annotated[bool, typer.Option("--injection/--no-injection", help="Run the injection probe.")] = True,
+    max_episodes: Annotated[int, typer.Option("--max-episodes", "-n", min=1, help="Episodes sampled (seeded).")] = 20,
+    cache_dir: CacheDirOpt = None,
+    kb: KbOpt = None,
+    retrieval: Annotated[bool, typer.Option("--retrieval/--no-retrieval", help="Few-shot example from the KB.")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request before it is retried.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="Retries on 429/5xx/timeouts.")] = 5,
+) -> None:
+    """Measure a judge instead of trusting it: test-retest, agreement with another judge, injection probe.
+
+    Writes RUN/audit/LABEL.json. The repeats bypass the cache, so a VLM audit costs about
+    (repeats + 3 probes) x episodes requests.
+
+    Examples:
+
+      vlascore judge audit runs/scripted                               # the grounded judge
+
+      vlascore judge audit runs/scripted -j vla-score --judge-model gpt-4o --against grounded -k 3 -n 20
+    """
+    from vlascore.judging.audit import audit_run
+
+    try:
+        report = audit_run(
+            run_dir, judge, judge_model, repeats=repeats, against=against, injection=injection,
+            max_episodes=max_episodes, concurrency=concurrency,
+            **_judge_options(base_url, api_key_env, cache_dir, kb, retrieval, timeout, max_retries),
+        )  # fmt: skip
+    except _judge_errors() as exc:
+        raise fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)) from None
+    who = f"{report.judge} {report.judge_version}" + (f" ({report.judge_model})" if report.judge_model else "")
+    console.print(
+        f"audit of {escape(who)} on {len(report.episodes)} episode(s) of {escape(report.run_id)}; "
+        f"{report.calls} call(s), {report.failed} failed judgement(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    table = Table(title=f"test-retest ({report.repeats} repeats, cache bypassed)")
+    for col in ("dimension", "mean |diff|", "all repeats equal", "within 1 point"):
+        table.add_column(col, justify="right" if col != "dimension" else "left")
+    for r in report.retest:
+        table.add_row(
+            r.dimension, f"{r.mean_abs_diff:.2f}", f"{100 * r.exact_agreement:.0f}%", f"{100 * r.within_one:.0f}%"
+        )
+    console.print(table)
+
+    def num(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.2f}" if x < 0 else f"{x:.2f}"
+
+    if report.agreement:
+        table = Table(title=f"agreement with {report.against}")
+        for col in ("dimension", "n", "Spearman", "weighted kappa", "mean diff"):
+            table.add_column(col, justify="right" if col != "dimension" else "left")
+        for a in report.agreement:
+            table.add_row(a.dimension, str(a.n), num(a.spearman), num(a.weighted_kappa), num(a.mean_diff))
+        console.print(table)
+    if report.injection:
+        table = Table(title="injection probe: score shift (injected - clean)")
+        for col in ("probe", "dimension", "mean shift", "verdicts moved"):
+            table.add_column(col, justify="right" if col in ("mean shift", "verdicts moved") else "left")
+        for i in report.injection:
+            style = "[red]" if abs(i.mean_shift) >= 0.5 else ""
+            table.add_row(i.probe, i.dimension, f"{style}{i.mean_shift:+.2f}", f"{100 * i.moved:.0f}%")
+        console.print(table)
+    elif report.injection_note:
+        console.print(f"injection probe: {report.injection_note}")
+    console.print(f"audit written to {escape(str(run_dir / 'audit'))}/", highlight=False)
+
+
+@judge_app.command("list")
+def judge_list() -> None:
+    """The judges shipped in judges/ (YAML + Jinja templates); pass your own YAML path to --judge."""
+    from vlascore.judging import JudgeError, builtin_judge_paths, load_judge
+    from vlascore.judging.definitions import AUTO_JUDGES
+
+    table = Table(title="judges")
+    for col in ("judge", "kind", "for", "version", "description"):
+        table.add_column(col)
+    for name, path in builtin_judge_paths().items():
+        try:
+            j = load_judge(path)
+        except JudgeError as exc:
+            table.add_row(name, "-", "-", "-", f"[red]{escape(str(exc))}[/]")
+            continue
+        table.add_row(j.name, j.kind, j.mode, j.effective_version, escape(j.description))
+    for alias, (reasoning, specialist) in AUTO_JUDGES.items():
+        table.add_row(alias, "alias", "auto", "-", f"{reasoning} for reasoning policies, {specialist} otherwise")
+    console.print(table)
 
 
 @tasks_app.command("list")
@@ -370,6 +678,11 @@ def doctor_cmd(
     if failed:
         raise fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", 1)
     console.print("[green]all required checks passed[/]")
+
+
+from vlascore.kb_cli import kb_app  # noqa: E402 - kb_cli imports this module's helpers lazily
+
+app.add_typer(kb_app, name="kb")
 
 
 def main() -> None:

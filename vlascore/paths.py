@@ -1,8 +1,20 @@
-"""Where the package data (tasks/, judges/, leaderboard/) lives: the installed wheel or the source tree."""
+"""Where the package data (tasks/, judges/, leaderboard/) lives: the installed wheel or the source tree; and
+how its YAML is read."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it: several times faster
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely (no arbitrary objects); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
 
 _PKG = Path(__file__).resolve().parent
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from vlascore.paths import data_dir
+from vlascore.paths import data_dir, load_yaml
 from vlascore.registry import did_you_mean
 
 SUITE_SCHEMA_VERSION = 1
@@ -145,7 +145,7 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
 def load_suite_file(path: str | Path) -> Suite:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise SuiteError(f"cannot read suite {path}: {exc}") from exc
     if not isinstance(raw, dict):

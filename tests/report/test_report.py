@@ -18,8 +18,8 @@ from vlascore import runner
 from vlascore.adapters import ADAPTERS, Adapter, PolicyStep
 from vlascore.backends import Observation
 from vlascore.cli import app
+from vlascore.images import PNG_SIGNATURE, encode_png, sample_indices, thumbnail
 from vlascore.report import build_report, write_report
-from vlascore.report.images import PNG_SIGNATURE, encode_png, sample_indices, thumbnail
 from vlascore.report.timeline import collapse
 from vlascore.scoring import score_run
 from vlascore.store import StoreError, load_run

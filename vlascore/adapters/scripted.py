@@ -146,11 +146,12 @@ PLANS: dict[str, tuple[str, list[Phase]]] = {
     # The numpy toy world (backends/toy.py) is a pick-and-place too: same plan, so demos work without a simulator.
     "ToyPick": PICK_AND_LIFT,
     "PushCube": (
-        "close the gripper, move behind the cube, lower to the table, push the cube onto the target",
+        "close the gripper, move behind the blue cube, lower to the table, push the cube onto the red and white target",
         push_to_goal("cube", "goal", "push"),
     ),
     "PullCube": (
-        "close the gripper, move over to the far side of the cube, lower, pull the cube back onto the target",
+        "close the gripper, move over to the far side of the cube, lower, "
+        "pull the cube back onto the red and white target",
         push_to_goal("cube", "goal", "pull"),
     ),
     "StackCube": (
@@ -158,7 +159,7 @@ PLANS: dict[str, tuple[str, list[Phase]]] = {
         [*pick("cube", "red cube"), *place_on("base", "green cube", 2 * CUBE_HALF + 0.004, 0.006)],
     ),
     "PlaceSphere": (
-        "reach above the ball, descend, grasp it, lift it, move it above the bin, lower it in, release",
+        "reach above the ball, descend, grasp it, lift it, move it above the shallow bin, lower it in, release",
         [*pick("ball", "ball"), *place_on("bin", "bin", 0.02 + 0.0025 + 0.01, 0.006)],
     ),
 }

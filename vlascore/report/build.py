@@ -19,9 +19,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from vlascore import __version__
+from vlascore.images import png_data_uri, sample_indices, thumbnail
 from vlascore.records import EpisodeRecord, utcnow
 from vlascore.report.chart import success_chart
-from vlascore.report.images import png_data_uri, sample_indices, thumbnail
 from vlascore.report.timeline import Segment, timelines
 from vlascore.scoring import RunResults, score_run
 from vlascore.store import LoadedRun, load_run

@@ -1,4 +1,4 @@
-"""Frames -> small PNG thumbnails as data URIs, without PIL: a minimal PNG encoder (8-bit RGB, filter 0)."""
+"""Frames -> PNG bytes and data URIs without PIL (a minimal 8-bit RGB encoder), thumbnails, frame sampling."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Success-rate scoring of a run: per-task rate with a Wilson 95% interval, the suite mean, counts.
+"""Success-rate scoring of a run: per-task rate with a Wilson 95% interval, the suite mean, counts; plus
+the VLA Score (vla.py) of every judgement file the run holds.
 
 **[decision]** Errored episodes (policy or simulator failure, see EpisodeRecord.status) are excluded from
 the success-rate denominator and reported as a count next to it, like failed judgements; pass
@@ -9,28 +10,18 @@ the per-task rates; its interval is the Wilson interval at that mean with n = al
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from vlascore.records import utcnow
+from vlascore.scoring.stats import wilson_interval
+from vlascore.scoring.vla import VlaScoreResult, read_judgement_files, vla_score
 from vlascore.store import LoadedRun, atomic_write_text, load_run
 
-RESULTS_SCHEMA_VERSION = 1
+# 2: added `vla` (VLA Score per judgement file).
+RESULTS_SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
-Z95 = 1.959963984540054
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when n == 0."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 class TaskResult(BaseModel):
@@ -91,6 +82,8 @@ class RunResults(BaseModel):
     """All errored episodes."""
     missing: int
     """Planned episodes not recorded yet (an interrupted run; resume it)."""
+    vla: list[VlaScoreResult] = []
+    """VLA Score (Eq. 8) under each judgement file of the run (<run>/judgements/*.json), sorted by label."""
 
 
 def score_run(run: LoadedRun, errored_as_failure: bool = False) -> RunResults:
@@ -127,6 +120,7 @@ def score_run(run: LoadedRun, errored_as_failure: bool = False) -> RunResults:
         scored_at=utcnow(), errored_as_failure=errored_as_failure, tasks=results,
         suite_mean=mean, suite_ci_low=lo, suite_ci_high=hi, episodes=len(eps),
         errored=int((eps["status"] == "errored").sum()), missing=len(planned - set(eps["episode_id"])),
+        vla=[vla_score(run, jf) for jf in read_judgement_files(run.path)],
     )  # fmt: skip
 
 

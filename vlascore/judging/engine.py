@@ -1,0 +1,174 @@
+"""A judge pass over a run: load the run's episodes, judge each (grounded formulas or a VLM with bounded
+concurrency, cache and retrieval), and write <run>/judgements/<label>.json atomically at the end."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from vlascore.judging.cache import JudgeCache, default_cache_dir
+from vlascore.judging.definitions import JudgeError, JudgeSpec, load_judge
+from vlascore.judging.inputs import JudgeInput, episode_inputs
+from vlascore.judging.judgement import JUDGEMENTS_DIR, Judgement, JudgementFile, Mode, Usage
+from vlascore.store import LoadedRun, atomic_write_text, load_run
+
+
+class EpisodeJudge(Protocol):
+    @property
+    def spec(self) -> JudgeSpec: ...
+    @property
+    def mode(self) -> Mode: ...
+    @property
+    def model(self) -> str | None: ...
+
+    def judge(self, inp: JudgeInput, use_cache: bool = True) -> Judgement: ...
+
+
+def label_for(spec: JudgeSpec, model: str | None) -> str:
+    """File stem of a judgement set: `grounded`, `vla-score-reasoning--gpt-4o`."""
+    return spec.name if model is None else f"{spec.name}--{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}"
+
+
+def make_judge(run: LoadedRun, judge: str, model: str | None = None, *, base_url: str | None = None,
+               api_key_env: str = "OPENAI_API_KEY", cache_dir: str | Path | None = None, use_cache: bool = True,
+               kb_dir: str | Path | None = None, retrieval: bool | None = None, timeout_s: float = 120.0,
+               max_retries: int = 5, price: tuple[float, float] | None = None) -> EpisodeJudge:  # fmt: skip
+    """The judge for this run's policy kind (reasoning or specialist, from the adapter's declaration)."""
+    reasons = bool(run.run.adapter_info.get("reasons", False))
+    spec = load_judge(judge, reasons=reasons)
+    mode = spec.mode_for(reasons)
+    if spec.kind == "grounded":
+        from vlascore.judging.grounded import GroundedJudge
+        from vlascore.suites import Suite
+
+        suite = Suite.model_validate(run.run.suite_spec)
+        return GroundedJudge(spec, mode, [suite.task(t) for t in run.run.tasks])
+    if not model:
+        raise JudgeError(f"judge {spec.name!r} calls a VLM: pass --judge-model (e.g. gpt-4o, or the model name your "
+                         "vLLM / llama.cpp / Ollama server serves, with --base-url)")  # fmt: skip
+    from vlascore.judging.vlm import VlmJudge
+
+    kb = None
+    if spec.retrieval.enabled and retrieval is not False:
+        from vlascore.judging.retrieval import KnowledgeBase
+        from vlascore.paths import data_dir
+
+        kb = KnowledgeBase.load(Path(kb_dir) if kb_dir else data_dir("judges") / "kb")
+    cache = JudgeCache((cache_dir or default_cache_dir()) if use_cache else None)
+    return VlmJudge(spec, mode, model, base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
+                    max_retries=max_retries, cache=cache, kb=kb, price=price)  # fmt: skip
+
+
+def judge_inputs(judge: EpisodeJudge, inputs: Iterable[JudgeInput], concurrency: int = 1, use_cache: bool = True,
+                 on_judgement: Callable[[Judgement], None] | None = None) -> list[Judgement]:  # fmt: skip
+    """Judge every input, `concurrency` at a time; results in input order. A JudgeAbort stops the pass.
+
+    Verdicts the judge can serve from its cache without work (`cached`) are taken first, in this thread: a
+    thread pool would only add overhead to a re-judge."""
+    inputs = list(inputs)
+    results: list[Judgement | None] = [None] * len(inputs)
+    if use_cache and (cached := getattr(judge, "cached", None)) is not None:
+        for k, inp in enumerate(inputs):
+            results[k] = hit = cached(inp)
+            if hit is not None and on_judgement:
+                on_judgement(hit)
+    todo = [k for k, r in enumerate(results) if r is None]
+    if concurrency <= 1 or len(todo) <= 1:
+        for k in todo:
+            results[k] = judge.judge(inputs[k], use_cache)
+            if on_judgement:
+                on_judgement(results[k])  # type: ignore[arg-type]
+        return results  # type: ignore[return-value]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
+        futures = {k: pool.submit(judge.judge, inputs[k], use_cache) for k in todo}
+        try:
+            for k, future in futures.items():
+                results[k] = future.result()
+                if on_judgement:
+                    on_judgement(results[k])  # type: ignore[arg-type]
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return results  # type: ignore[return-value]
+
+
+def judgements_path(run_dir: str | Path, label: str) -> Path:
+    return Path(run_dir) / JUDGEMENTS_DIR / f"{label}.json"
+
+
+def judge_run(run_dir: str | Path, judge: str = "grounded", model: str | None = None, *, concurrency: int = 8,
+              episode_ids: list[str] | None = None, label: str | None = None,
+              on_start: Callable[[int], None] | None = None,
+              on_judgement: Callable[[Judgement], None] | None = None, **options: Any) -> JudgementFile:  # fmt: skip
+    """Judge a run's completed episodes and write the judgement file; returns it."""
+    started = time.perf_counter()
+    run = load_run(run_dir)
+    episode_judge = make_judge(run, judge, model, **options)
+    inputs = episode_inputs(run, episode_ids)
+    label = label or label_for(episode_judge.spec, episode_judge.model)
+    path = judgements_path(run.path, label)
+    previous = _read(path) if path.exists() else None
+    if (
+        previous is not None
+        and hasattr(episode_judge, "prime")
+        and (previous.judge_version, previous.judge_model)
+        == (episode_judge.spec.effective_version, episode_judge.model)
+    ):
+        episode_judge.prime(previous)
+    if on_start:
+        on_start(len(inputs))
+    judgements = judge_inputs(episode_judge, inputs, concurrency, options.get("use_cache", True), on_judgement)
+    usage = Usage(cost_usd=0.0)
+    for j in judgements:
+        usage.add(j.usage)
+    spec = episode_judge.spec
+    result = JudgementFile(
+        label=label, run_id=run.run.run_id, judge=spec.name,
+        judge_version=spec.effective_version, judge_model=episode_judge.model, base_url=options.get("base_url"),
+        settings=spec.model_dump(mode="json", include={"frames", "trace", "retrieval", "request", "params"}),
+        duration_s=time.perf_counter() - started, usage=usage, judgements=judgements,
+    )  # fmt: skip
+    if not _same_verdicts(previous, result):  # a re-judge served wholly from the cache leaves the file as it is
+        _write(path, result, episode_ids is not None, previous)
+    return result
+
+
+def _read(path: Path) -> JudgementFile | None:
+    """A judgement file, or None when absent or unreadable (it is then archived, not trusted)."""
+    try:
+        return JudgementFile.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_verdicts(old: JudgementFile | None, new: JudgementFile) -> bool:
+    """Whether `new` only repeats `old`: same judge, every verdict cached from the same request, same episodes."""
+    if old is None or (old.judge_version, old.judge_model) != (new.judge_version, new.judge_model):
+        return False
+    if not new.judgements or not all(j.cached for j in new.judgements):
+        return False
+    return [(j.episode_id, j.request_hash) for j in old.judgements] == [
+        (j.episode_id, j.request_hash) for j in new.judgements
+    ]
+
+
+def _write(path: Path, result: JudgementFile, partial: bool, old: JudgementFile | None) -> None:
+    """Write the set; a partial pass merges into the existing set `old` if it has the same judge version and
+    model, and a set from another version (or an unreadable file) is moved to judgements/superseded/ rather
+    than overwritten."""
+    if path.exists():
+        same = old is not None and (old.judge_version, old.judge_model) == (result.judge_version, result.judge_model)
+        if same and partial and old is not None:
+            fresh = {j.episode_id for j in result.judgements}
+            result.judgements = [j for j in old.judgements if j.episode_id not in fresh] + result.judgements
+        elif not same:
+            stamp = re.sub(r"[^0-9T]", "", old.created_at) if old is not None else str(int(time.time()))
+            archive = path.parent / "superseded" / f"{path.stem}.{stamp}.json"
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(archive)
+    atomic_write_text(path, result.model_dump_json(indent=1))
