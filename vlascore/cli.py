@@ -127,6 +127,8 @@ def vla_table(v: Any) -> Table:
     who = f"{v.judge} {v.judge_version}" + (f", {v.judge_model}" if v.judge_model else "")
     table = Table(
         box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
         title=f"VLA Score of {v.run_id} ({v.mode} policy) judged by {who}",
         caption=f"mean x 100 with bootstrap 95% CI (stratified by task, {v.n_boot} resamples); "
         + (
@@ -138,7 +140,7 @@ def vla_table(v: Any) -> Table:
     table.add_column("task", no_wrap=True)
     for col in ("Sim.", "R", "A", "I", "RA", "VLA Score"):
         table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("judged\n(failed)", justify="right")
+    table.add_column("n\n(failed)", justify="right")
 
     def row(name: str, r: Any) -> list[str]:
         failed = f"[red]({r.failed})[/]" if r.failed else "(0)"

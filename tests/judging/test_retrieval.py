@@ -284,6 +284,25 @@ def test_an_index_built_with_another_embedder_is_refused(kb: Path) -> None:
                                       RetrievalSettings(image_embedder="clip"))  # fmt: skip
 
 
+def test_an_index_built_against_an_embeddings_endpoint_queries_the_same_endpoint(
+    kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLASCORE_TEST_EMBED_KEY", "sk-local")
+    monkeypatch.delenv("VLASCORE_EMBEDDINGS_BASE_URL", raising=False)
+    with MockOpenAI(embed_dim=16) as server:
+        options = {"base_url": server.url, "api_key_env": "VLASCORE_TEST_EMBED_KEY"}
+        meta = kb_build(kb, text_embedder_spec="openai:mock-embed", text_options=options)
+        assert meta["text_embedder"]["options"] == options  # how to reach it, never the key itself
+        assert "sk-local" not in (kb / INDEX_JSON).read_text()
+        built = len(server.requests)
+        settings = RetrievalSettings(text_embedder="openai:mock-embed", image_embedder="histogram")
+        loaded = KnowledgeBase.load(kb)
+        for _ in range(2):
+            loaded.search(PICK, None, "reasoning", settings)
+        assert len(server.requests) == built + 2  # the query reached the endpoint the index was built with
+        assert server.requests[-1]["input"] == [PICK]
+
+
 # -- retrieval -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("instruction", "category"),

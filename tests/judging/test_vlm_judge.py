@@ -174,6 +174,9 @@ def test_a_permanent_failure_is_recorded_failed_counted_and_excluded(fresh_run, 
     (vla,) = score_and_write(run).vla
     assert vla.failed == 1 and vla.judged == 2
     assert vla.vla_score.value == pytest.approx(100.0)  # the failure is excluded, not scored 0
+    res = CliRunner().invoke(app, ["score", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "(1)" in res.output and "1 failed judgement(s) of vla-score-reasoning--m are excluded" in res.output
 
 
 def test_rejudge_hits_the_cache_and_makes_no_calls(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -189,6 +192,37 @@ def test_rejudge_hits_the_cache_and_makes_no_calls(fresh_run, tmp_path) -> None:
     assert [j.scores for j in again.judgements] == [j.scores for j in first.judgements]
     assert again.usage.calls == 0 and again.usage.cache_hits == 3 and other_model.usage.calls == 3
     assert [j.episode_id for j in again.judgements] == ["ToyPick-0", "ToyPick-1", "ToyPick-2"]
+
+
+def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from vlascore.store import RunStore
+
+    run = fresh_run("toy-expert")
+    with MockOpenAI() as server:
+        first = judge_run(run, "vla-score", "m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+        assert all(j.input_key and j.request_hash for j in first.judgements)
+        written = judgements_path(run, "vla-score-reasoning--m").stat().st_mtime_ns
+
+        def untouchable(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("a cached re-judge read the trace")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(RunStore, "frames", untouchable)
+            patch.setattr(RunStore, "steps_frame", untouchable)
+            again = judge_run(run, "vla-score", "m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+        assert all(j.cached for j in again.judgements) and server.chat_calls == 3
+        assert [j.scores for j in again.judgements] == [j.scores for j in first.judgements]
+        # Nothing new: the judgement file is left as it was.
+        assert judgements_path(run, "vla-score-reasoning--m").stat().st_mtime_ns == written
+        # A frames file that changed on disk is read again: same content, so the content cache still answers.
+        frames = run / "frames" / "ToyPick-0.npz"
+        os.utime(frames, ns=(frames.stat().st_atime_ns, frames.stat().st_mtime_ns + 1000))
+        third = judge_run(run, "vla-score", "m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+        assert all(j.cached for j in third.judgements) and server.chat_calls == 3
+        assert third.judgements[0].input_key != first.judgements[0].input_key
+        assert third.judgements[0].request_hash == first.judgements[0].request_hash
 
 
 def test_rejected_credentials_abort_the_pass_and_write_nothing(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]

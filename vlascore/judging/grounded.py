@@ -103,7 +103,9 @@ class StateParams(_Params):
     moved: float = Field(gt=0)
     epsilon: float = Field(ge=0)
     side_distance: float = 0.06
-    """reach_side: the TCP within this (xy) of the object, no higher than 3 cm above its centre."""
+    """reach_side: the TCP within this (xy) of the object ..."""
+    side_height: float = 0.03
+    """... and no higher than this above the object's centre."""
     behind: float = 0.045
     """A statement about getting behind the object aims this far beyond its centre, away from the goal."""
     above_xy: float = 0.02
@@ -206,7 +208,7 @@ def _test(tr: Track, test: SubgoalTest, s: StateParams) -> tuple[np.ndarray, np.
         return d <= s.near, d, s.near
     if test == "reach_side":
         d = np.linalg.norm((tr.tcp - tr.obj)[:, :2], axis=1)
-        return (d <= s.side_distance) & (tr.tcp[:, 2] <= tr.obj[:, 2] + 0.03), d, s.side_distance
+        return (d <= s.side_distance) & (tr.tcp[:, 2] <= tr.obj[:, 2] + s.side_height), d, s.side_distance
     if test == "grasp":
         return grasped, None, 0.0
     if test == "lift":
