@@ -16,6 +16,17 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
 
 
+def read_yaml_mapping(path: Path, what: str, keys: str, error: type[Exception]) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (a suite, a judge...); `error` names the problem and the file."""
+    try:
+        raw = load_yaml(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path} must be a YAML mapping with {keys}")
+    return raw
+
+
 _PKG = Path(__file__).resolve().parent
 
 

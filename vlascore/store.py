@@ -16,9 +16,9 @@ import os
 import sqlite3
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -43,13 +43,13 @@ class StoreError(RuntimeError):
     """A run directory that is missing, incompatible or unreadable."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename so readers never see a partial file."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(fh)` into a temp file, fsync, then rename over `path`: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -57,6 +57,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically (see `atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _columns_sql(model: type[Any], key: str) -> str:

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from vlascore.paths import data_dir, load_yaml
+from vlascore.paths import data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
 
 SUITE_SCHEMA_VERSION = 1
@@ -144,12 +143,7 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
 
 def load_suite_file(path: str | Path) -> Suite:
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SuiteError(f"cannot read suite {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SuiteError(f"suite {path} must be a YAML mapping with `name`, `protocol_version` and `tasks`")
+    raw = read_yaml_mapping(path, "suite", "`name`, `protocol_version` and `tasks`", SuiteError)
     try:
         return Suite.model_validate(_normalise(raw))
     except ValidationError as exc:

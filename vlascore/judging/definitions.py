@@ -12,11 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlascore.judging.judgement import Mode
-from vlascore.paths import data_dir, load_yaml
+from vlascore.paths import data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
 
 AUTO_JUDGES = {"vla-score": ("vla-score-reasoning", "vla-score-specialist")}
@@ -144,12 +143,7 @@ def builtin_judge_paths() -> dict[str, Path]:
 
 def load_judge_file(path: str | Path) -> JudgeSpec:
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise JudgeError(f"cannot read judge {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise JudgeError(f"judge {path} must be a YAML mapping with `name`, `kind` and `version`")
+    raw = read_yaml_mapping(path, "judge", "`name`, `kind` and `version`", JudgeError)
     try:
         spec = JudgeSpec.model_validate({**raw, "source": str(path), "root": str(path.parent)})
     except ValidationError as exc:

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +48,7 @@ from vlascore.judging.definitions import RetrievalSettings
 from vlascore.judging.embedders import EmbedderError, embed_scene, image_embedder, text_embedder
 from vlascore.judging.judgement import DIMENSIONS, Mode, dimensions_for
 from vlascore.records import utcnow
-from vlascore.store import atomic_write_text
+from vlascore.store import atomic_write, atomic_write_text
 
 KB_SCHEMA_VERSION = 1
 INDEX_SCHEMA_VERSION = 1
@@ -203,19 +201,8 @@ def query_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Atomic .npz write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic .npz write."""
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
 
 
 def _sha256(path: Path) -> str:
