@@ -34,6 +34,7 @@ class RetestDimension(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dimension: str
+    """Judge dimension (Reasoning, Action, Intention, Alignment)."""
     mean_abs_diff: float
     """Mean |a - b| over every pair of repeats of every episode."""
     exact_agreement: float
@@ -47,6 +48,7 @@ class AgreementDimension(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dimension: str
+    """Judge dimension."""
     n: int
     """Episodes both judged successfully."""
     spearman: float | None
@@ -62,7 +64,9 @@ class InjectionDimension(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     probe: str
+    """Probe id from judges/audit/injection.yaml."""
     dimension: str
+    """Judge dimension."""
     mean_shift: float
     """Mean of (injected - clean) score."""
     moved: float
@@ -74,24 +78,35 @@ class AuditReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     schema_version: int = AUDIT_SCHEMA_VERSION
+    """Version of this record's format."""
     run_id: str
+    """Run audited."""
     judge: str
+    """Judge definition name."""
     judge_version: str
+    """Effective judge version."""
     judge_model: str | None
+    """Model behind a VLM judge (None for the grounded judge)."""
     episodes: list[str]
     """Episodes audited (a seeded sample of the run)."""
     repeats: int
+    """Test-retest passes (the first may come from the cache; the others bypass it)."""
     retest: list[RetestDimension] = []
+    """Test-retest agreement per dimension."""
     against: str | None = None
     """Label of the other judgement set compared with."""
     agreement: list[AgreementDimension] = []
+    """Agreement with `against` per dimension."""
     injection: list[InjectionDimension] = []
+    """Score shifts per probe and dimension."""
     injection_note: str = ""
+    """Why the injection probe did not run, when it did not."""
     failed: int = 0
     """Judgements that failed during the audit (left out of its statistics)."""
     calls: int = 0
     """Chat requests made by the audit."""
     created_at: str = Field(default_factory=utcnow)
+    """UTC time of the audit."""
 
 
 def load_probes() -> list[dict[str, str]]:
