@@ -3,11 +3,11 @@
 #   1. system packages: python3-venv if missing; Mesa >= 24.3's Vulkan driver (lavapipe, CPU) from
 #      bookworm-backports when no usable Vulkan device exists (SAPIEN rejects Debian 12's own Mesa 22.3);
 #   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
-#      $VLASCORE_EXTRAS (default: sim,dev).
+#      $VLASCORE_EXTRAS (default: sim,models,dev).
 # Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-EXTRAS="${VLASCORE_EXTRAS:-sim,dev}"
+EXTRAS="${VLASCORE_EXTRAS:-sim,models,dev}"
 VENV="${VLASCORE_VENV:-.venv}"
 TORCH_VERSION="${VLASCORE_TORCH:-2.13.0}"
 

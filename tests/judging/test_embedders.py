@@ -144,8 +144,8 @@ def test_openai_embedder_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         dead.embed_texts(["x"])
 
 
-@pytest.mark.skipif(available("transformers"), reason="transformers is installed: the missing-extra path is moot")
-def test_clip_without_transformers_names_the_extra() -> None:
+def test_clip_without_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed: `import transformers` fails
     with pytest.raises(MissingExtraError, match=r"vlascore\[models\]"):
         ClipEmbedder().embed_texts(["pick the cube"])
 
