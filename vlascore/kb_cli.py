@@ -231,15 +231,17 @@ def search_cmd(
         raise fail(f"--mode must be reasoning or specialist, got {mode!r}")
     if (run_dir is None) != (episode_id is None):
         raise fail("give both RUN and EPISODE_ID for scene retrieval, or neither")
-    frames = None
+    frames, exclude = None, None
     if run_dir is not None and episode_id is not None:
         try:
-            frames = load_run(run_dir).frames(episode_id)[0]
+            run = load_run(run_dir)
+            frames = run.frames(episode_id)[0]
         except StoreError as exc:
             raise fail(str(exc)) from None
+        exclude = (run.run.suite_fingerprint, run.run.adapter, episode_id)  # as a judge would: never itself
     settings = RetrievalSettings(top_k=top_k, text_embedder=text_embedder, image_embedder=image_embedder)
     try:
-        result = KnowledgeBase.load(_kb_dir(kb)).search(instruction, frames, mode, settings)  # type: ignore[arg-type]
+        result = KnowledgeBase.load(_kb_dir(kb)).search(instruction, frames, mode, settings, exclude)  # type: ignore[arg-type]
     except KBError as exc:
         raise fail(str(exc)) from None
     cats = ", ".join(f"{c} {s:.3f}" for c, s in result.category_similarity.items())

@@ -431,11 +431,20 @@ def test_judge_request_carries_the_retrieved_example(runs: dict[str, Path], kb: 
 def test_specialist_judge_is_shown_a_specialist_example(runs: dict[str, Path], kb: Path) -> None:
     with MockOpenAI() as server:
         jf = judge_run(runs["random"], "vla-score", "m", base_url=server.url, retrieval=True, kb_dir=kb,
-                       cache_dir=None, use_cache=False, concurrency=1, episode_ids=["ToyPick-0"],
+                       cache_dir=None, use_cache=False, concurrency=1, episode_ids=["ToyPick-1"],
                        label="t")  # fmt: skip
         system = server.requests[0]["messages"][0]["content"]
     assert jf.judgements[0].examples == ["r-ToyPick-0"]
     assert '- Result: {"Action": 2, "Intention": 1}' in system and "Alignment" not in system
+
+
+def test_a_judge_is_never_shown_the_episode_it_judges(runs: dict[str, Path], kb: Path) -> None:
+    with MockOpenAI() as server:
+        jf = judge_run(runs["random"], "vla-score", "m", base_url=server.url, retrieval=True, kb_dir=kb,
+                       cache_dir=None, use_cache=False, concurrency=1, label="t")  # fmt: skip
+    examples = {j.episode_id: j.examples for j in jf.judgements}
+    # r-ToyPick-0 records random's ToyPick-0 itself: that episode gets the nearest other entry instead.
+    assert examples["ToyPick-1"] == ["r-ToyPick-0"] and examples["ToyPick-0"] not in ([], ["r-ToyPick-0"])
 
 
 def test_judge_with_a_stale_kb_stops_before_any_call(runs: dict[str, Path], kb: Path) -> None:
@@ -479,10 +488,12 @@ def test_cli_add_build_list_search(runs: dict[str, Path], tmp_path: Path) -> Non
                            "--kb", str(kb), "--mode", "specialist", "--top-k", "2"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "task retrieval: Pick" in res.output
-    rows = [line for line in res.output.splitlines() if "ToyPick" in line and ("rand-0" in line or "expert-" in line)]
-    assert "rand-0" in rows[0] and "expert-ToyPick-1" in rows[1]  # specialist first, then the same scene
-    assert "1.000" in rows[1]
-    assert "2. expert-ToyPick-1: Slow but steady" in res.output
+    # The episode is itself in the KB: like a judge, search never returns the entry of the episode it is given.
+    assert "1. rand-0: Flails" in res.output and "expert-ToyPick-1" not in res.output
+    res = cli.invoke(app, ["kb", "search", "lift the cube to the goal", "--kb", str(kb), "--mode", "specialist",
+                           "--top-k", "2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "1. rand-0: Flails" in res.output and "2. expert-ToyPick-1: Slow but steady" in res.output
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,15 @@ class JudgeInput:
     """-> (frames N x H x W x 3, step index of each frame)."""
     frames_stat: tuple[int, int] | None = None
     """(size, mtime in ns) of the episode's frames file, part of `content_key`."""
+    suite_fingerprint: str = ""
+    """Fingerprint of the run's suite."""
+    adapter: str = ""
+    """Adapter that produced the run."""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(suite fingerprint, adapter, episode id): which knowledge-base entries record this same episode."""
+        return (self.suite_fingerprint, self.adapter, self.episode_id)
 
     @cached_property
     def steps(self) -> pd.DataFrame:
@@ -118,6 +127,8 @@ def episode_inputs(run: LoadedRun, episode_ids: list[str] | None = None) -> list
                 load_steps=partial(table.get, eid),
                 load_frames=partial(run.frames, eid),
                 frames_stat=(stat.st_size, stat.st_mtime_ns) if stat else None,
+                suite_fingerprint=run.run.suite_fingerprint,
+                adapter=run.run.adapter,
             )  # fmt: skip
         )
     return out

@@ -76,6 +76,10 @@ def default_kb_dir() -> Path:
     return data_dir("judges") / "kb"
 
 
+EpisodeKey = tuple[str, str, str]
+"""(suite fingerprint, adapter, episode id): the same episode of the same policy on the same protocol."""
+
+
 class KBSource(BaseModel):
     """Where an entry's trajectory was recorded (the run itself need not be shipped: frames are copied)."""
 
@@ -88,6 +92,10 @@ class KBSource(BaseModel):
     """Episode id inside that run (`<task>-<seed>`)."""
     suite_fingerprint: str
     """Fingerprint of the suite the run used."""
+
+    @property
+    def key(self) -> EpisodeKey:
+        return (self.suite_fingerprint, self.adapter, self.episode_id)
 
 
 class KBEntry(BaseModel):
@@ -478,8 +486,10 @@ class KnowledgeBase:
             )
         return emb
 
-    def search(self, instruction: str, frames: np.ndarray | None, mode: Mode, settings: RetrievalSettings) -> Retrieval:
-        """Task retrieval then scene retrieval, with the similarities (see the module docstring)."""
+    def search(self, instruction: str, frames: np.ndarray | None, mode: Mode, settings: RetrievalSettings,
+               exclude: EpisodeKey | None = None) -> Retrieval:  # fmt: skip
+        """Task retrieval then scene retrieval, with the similarities (see the module docstring). Entries
+        recorded from the `exclude` episode are skipped: a judge is never shown the episode it judges."""
         temb = self._check_embedder("text", settings.text_embedder)
         try:
             q_text = temb.embed_texts([instruction])[0]
@@ -488,14 +498,17 @@ class KnowledgeBase:
         if q_text.shape[0] != self.text.shape[1]:
             raise KBError(f"text embedding has {q_text.shape[0]} dims, the index {self.text.shape[1]}; rebuild the KB")
         task_sim = np.round(self.text @ q_text, 6)
-        covering = [i for i, e in enumerate(self.entries) if e.covers(mode)]
-        pool = covering or list(range(len(self.entries)))
+        usable = [i for i, e in enumerate(self.entries) if exclude is None or e.source.key != exclude]
+        if not usable:
+            return Retrieval("", {}, [])
+        covering = [i for i in usable if self.entries[i].covers(mode)]
+        pool = covering or usable
         best: dict[str, float] = {}
         for i in pool:
             cat = self.entries[i].category
             best[cat] = max(best.get(cat, -np.inf), float(task_sim[i]))
         category = min(best, key=lambda c: (-best[c], c))
-        in_cat = [i for i, e in enumerate(self.entries) if e.category == category]
+        in_cat = [i for i in usable if self.entries[i].category == category]
         scene_sim: np.ndarray | None = None
         if frames is not None and len(frames):
             iemb = self._check_embedder("image", settings.image_embedder)
@@ -520,9 +533,9 @@ class KnowledgeBase:
         ]
         return Retrieval(category, dict(sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))), hits)
 
-    def retrieve(self, instruction: str, frames: np.ndarray | None, mode: Mode,
-                 settings: RetrievalSettings) -> list[KBEntry]:  # fmt: skip
+    def retrieve(self, instruction: str, frames: np.ndarray | None, mode: Mode, settings: RetrievalSettings,
+                 exclude: EpisodeKey | None = None) -> list[KBEntry]:  # fmt: skip
         """The top-k reference entries for a trajectory (empty when retrieval is disabled)."""
         if not settings.enabled:
             return []
-        return [h.entry for h in self.search(instruction, frames, mode, settings).hits]
+        return [h.entry for h in self.search(instruction, frames, mode, settings, exclude).hits]

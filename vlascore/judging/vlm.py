@@ -175,7 +175,7 @@ class VlmJudge:
         loaded = inp.load_frames()
         examples = []
         if self.kb is not None and self.spec.retrieval.enabled:  # scene retrieval samples the whole episode
-            examples = self.kb.retrieve(inp.episode.instruction, loaded[0], self.mode, self.spec.retrieval)
+            examples = self.kb.retrieve(inp.episode.instruction, loaded[0], self.mode, self.spec.retrieval, inp.key)
         return render_request(inp, self.spec, self.mode, examples, sample_frames(inp, self.spec.frames, loaded))
 
     def _base(self, inp: JudgeInput, request_hash: str, input_key: str | None, examples: list[str]) -> dict[str, Any]:
