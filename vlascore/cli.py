@@ -372,7 +372,7 @@ ApiKeyEnvOpt = Annotated[
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight at once.")]
 CacheDirOpt = Annotated[
     Path | None,
-    typer.Option("--cache-dir", help="Judgement cache [default: $VLASCORE_CACHE_DIR or ~/.cache/vlascore]."),
+    typer.Option("--cache-dir", help="Judgement cache [default: $VLASCORE_CACHE_DIR or ~/.cache/vlascore/judgements]."),
 ]
 KbOpt = Annotated[Path | None, typer.Option("--kb", help="Retrieval knowledge base folder [default: judges/kb].")]
 
