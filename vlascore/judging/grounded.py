@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -156,6 +157,10 @@ class Track:
     def n(self) -> int:
         return len(self.tcp)
 
+    def grasped(self, s: StateParams) -> np.ndarray:
+        """Gripper closed with the object at the TCP, per step."""
+        return (self.grip < s.closed) & (np.linalg.norm(self.tcp - self.obj, axis=1) <= s.grasp_distance)
+
     def goal_distance(self) -> np.ndarray:
         """Distance object -> goal on the goal's axes."""
         d = self.obj - self.goal
@@ -201,8 +206,6 @@ def track(inp: JudgeInput, category: Category) -> Track:
 # -- Intention: subgoals over time --------------------------------------------------------------------------
 def _test(tr: Track, test: SubgoalTest, s: StateParams) -> tuple[np.ndarray, np.ndarray | None, float]:
     """(reached at each step, a distance that shrinks toward it or None, the distance at which it is reached)."""
-    grasped = (tr.grip < s.closed) & (np.linalg.norm(tr.tcp - tr.obj, axis=1) <= s.grasp_distance)
-    excess = tr.excess()
     if test == "reach":
         d = np.linalg.norm(tr.tcp - tr.obj, axis=1)
         return d <= s.near, d, s.near
@@ -210,7 +213,7 @@ def _test(tr: Track, test: SubgoalTest, s: StateParams) -> tuple[np.ndarray, np.
         d = np.linalg.norm((tr.tcp - tr.obj)[:, :2], axis=1)
         return (d <= s.side_distance) & (tr.tcp[:, 2] <= tr.obj[:, 2] + s.side_height), d, s.side_distance
     if test == "grasp":
-        return grasped, None, 0.0
+        return tr.grasped(s), None, 0.0
     if test == "lift":
         below = np.maximum(tr.obj[0, 2] + s.lift - tr.obj[:, 2], 0.0)
         return below <= 0, below, 0.0
@@ -220,6 +223,7 @@ def _test(tr: Track, test: SubgoalTest, s: StateParams) -> tuple[np.ndarray, np.
     if test == "above_target":
         d = np.linalg.norm((tr.obj - tr.goal)[:, :2], axis=1)
         return (d <= s.above_xy) & (tr.obj[:, 2] > tr.goal[:, 2]), d, s.above_xy
+    excess = tr.excess()
     if test == "at_goal":
         return excess <= 0, excess, 0.0
     return (tr.grip >= s.open) & (excess <= 0), None, 0.0  # released
@@ -342,11 +346,7 @@ def alignment_parts(inp: JudgeInput, tr: Track, p: GroundedParams) -> dict[str, 
     s = p.state
     eps = s.epsilon
     steps = inp.steps
-    carried = (
-        (tr.grip < s.closed)
-        & (np.linalg.norm(tr.tcp - tr.obj, axis=1) <= s.grasp_distance)
-        & (tr.obj[:, 2] >= tr.obj[0, 2] + s.carried_lift)
-    )
+    carried = tr.grasped(s) & (tr.obj[:, 2] >= tr.obj[0, 2] + s.carried_lift)
     gd, excess = tr.goal_distance(), tr.excess()
     stated = agreed = 0
     misses: dict[str, int] = {}
@@ -473,8 +473,6 @@ class GroundedJudge:
             category_of(task, spec)
 
     def judge(self, inp: JudgeInput, use_cache: bool = True) -> Judgement:
-        import time
-
         started = time.perf_counter()
         scores, thought = judge_grounded(inp, self.spec, self.mode)
         return Judgement(
