@@ -2,6 +2,8 @@
 # Set up vlascore on Debian 12 as root (idempotent: a second run changes nothing and is quick).
 #   1. system packages: python3-venv if missing; Mesa >= 24.3's Vulkan driver (lavapipe, CPU) from
 #      bookworm-backports when no usable Vulkan device exists (SAPIEN rejects Debian 12's own Mesa 22.3);
+#      Debian's Chromium for the browser tests (Playwright drives it; no browser download) when the dev extra
+#      is installed and no chromium is on PATH;
 #   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
 #      $VLASCORE_EXTRAS (default: sim,models,dev).
 # Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
@@ -47,8 +49,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   else
     log "no usable Vulkan device and not Debian 12: install a Vulkan driver (Mesa >= 24.3 lavapipe or a GPU driver)"
   fi
+  if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+    log "installing Debian's chromium (browser tests of the report and the leaderboard)"; apt_install chromium
+  fi
 else
-  log "not root or no apt-get: skipping system packages (need python3-venv and a Vulkan driver; see 'vlascore doctor')"
+  log "not root or no apt-get: skipping system packages (need python3-venv, a Vulkan driver, and chromium for the browser tests; see 'vlascore doctor')"
 fi
 
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }

@@ -12,6 +12,8 @@ from vlascore.adapters import ADAPTERS, Adapter, EpisodeContext, PolicyStep
 from vlascore.backends import Observation
 from vlascore.suites import Suite, load_suite
 
+pytest_plugins = ["browser"]  # tests/browser.py: chromium `browser` and `page` fixtures
+
 os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 

@@ -145,12 +145,17 @@ def _plotly_js() -> Markup:
     return Markup(js)
 
 
-def build_report(paths: Sequence[str | Path], *, max_frames: int = MAX_FRAMES, thumb_side: int = THUMB_SIDE) -> str:
-    """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work)."""
+def build_report(paths: Sequence[str | Path], *, labels: Sequence[str] | None = None, max_frames: int = MAX_FRAMES,
+                 thumb_side: int = THUMB_SIDE) -> str:  # fmt: skip
+    """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work).
+
+    `labels` names the runs (e.g. a leaderboard's model names); default: run names, paths where they clash."""
     if not paths:
         raise ValueError("no run directories given")
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(f"{len(labels)} labels for {len(paths)} runs")
     runs = [load_run(p) for p in paths]
-    labels = _labels(runs)
+    labels = list(labels) if labels is not None else _labels(runs)
     results = [score_run(r) for r in runs]
     views = []
     try:
