@@ -60,7 +60,7 @@ TEXTS = {
 
 def test_action_and_intention_formulas_by_hand() -> None:
     spec = load_judge("grounded")
-    scores, thought = judge_grounded(make_input(LINE, success=False, obj=CUBE, goal=GOAL), spec, "specialist")
+    scores, thought, flags = judge_grounded(make_input(LINE, success=False, obj=CUBE, goal=GOAL), spec, "specialist")
     # Intention: reach is reached at step 4, grasp has no distance to approach. Progress before step 4 is the
     # fraction of the way to the cube (from 0.4 m to the 0.02 m `near` radius): 0, 0.1/0.38, 0.2/0.38, 0.3/0.38.
     curve = [0.0, 0.1 / 0.38 / 4, 0.2 / 0.38 / 4, 0.3 / 0.38 / 4, 1 / 4]
@@ -74,22 +74,25 @@ def test_action_and_intention_formulas_by_hand() -> None:
     assert scores["Action"] == math.floor(10 * expected + 0.5) == 6
     assert set(scores) == {"Action", "Intention"}  # a specialist is not asked R or RA
     assert "reach@4" in thought and "1/4" in thought and "17.5 cm outside the goal tolerance" in thought
+    # B = 0 and the grasp subgoal never reached; smoothness 1 and efficiency 0.60 are above their thresholds.
+    assert flags == ["missed_goal", "missed_grasp"]
 
 
 def test_success_flag_credits_every_subgoal_and_full_precision() -> None:
     spec = load_judge("grounded")
-    scores, thought = judge_grounded(make_input(LINE, success=True, obj=CUBE, goal=GOAL), spec, "specialist")
+    scores, thought, flags = judge_grounded(make_input(LINE, success=True, obj=CUBE, goal=GOAL), spec, "specialist")
     curve = [0.0, 0.1 / 0.38 / 4, 0.2 / 0.38 / 4, 0.3 / 0.38 / 4, 1.0]
     assert scores["Intention"] == math.floor(10 * (0.75 + 0.25 * (sum(curve) + 5) / 10) + 0.5) == 9
     # Full progress also lifts path efficiency to min(1, 0.575 / 0.4) = 1; precision 1.
     assert scores["Action"] == 10
     assert "4/4" in thought and "simulator success" in thought
+    assert flags == []
 
 
 def test_reasoning_and_alignment_by_hand() -> None:
     spec = load_judge("grounded")
     inp = make_input(LINE, success=False, obj=CUBE, goal=GOAL, **TEXTS)
-    scores, thought = judge_grounded(inp, spec, "reasoning")
+    scores, thought, flags = judge_grounded(inp, spec, "reasoning")
     # Object terms of the instruction: red, cube, green, goal; the plan names red and cube. Subgoals matched in
     # order: reach ("reach"), then grasp has no mention after it, lift ("lift"), goal none: 2 of 4.
     assert scores["Reasoning"] == 5  # 10 * (0.4 * 2/4 + 0.6 * 2/4)
@@ -98,21 +101,24 @@ def test_reasoning_and_alignment_by_hand() -> None:
     # the last sentence of step 3's reasoning, "now: move closer" (approaches: yes) -> 3 of 4.
     assert scores["Alignment"] == 8  # 10 * 3/4 = 7.5, rounded half up
     assert "2/4 object terms (red, cube)" in thought and "3/4 steps" in thought and "'lift it' x1" in thought
+    assert flags == ["missed_goal", "missed_grasp", "incomplete_plan"]  # RA's 3/4 is above misaligned_below (0.5)
 
 
 def test_no_text_is_missing_evidence() -> None:
-    scores, thought = judge_grounded(make_input(LINE, success=True, obj=CUBE, goal=GOAL), load_judge("grounded"),
-                                     "reasoning")  # fmt: skip
+    scores, thought, flags = judge_grounded(make_input(LINE, success=True, obj=CUBE, goal=GOAL), load_judge("grounded"),
+                                            "reasoning")  # fmt: skip
     assert scores["Reasoning"] == 0 and scores["Alignment"] == 0
     assert "no reasoning text" in thought and "no step states an intention" in thought
+    assert flags == ["no_reasoning"]  # nothing stated, so nothing to be misaligned with
 
 
 def test_a_policy_that_stands_still_gets_no_credit_for_smoothness() -> None:
     still = [(0.0, 0.0, 0.1)] * 6
-    scores, thought = judge_grounded(make_input(still, success=False, obj=CUBE, goal=GOAL), load_judge("grounded"),
-                                     "specialist")  # fmt: skip
+    scores, thought, flags = judge_grounded(make_input(still, success=False, obj=CUBE, goal=GOAL),
+                                            load_judge("grounded"), "specialist")  # fmt: skip
     assert scores["Action"] == 0 and scores["Intention"] == 0
     assert "smoothness 0.00" in thought
+    assert flags == ["missed_goal", "missed_grasp", "inefficient_path"]  # no motion is not jerky motion
 
 
 def test_statement_prefers_the_intention_then_the_last_sentence() -> None:

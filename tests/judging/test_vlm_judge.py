@@ -309,3 +309,23 @@ def test_parse_verdict_contract() -> None:
                      ('{"Result": {"Action": 3, "Intention": 2}}', "Reasoning")]:  # fmt: skip
         with pytest.raises(ValueError, match=why):
             parse_verdict(bad, "reasoning" if why == "Reasoning" else "specialist")
+
+
+def test_failure_modes_are_tagged_from_the_rationale_fresh_and_cached(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    run = fresh_run("toy-specialist")
+    thoughts = {
+        "ToyPick-0": "Smooth and direct; no collisions and nothing dropped.",
+        "ToyPick-1": "The arm collided with the table and moved slowly.",
+        "ToyPick-2": "The gripper failed to grasp the cube, so it did not reach the goal.",
+    }
+
+    replies = script(*(json.dumps({"Thought": t, "Result": {"Action": 5, "Intention": 5}}) for t in thoughts.values()))
+    with MockOpenAI(replies) as server:  # concurrency 1: asked in run order
+        first = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        again = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        assert server.chat_calls == 3  # the second pass is served from the cache, and tags the same way
+    for jf in (first, again):
+        modes = {j.episode_id: j.failure_modes for j in jf.judgements}
+        assert modes == {"ToyPick-0": [], "ToyPick-1": ["collision", "inefficient_path"],
+                         "ToyPick-2": ["missed_goal", "missed_grasp"]}  # fmt: skip
+    assert all(j.cached for j in again.judgements)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vlascore.judging.failure_modes import FailureModeError, Taxonomy, load_taxonomy
 from vlascore.judging.judgement import Mode
 from vlascore.paths import data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
@@ -104,6 +105,8 @@ class JudgeSpec(BaseModel):
     request: RequestSettings = RequestSettings()
     params: dict[str, Any] = {}
     """Kind-specific parameters (the grounded judge's thresholds and weights)."""
+    failure_modes: str | None = None
+    """Failure-mode taxonomy, relative to the judges/ folder [default: the shipped judges/failure_modes.yaml]."""
     source: str = Field(default="", exclude=True)
     """File the spec was read from (not part of the version)."""
     root: str = Field(default="", exclude=True)
@@ -121,8 +124,17 @@ class JudgeSpec(BaseModel):
         return out
 
     @cached_property
+    def taxonomy(self) -> Taxonomy:
+        """The failure modes this judge may flag (and, for a VLM judge, tags its rationale with)."""
+        try:
+            return load_taxonomy(Path(self.root) / self.failure_modes if self.failure_modes else None)
+        except FailureModeError as exc:
+            raise JudgeError(f"judge {self.name!r}: {exc}") from exc
+
+    @cached_property
     def effective_version(self) -> str:
-        blob = json.dumps({"spec": self.model_dump(mode="json"), "templates": self.template_texts}, sort_keys=True)
+        blob = json.dumps({"spec": self.model_dump(mode="json"), "templates": self.template_texts,
+                           "failure_modes": self.taxonomy.digest}, sort_keys=True)  # fmt: skip
         return f"{self.version}+{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
     def mode_for(self, reasons: bool) -> Mode:
@@ -148,7 +160,8 @@ def load_judge_file(path: str | Path) -> JudgeSpec:
         spec = JudgeSpec.model_validate({**raw, "source": str(path), "root": str(path.parent)})
     except ValidationError as exc:
         raise JudgeError(f"invalid judge {path}:\n{exc}") from exc
-    spec.template_texts  # noqa: B018 - fail at load time on a missing template
+    spec.template_texts  # noqa: B018 - fail at load time on a missing template or taxonomy
+    spec.taxonomy  # noqa: B018
     return spec
 
 

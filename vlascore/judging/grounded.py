@@ -113,11 +113,20 @@ class StateParams(_Params):
     """above_target: the object within this (xy) of the goal and higher than it."""
 
 
+class FlagParams(_Params):
+    """Thresholds below which a measurement flags a failure mode."""
+
+    jerky_below: float = Field(ge=0, le=1)
+    inefficient_below: float = Field(ge=0, le=1)
+    misaligned_below: float = Field(ge=0, le=1)
+
+
 class GroundedParams(_Params):
     """The `params:` block of a grounded judge definition."""
 
     weights: Weights
     action: ActionParams
+    failure_modes: FlagParams
     state: StateParams
     categories: dict[str, Category]
     alignment: list[AlignRule]
@@ -393,8 +402,8 @@ def _weighted(weights: dict[Any, float], parts: dict[str, float]) -> float:
     return sum(w * parts[k] for k, w in weights.items()) / max(sum(weights.values()), 1e-12)
 
 
-def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[str, int], str]:
-    """(scores, thought) of one episode."""
+def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[str, int], str, list[str]]:
+    """(scores, thought, failure modes) of one episode."""
     p = _params(spec)
     cat = category_of(inp.task, spec)
     tr = track(inp, cat)
@@ -410,6 +419,14 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
         "Action": _score(_weighted(p.weights.action, act)),
         "Intention": _score(_weighted(p.weights.intention, intention)),
     }
+    f = p.failure_modes
+    grasp_missed = any(g.test == "grasp" and g.id not in prog.reached_at for g in cat.subgoals)
+    flags = {
+        "missed_goal": not inp.success,
+        "missed_grasp": not inp.success and grasp_missed,
+        "jerky_motion": not math.isnan(act["ldlj"]) and act["smoothness"] < f.jerky_below,
+        "inefficient_path": act["efficiency"] < f.inefficient_below,
+    }
     reached = ", ".join(f"{g}@{t}" for g, t in prog.reached_at.items()) or "none"
     thought = [
         f"Action {scores['Action']}: smoothness {act['smoothness']:.2f} (log dimensionless jerk {act['ldlj']:.1f}), "
@@ -423,6 +440,7 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
     ]
     if mode == "reasoning":
         r = reasoning_parts(inp, cat, p)
+        flags["no_reasoning"] = not r["has_text"]
         if not r["has_text"]:
             scores["Reasoning"] = 0
             thought.append("Reasoning 0: the policy produced no reasoning text.")
@@ -432,6 +450,7 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
                 "subgoals": len(r["in_order"]) / len(cat.subgoals),
             }
             scores["Reasoning"] = _score(_weighted(p.weights.reasoning, parts))
+            flags["incomplete_plan"] = min(parts.values()) < 1
             thought.append(
                 f"Reasoning {scores['Reasoning']}: names {len(r['named'])}/{len(r['terms'])} object terms "
                 f"({', '.join(r['named']) or 'none'}) and {len(r['in_order'])}/{len(cat.subgoals)} "
@@ -439,6 +458,7 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
             )
         al = alignment_parts(inp, tr, p)
         scores["Alignment"] = _score(al["agreed"] / al["stated"]) if al["stated"] else 0
+        flags["misaligned"] = bool(al["stated"]) and al["agreed"] / al["stated"] < f.misaligned_below
         if not al["stated"]:
             thought.append("Alignment 0: no step states an intention to check the motion against.")
         else:
@@ -448,7 +468,7 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
                 f"Alignment {scores['Alignment']}: the motion matched the stated intention on "
                 f"{al['agreed']}/{al['stated']} steps{missed}."
             )
-    return scores, " ".join(thought)
+    return scores, " ".join(thought), [m for m in spec.taxonomy.modes if flags.get(m)]
 
 
 def category_of(task: TaskSpec, spec: JudgeSpec) -> Category:
@@ -474,7 +494,7 @@ class GroundedJudge:
 
     def judge(self, inp: JudgeInput, use_cache: bool = True) -> Judgement:
         started = time.perf_counter()
-        scores, thought = judge_grounded(inp, self.spec, self.mode)
+        scores, thought, failure_modes = judge_grounded(inp, self.spec, self.mode)
         return Judgement(
             episode_id=inp.episode_id,
             judge=self.spec.name,
@@ -483,5 +503,6 @@ class GroundedJudge:
             status="ok",
             scores=scores,
             thought=thought,
+            failure_modes=failure_modes,
             latency_s=time.perf_counter() - started,
         )

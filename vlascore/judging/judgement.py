@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlascore.records import utcnow
 
-JUDGEMENT_SCHEMA_VERSION = 1
+# 2: added Judgement.failure_modes (version 1 files are read as having none).
+JUDGEMENT_SCHEMA_VERSION = 2
 JUDGEMENTS_DIR = "judgements"
 
 # The JSON keys of the paper's judge contract (spec §3) and the short names used in tables.
@@ -74,6 +75,9 @@ class Judgement(BaseModel):
     """The judge's own optional `Success` field: informational only, B comes from the simulator."""
     thought: str = ""
     """The judge's rationale (the paper's `Thought`)."""
+    failure_modes: list[str] = []
+    """Failure modes the judge flagged (ids of its taxonomy, judges/failure_modes.yaml): measured by the grounded
+    judge, keyword-tagged in a VLM judge's rationale."""
     failure_reason: str | None = None
     """Why the judgement failed (last error)."""
     raw_replies: list[str] = []

@@ -185,7 +185,8 @@ class VlmJudge:
 
     def _from_cache(self, base: dict[str, Any], hit: dict[str, Any], started: float) -> Judgement:
         return Judgement(**base, status="ok", scores=hit["scores"], thought=hit["thought"],
-                         success_claim=hit.get("success_claim"), raw_replies=hit.get("raw_replies", []),
+                         failure_modes=self.spec.taxonomy.tag(hit["thought"]), success_claim=hit.get("success_claim"),
+                         raw_replies=hit.get("raw_replies", []),
                          cached=True, usage=Usage(cache_hits=1),
                          latency_s=time.perf_counter() - started)  # fmt: skip
 
@@ -229,6 +230,7 @@ class VlmJudge:
             self.cache.put(key, {"scores": scores, "thought": thought, "success_claim": claim, "raw_replies": replies,
                                  "examples": req.examples})  # fmt: skip
             return Judgement(**base, status="ok", scores=scores, thought=thought, success_claim=claim,
+                             failure_modes=self.spec.taxonomy.tag(thought),
                              raw_replies=replies, attempts=len(replies), usage=usage,
                              latency_s=time.perf_counter() - started)  # fmt: skip
         return Judgement(**base, status="failed", failure_reason=f"no valid verdict after {usage.calls} "
