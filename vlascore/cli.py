@@ -335,18 +335,43 @@ def score_cmd(
 def report_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run directories written by `vlascore run`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", "-b", help="Compare every run with this one (a run path or name).")
+    ] = None,
+    episode: Annotated[
+        list[str] | None,
+        typer.Option("--episode", "-e", help="Show only this episode in the browser, with its filmstrip (repeatable)."),
+    ] = None,
+    filmstrips: Annotated[
+        int, typer.Option("--filmstrips", min=0, help="Episodes per run with a filmstrip (spread over tasks).")
+    ] = 300,
+    frames: Annotated[int, typer.Option("--frames", min=2, help="Frames per filmstrip (first and last included).")] = 8,
 ) -> None:
-    """One self-contained HTML report (works offline): per-task success with 95% intervals, a chart comparing
-    the runs, and every episode with a filmstrip and the policy's reasoning timeline.
+    """One self-contained HTML report (works offline) of one or more runs: a summary table (Sim., R, A, I, RA and
+    the VLA Score with 95% intervals), per-task charts and a radar per model, paired comparisons on shared seeds with
+    significance tests, a failure breakdown, and an episode browser with a drill-down per episode (filmstrip,
+    reasoning timeline, action plot, every judge's scores and rationale).
 
-    Example: vlascore report runs/scripted runs/random -o report.html
+    Judge the runs first (`vlascore judge RUN`) for the VLA Score columns; unjudged runs show success only.
+
+    Examples:
+
+      vlascore report runs/scripted -o runs/scripted/report.html
+
+      vlascore report runs/scripted runs/random -o compare.html
+
+      vlascore report runs/a runs/b runs/c --baseline runs/a -o vs-a.html
+
+      vlascore report runs/scripted -e PickCube-3 -e PickCube-7 -o two-episodes.html
     """
+    from vlascore.judging import JudgeError
     from vlascore.report import write_report
     from vlascore.store import StoreError
 
     try:
-        path = write_report(run_dirs, out)
-    except StoreError as exc:
+        path = write_report(run_dirs, out, baseline=baseline, episodes=episode, filmstrips=filmstrips,
+                            max_frames=frames)  # fmt: skip
+    except (StoreError, JudgeError, ValueError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc}") from None
@@ -685,6 +710,11 @@ def doctor_cmd(
 from vlascore.kb_cli import kb_app  # noqa: E402 - kb_cli imports this module's helpers lazily
 
 app.add_typer(kb_app, name="kb")
+
+from vlascore.board_cli import leaderboard_app, submit_cmd  # noqa: E402 - board_cli imports this module lazily too
+
+app.add_typer(leaderboard_app, name="leaderboard")
+app.command("submit")(submit_cmd)
 
 
 def main() -> None:

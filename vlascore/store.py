@@ -163,8 +163,12 @@ class RunStore:
         df["success"] = df["success"].astype(bool)
         return df
 
-    def steps_frame(self, episode_ids: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-        """Steps in commit order; `columns` reads only those (cheap for text-only consumers like reports)."""
+    def steps_frame(self, episode_ids: list[str] | None = None, columns: list[str] | None = None,
+                    parse_json: bool = True) -> pd.DataFrame:  # fmt: skip
+        """Steps in commit order; `columns` reads only those (cheap for text-only consumers like reports).
+
+        `parse_json=False` leaves the JSON columns (action, ee_pose, privileged) as their stored text, for readers
+        that parse a whole column at once."""
         cols = columns or _STEP_COLUMNS
         unknown = sorted(set(cols) - set(_STEP_COLUMNS))
         if unknown:
@@ -176,7 +180,7 @@ class RunStore:
             query += f" WHERE episode_id IN ({', '.join('?' * len(episode_ids))})"
             params = tuple(episode_ids)  # type: ignore[assignment]
         df = pd.read_sql_query(query + " ORDER BY rowid", self.conn, params=params)
-        for col in _JSON_STEP_COLUMNS:
+        for col in _JSON_STEP_COLUMNS if parse_json else ():
             if col in df:
                 df[col] = [json.loads(v) for v in df[col]]
         if "success" in df:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import struct
 import zlib
@@ -19,14 +20,16 @@ from vlascore.adapters import ADAPTERS, Adapter, PolicyStep
 from vlascore.backends import Observation
 from vlascore.cli import app
 from vlascore.images import PNG_SIGNATURE, encode_png, sample_indices, thumbnail
+from vlascore.judging.engine import judge_run
 from vlascore.report import build_report, write_report
+from vlascore.report.episodes import encode_actions, filmstrip_ids
 from vlascore.report.timeline import collapse
-from vlascore.scoring import score_run
+from vlascore.scoring import mcnemar_exact, score_run
 from vlascore.store import StoreError, load_run
 from vlascore.suites import load_suite
 
 XSS = "<script>alert(1)</script>"
-PNG_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
 
 class XssAdapter(Adapter):
@@ -70,6 +73,19 @@ def decode_png(data: bytes) -> np.ndarray:
     return rows[:, 1:].reshape(h, w, 3)
 
 
+def report_data(html: str) -> dict:
+    """The episode browser's JSON, as the page's script reads it."""
+    match = DATA.search(html)
+    assert match, "no report-data block"
+    return json.loads(match.group(1))
+
+
+def thumbnails(episode: dict) -> list[bytes]:
+    prefix = "data:image/png;base64,"
+    assert all(f[0].startswith(prefix) for f in episode.get("f", []))
+    return [base64.b64decode(f[0][len(prefix):]) for f in episode.get("f", [])]
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "toy-random"
@@ -82,6 +98,23 @@ def toy_html(toy_run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     path = write_report([toy_run], tmp_path_factory.mktemp("report") / "sub" / "report.html")
     assert path.is_file()
     return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """toy-expert and random on the same 8 seeds, judged by the grounded judge."""
+    base = tmp_path_factory.mktemp("judged")
+    out = {}
+    for model in ("toy-expert", "random"):
+        out[model] = base / model
+        runner.run(model=model, suite=load_suite("toy"), out=out[model], episodes=8)
+        judge_run(out[model], "grounded")
+    return out
+
+
+@pytest.fixture(scope="module")
+def compare_html(judged: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report([judged["toy-expert"], judged["random"]], tmp_path_factory.mktemp("cmp") / "report.html")
 
 
 # -- building blocks -----------------------------------------------------------------------------------
@@ -129,18 +162,19 @@ def test_report_shows_the_scored_numbers(toy_run: Path, toy_html: str) -> None:
     results = score_run(load_run(toy_run))
     assert "ToyPick" in toy_html
     for t in results.tasks:
-        row = re.search(rf"<td>{t.task}</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", toy_html)
+        row = re.search(rf'<td class="l">{t.task}</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>', toy_html)
         assert row, t.task
         assert row.group(1) == f"{100 * t.success_rate:.1f}"
         assert row.group(2) == f"{100 * t.ci_low:.1f}&ndash;{100 * t.ci_high:.1f}"
-    foot = re.search(r"<td>suite mean</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>", toy_html)
+    foot = re.search(r'<td class="l">suite mean</td>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>', toy_html)
     assert foot and foot.group(1) == f"{100 * results.suite_mean:.1f}"
     assert foot.group(2) == f"{100 * results.suite_ci_low:.1f}&ndash;{100 * results.suite_ci_high:.1f}"
-    for field in ("toy-random", "random", results.suite_fingerprint, results.protocol_version):
+    for field in ("toy-random", "random", results.suite_fingerprint, results.protocol_version, "not judged"):
         assert field in toy_html
-    assert toy_html.count('<details class="ep"') == 3
-    for seed in range(3):
-        assert f"<code>ToyPick-{seed}</code>" in toy_html
+    episodes = report_data(toy_html)["episodes"]
+    assert [e["id"] for e in episodes] == [f"ToyPick-{seed}" for seed in range(3)]
+    steps = load_run(toy_run).episodes.set_index("episode_id")["num_steps"].to_dict()
+    assert {e["id"]: e["n"] for e in episodes} == steps
 
 
 def test_report_is_offline_with_plotly_inlined(toy_html: str) -> None:
@@ -152,35 +186,144 @@ def test_report_is_offline_with_plotly_inlined(toy_html: str) -> None:
 
 
 def test_report_embeds_decodable_thumbnails(toy_run: Path, toy_html: str) -> None:
-    uris = PNG_URI.findall(toy_html)
     run = load_run(toy_run)
-    expected = sum(min(8, len(run.frames(e)[0])) for e in run.episodes["episode_id"])
-    assert len(uris) == expected and 0 < expected <= 8 * 3
-    frames, _ = run.frames("ToyPick-0")
-    first = decode_png(base64.b64decode(uris[0]))
-    assert np.array_equal(first, thumbnail(frames[0]))  # the first thumbnail is the episode's first frame
+    episodes = report_data(toy_html)["episodes"]
+    for ep in episodes:
+        frames, steps = run.frames(ep["id"])
+        pngs = thumbnails(ep)
+        assert len(pngs) == min(8, len(frames)) > 0
+        assert np.array_equal(decode_png(pngs[0]), thumbnail(frames[0]))  # the first is the episode's first frame
+        assert [f[1] for f in ep["f"]] == [int(steps[i]) for i in sample_indices(len(frames), 8)]
+        assert ep["f"][-1][2] is True  # the final frame (after the last step) is marked
+
+
+def test_actions_round_trip_through_the_int16_encoding(toy_run: Path, toy_html: str) -> None:
+    run = load_run(toy_run)
+    ep = report_data(toy_html)["episodes"][0]
+    actions = np.array(run.steps.loc[run.steps["episode_id"] == ep["id"], "action"].tolist())
+    a = ep["a"]
+    q = np.frombuffer(base64.b64decode(a["q"]), dtype="<i2").reshape(-1, a["d"])
+    decoded = q / 32767 * np.array(a["s"])
+    assert a["n"] == len(actions) and a["k"] == 1
+    assert np.allclose(decoded, actions, atol=np.abs(actions).max() / 30000)
+    long = np.random.default_rng(0).uniform(-1, 1, size=(1001, 7))
+    enc = encode_actions(long, max_points=200)
+    assert enc["k"] == 6 and len(base64.b64decode(enc["q"])) == 2 * 7 * (len(range(0, 1001, 6)) + 1)  # + last step
 
 
 def test_reasoning_and_intention_are_escaped(tmp_path: Path) -> None:
     out = tmp_path / "xss"
     runner.run(model="xss-test", suite=load_suite("toy"), out=out, episodes=1)
     html = build_report([out])
-    assert XSS not in html and "<b>still</b>" not in html
-    assert "I think &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
-    assert "steps 0-39</span>: stay &lt;b&gt;still&lt;/b&gt;" in html  # 40 identical steps collapse into one
+    assert XSS not in html and "<b>still</b>" not in html  # JSON is embedded with <, >, & escaped
+    (ep,) = report_data(html)["episodes"]
+    assert ep["tl"]["reasoning"] == [[0, 39, f"I think {XSS} & more"]]  # 40 identical steps collapse into one
+    assert ep["tl"]["intention"] == [[0, 39, "stay <b>still</b>"]]  # the page shows it as text (browser test)
 
 
 def test_timeline_shows_step_ranges_and_several_runs_compare(toy_run: Path, tmp_path: Path) -> None:
     expert = tmp_path / "expert"
     runner.run(model="toy-expert", suite=load_suite("toy"), out=expert, episodes=2)
     html = build_report([expert, toy_run])
-    assert re.search(r"steps 0-\d+</span>: reach the cube", html)
-    assert re.search(r"steps \d+-\d+</span>: carry the cube to the goal", html)
-    assert 'id="run-1-episodes"' in html and 'id="run-2-episodes"' in html
+    episodes = report_data(html)["episodes"]
+    first = episodes[0]["tl"]["intention"]
+    assert first[0][0] == 0 and first[0][2] == "reach the cube" and first[-1][2] == "carry the cube to the goal"
+    assert {e["r"] for e in episodes} == {0, 1}
     assert html.count('"type": "bar"') == 2
     ok = score_run(load_run(expert)).tasks[0]
     assert ok.successes > 0 and f"<td>{100 * ok.success_rate:.1f}</td>" in html
     assert "not directly comparable" not in html  # same suite spec
+    assert 'class="card comparison"' in html
+
+
+def test_summary_and_radars_carry_the_vla_scores(judged: dict[str, Path], compare_html: Path) -> None:
+    html = compare_html.read_text(encoding="utf-8")
+    for i, model in enumerate(("toy-expert", "random")):
+        (v,) = score_run(load_run(judged[model])).vla
+        row = re.search(rf'<tr data-run="{i}" data-judge="grounded">(.*?)</tr>', html, re.S)
+        assert row, model
+        values = re.findall(r'<span class="v">([^<]*)</span><span class="ci">([^<]*)</span>', row.group(1))
+        expected = [v.sim, v.reasoning, v.action, v.intention, v.alignment, v.vla_score]
+        shown = [e for e in expected if e is not None]  # a specialist's R and RA are "-"
+        assert values == [(f"{e.value:.1f}", f"{e.ci_low:.1f}&ndash;{e.ci_high:.1f}") for e in shown]
+    assert html.count('<div class="plot radar-plot"') == 2 and 'Plotly.newPlot(r.id' in html
+
+
+def test_paired_comparison_shows_a_significant_difference(judged: dict[str, Path], compare_html: Path) -> None:
+    html = compare_html.read_text(encoding="utf-8")
+    ea, eb = (load_run(judged[m]).episodes for m in ("toy-expert", "random"))
+    a_only = int((ea["success"].to_numpy() & ~eb["success"].to_numpy()).sum())
+    b_only = int((~ea["success"].to_numpy() & eb["success"].to_numpy()).sum())
+    row = re.search(r'<tr class="overall" data-metric="success">(.*?)</tr>', html, re.S)
+    assert row and f"McNemar exact ({a_only} vs {b_only} discordant)" in row.group(1)
+    p = mcnemar_exact(a_only, b_only)
+    assert p < 0.05 and f"{p:.4f}" in row.group(1) and "significant</span> (toy-expert higher)" in row.group(1)
+    vla = re.search(r'<tr class="overall" data-metric="vla:grounded">(.*?)</tr>', html, re.S)
+    assert vla and "sign-flip permutation" in vla.group(1) and "significant</span> (toy-expert higher)" in vla.group(1)
+
+
+def test_failure_breakdown_counts_the_records(judged: dict[str, Path], compare_html: Path) -> None:
+    from vlascore.scoring import read_judgement_files
+
+    html = compare_html.read_text(encoding="utf-8")
+    (jf,) = read_judgement_files(judged["random"])
+    start = html.index('<div class="card failures" data-run="1">')
+    card = re.match(r"(.*?)</section>", html[start:], re.S)  # the last card of the section: run 1 (random)
+    assert card
+    eps = load_run(judged["random"]).episodes
+    counts = eps["termination"].value_counts()
+    total = re.search(r'<tr class="total"><td class="l">all</td>(.*?)</tr>', card.group(1), re.S)
+    assert total and re.findall(r"<td[^>]*>(\d+)</td>", total.group(1)) == [
+        str(counts.get(t, 0)) for t in ("success", "max_steps", "terminated", "error")] + [str(len(eps))]  # fmt: skip
+    flagged = {m: sum(m in j.failure_modes for j in jf.judgements) for j in jf.judgements for m in j.failure_modes}
+    assert flagged, "the grounded judge flags a random policy's failures"
+    for mode, n in flagged.items():
+        row = re.search(rf'<tr data-mode="{mode}"><td[^>]*>[^<]*</td><td>(\d+)</td>', card.group(1))
+        assert row and int(row.group(1)) == n, mode
+
+
+def test_episode_browser_carries_every_verdict(judged: dict[str, Path], compare_html: Path) -> None:
+    from vlascore.scoring import read_judgement_files, trajectory_scores
+
+    data = report_data(compare_html.read_text(encoding="utf-8"))
+    assert [r["judges"] for r in data["runs"]] == [["grounded"], ["grounded"]]
+    assert data["runs"][0]["actions"]["ToyPick"] == ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+    run = load_run(judged["toy-expert"])
+    (jf,) = read_judgement_files(judged["toy-expert"])
+    scores = trajectory_scores(run, jf).set_index("episode_id")["score"]
+    by_id = {e["id"]: e for e in data["episodes"] if e["r"] == 0}
+    for j in jf.judgements:
+        (v,) = by_id[j.episode_id]["j"]
+        assert v["s"] == "ok" and v["th"] == j.thought and v["m"] == j.failure_modes
+        assert v["d"] == {"R": j.scores["Reasoning"], "A": j.scores["Action"], "I": j.scores["Intention"],
+                          "RA": j.scores["Alignment"]}  # fmt: skip
+        assert v["v"] == pytest.approx(100 * scores[j.episode_id], abs=0.01)
+
+
+def test_filmstrips_are_capped_and_spread_over_tasks(judged: dict[str, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    eps = pd.DataFrame({"episode_id": [f"{t}-{s}" for t in "ABC" for s in range(4)], "task": [t for t in "ABC"
+                        for _ in range(4)], "frames_file": "x"})  # fmt: skip
+    assert filmstrip_ids(eps, 5) == ["A-0", "B-0", "C-0", "A-1", "B-1"]
+    assert filmstrip_ids(eps, 0) == [] and len(filmstrip_ids(eps, 100)) == 12
+    data = report_data(build_report([judged["random"]], filmstrips=3))
+    with_strip = [e["id"] for e in data["episodes"] if "f" in e]
+    assert with_strip == ["ToyPick-0", "ToyPick-1", "ToyPick-2"]
+    note = next(e["fn"] for e in data["episodes"] if "f" not in e)
+    assert "--episode ToyPick-3" in note
+
+
+def test_episode_option_focuses_the_browser(judged: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "focus.html"
+    res = CliRunner().invoke(app, ["report", str(judged["random"]), "-e", "ToyPick-5", "--filmstrips", "0", "-o",
+                                   str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html = out.read_text(encoding="utf-8")
+    (ep,) = report_data(html)["episodes"]
+    assert ep["id"] == "ToyPick-5" and len(thumbnails(ep)) == 8 and "only the episodes asked for" in html
+    bad = CliRunner().invoke(app, ["report", str(judged["random"]), "-e", "Nope-1", "-o", str(tmp_path / "x.html")])
+    assert bad.exit_code != 0 and "has no episode Nope-1" in bad.output and "Traceback" not in bad.output
 
 
 def test_missing_run_raises_store_error(tmp_path: Path) -> None:
@@ -205,11 +348,17 @@ def test_cli_report_on_a_missing_directory_fails_cleanly(tmp_path: Path) -> None
     assert "Traceback" not in result.output and not (tmp_path / "r.html").exists()
 
 
+def test_cli_baseline_must_be_one_of_the_runs(judged: dict[str, Path], tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["report", str(judged["random"]), str(judged["toy-expert"]), "--baseline", "nope",
+                                   "-o", str(tmp_path / "r.html")])  # fmt: skip
+    assert res.exit_code != 0 and "--baseline 'nope' is none of the runs" in res.output
+
+
 def test_unreadable_frames_do_not_sink_the_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     runner.run(model="random", suite=load_suite("toy"), out=out, episodes=2)
     (out / "frames" / "ToyPick-1.npz").write_bytes(b"not a zip file")
-    html = build_report([out])
-    assert "frames unreadable" in html
-    assert len(PNG_URI.findall(html)) == 8  # ToyPick-0's filmstrip is still there
+    episodes = report_data(build_report([out]))["episodes"]
+    assert "frames unreadable" in episodes[1]["fn"] and "f" not in episodes[1]
+    assert len(thumbnails(episodes[0])) == 8  # ToyPick-0's filmstrip is still there
     assert not (out / "results.json").exists()  # the report only reads the run

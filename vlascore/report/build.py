@@ -1,13 +1,18 @@
 """Build the self-contained HTML report of one or more runs (jinja2 template in leaderboard/templates/).
 
-Everything is inlined: plotly.js from the installed `plotly` package, frames as small base64 PNG thumbnails,
-so the file works offline and can be attached or archived as is. Steps are read once per run (only the
-text columns) and grouped with pandas; frames files are decoded in a thread pool (zlib releases the GIL).
+Sections: a summary table (Sim., R/A/I/RA and the VLA Score per run and judge, with intervals and counts), charts
+(per-task success and VLA Score with error bars, a radar per model), paired comparisons on shared seeds with
+significance tests, a failure breakdown, and an episode browser with a drill-down per episode (filmstrip and
+flipbook, reasoning / intention timeline, action plot, every judge's scores and rationale).
+
+Everything is inlined (plotly.js from the installed `plotly` package, frames as small base64 PNGs), so the file
+works offline and can be attached or archived as is. Each run's steps are read in one query; frames files are
+decoded in a thread pool (zlib releases the GIL).
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,99 +20,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from markupsafe import Markup
 
 from vlascore import __version__
-from vlascore.images import png_data_uri, sample_indices, thumbnail
-from vlascore.records import EpisodeRecord, utcnow
-from vlascore.report.chart import success_chart
-from vlascore.report.timeline import Segment, timelines
-from vlascore.scoring import RunResults, score_run
-from vlascore.store import LoadedRun, load_run
+from vlascore.judging.failure_modes import Taxonomy, load_taxonomy
+from vlascore.judging.judgement import JudgementFile
+from vlascore.records import utcnow
+from vlascore.report.charts import Figure, radar_chart, success_chart, vla_chart
+from vlascore.report.episodes import episode_rows, labels_by_task, ordered_episodes
+from vlascore.report.failures import TERMINATIONS, RunFailures, run_failures
+from vlascore.scoring import (
+    PairedComparison,
+    RunResults,
+    VlaScoreResult,
+    adjust,
+    compare_runs,
+    read_judgement_files,
+    score_run,
+    trajectory_scores,
+)
+from vlascore.store import LoadedRun, StoreError, atomic_write_text, load_run
 
 TEMPLATE = "report.html.j2"
 MAX_FRAMES = 8
 """Thumbnails per episode filmstrip (first and last frame always included)."""
 THUMB_SIDE = 96
 """Thumbnails are shrunk by an integer factor until their longer side is at most this many pixels."""
-MAX_SEGMENTS = 200
-"""Timeline segments shown per episode and kind; the rest are counted."""
+FILMSTRIPS = 300
+"""Episodes per run whose filmstrip is embedded (spread over the tasks): the bulk of a report's size."""
+ALL_PAIRS_UP_TO = 5
+"""With at most this many runs every pair is compared; with more, each run against the first (or --baseline)."""
 
 
 @dataclass
-class Thumb:
-    uri: Markup
-    step: int
-    final: bool
-
-
-@dataclass
-class EpisodeView:
-    """An episode's stored record plus what the report derives for it."""
-
-    record: EpisodeRecord
-    frames: list[Thumb] = field(default_factory=list)
-    frames_note: str | None = None
-    timeline: dict[str, list[Segment]] = field(default_factory=dict)
-    hidden: dict[str, int] = field(default_factory=dict)
+class JudgeView:
+    result: VlaScoreResult
+    radar: Figure
+    anchor: str
 
 
 @dataclass
 class RunView:
+    index: int
     anchor: str
     label: str
     path: str
     record: Any
     results: RunResults
-    episodes: list[EpisodeView]
-    adapter_config: str
-
-
-def _step_texts(run: LoadedRun) -> pd.DataFrame:
-    """Only the columns the timelines need, in one query (the full `run.steps` parses JSON for every row)."""
-    return run.store.steps_frame(columns=["episode_id", "step", "intention", "reasoning"])
-
-
-def _filmstrip(run: LoadedRun, episode_id: str, num_steps: int, max_frames: int,
-               thumb_side: int) -> tuple[list[Thumb], str | None]:  # fmt: skip
-    try:
-        frames, steps = run.frames(episode_id)
-    except Exception as exc:  # noqa: BLE001 - one unreadable frames file must not sink the whole report
-        return [], f"frames unreadable: {type(exc).__name__}: {exc}"
-    thumbs = []
-    for i in sample_indices(len(frames), max_frames):
-        uri = Markup(png_data_uri(thumbnail(frames[i], thumb_side)))  # base64: nothing to escape
-        thumbs.append(Thumb(uri, int(steps[i]), final=int(steps[i]) >= num_steps))
-    return thumbs, None if thumbs else "no frames stored"
-
-
-def _episodes(run: LoadedRun, max_frames: int, thumb_side: int, pool: ThreadPoolExecutor) -> list[EpisodeView]:
-    """Episodes in suite task order, then by seed, with their timelines and filmstrips."""
-    eps = run.episodes
-    if eps.empty:
-        return []
-    order = {t: i for i, t in enumerate(run.run.tasks)}
-    eps = eps.assign(_order=eps["task"].map(order).fillna(len(order)))
-    eps = eps.sort_values(["_order", "seed"], kind="stable")
-    texts = timelines(_step_texts(run))
-    views = []
-    for row in eps.drop(columns="_order").to_dict("records"):
-        # NULLs come back as None or NaN depending on the column's other values; the record wants None.
-        record = EpisodeRecord.model_validate({k: None if v is None or v != v else v for k, v in row.items()})
-        view = EpisodeView(record)
-        for kind, by_episode in texts.items():
-            segments = by_episode.get(record.episode_id, [])
-            view.timeline[kind] = segments[:MAX_SEGMENTS]
-            view.hidden[kind] = max(0, len(segments) - MAX_SEGMENTS)
-        if not record.frames_file:
-            view.frames_note = "no frames stored"
-        views.append(view)
-    todo = [v for v in views if v.frames_note is None]
-    strips = pool.map(lambda v: _filmstrip(run, v.record.episode_id, v.record.num_steps, max_frames, thumb_side), todo)
-    for view, (thumbs, note) in zip(todo, strips, strict=True):
-        view.frames, view.frames_note = thumbs, note
-    return views
+    judges: list[JudgeView]
+    failures: RunFailures
+    adapter_config: dict[str, Any] = field(default_factory=dict)
 
 
 def _labels(runs: list[LoadedRun]) -> list[str]:
@@ -120,6 +82,12 @@ def _fmt_pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
+
+
 def _environment() -> Any:
     import jinja2
 
@@ -127,12 +95,13 @@ def _environment() -> Any:
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(data_dir("leaderboard") / "templates"),
-        autoescape=True,  # model names, instructions and reasoning are user-supplied
+        autoescape=True,  # model names, instructions, reasoning and judge text are user-supplied
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters["pct"] = _fmt_pct
+    env.filters["pval"] = _fmt_p
     return env
 
 
@@ -145,44 +114,127 @@ def _plotly_js() -> Markup:
     return Markup(js)
 
 
-def build_report(paths: Sequence[str | Path], *, labels: Sequence[str] | None = None, max_frames: int = MAX_FRAMES,
-                 thumb_side: int = THUMB_SIDE) -> str:  # fmt: skip
+def _pairs(n: int, baseline: int | None) -> list[tuple[int, int]]:
+    if baseline is not None:
+        return [(baseline, i) for i in range(n) if i != baseline]
+    if n <= ALL_PAIRS_UP_TO:
+        return list(itertools.combinations(range(n), 2))
+    return [(0, i) for i in range(1, n)]
+
+
+def _baseline_index(baseline: str | Path | None, paths: Sequence[str | Path], labels: list[str]) -> int | None:
+    if baseline is None:
+        return None
+    for i, (p, label) in enumerate(zip(paths, labels, strict=True)):
+        if str(baseline) in (label, str(p)) or Path(baseline).resolve() == Path(p).resolve():
+            return i
+    raise ValueError(f"--baseline {baseline!r} is none of the runs in the report ({', '.join(labels)})")
+
+
+def build_report(
+    paths: Sequence[str | Path],
+    *,
+    labels: Sequence[str] | None = None,
+    episodes: Sequence[str] | None = None,
+    baseline: str | Path | None = None,
+    filmstrips: int = FILMSTRIPS,
+    max_frames: int = MAX_FRAMES,
+    thumb_side: int = THUMB_SIDE,
+) -> str:
     """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work).
 
-    `labels` names the runs (e.g. a leaderboard's model names); default: run names, paths where they clash."""
+    `labels` names the runs (e.g. a leaderboard's model names; default: run names, paths where they clash);
+    `episodes` limits the episode browser to these ids (with all their filmstrips); `baseline` (a label or path)
+    is compared with every other run.
+    """
     if not paths:
         raise ValueError("no run directories given")
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} runs")
     runs = [load_run(p) for p in paths]
-    labels = list(labels) if labels is not None else _labels(runs)
-    results = [score_run(r) for r in runs]
-    views = []
+    names = list(labels) if labels is not None else _labels(runs)
+    base = _baseline_index(baseline, paths, names)
+    taxonomy = load_taxonomy()
     try:
+        judgements = [read_judgement_files(r.path) for r in runs]
+        views, records = [], []
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for i, (run, label, res) in enumerate(zip(runs, labels, results, strict=True)):
-                views.append(RunView(
-                    anchor=f"run-{i + 1}", label=label, path=str(run.path), record=run.run, results=res,
-                    episodes=_episodes(run, max_frames, thumb_side, pool),
-                    adapter_config=json.dumps(run.run.adapter_config, sort_keys=True),
+            for i, (run, name, jfs) in enumerate(zip(runs, names, judgements, strict=True)):
+                views.append(_run_view(i, run, name, jfs, taxonomy))
+                eps = ordered_episodes(run, episodes)
+                if episodes is not None:
+                    _check_known(run, episodes)
+                tables = [(jf, trajectory_scores(run, jf)) for jf in jfs]
+                records.extend(episode_rows(
+                    run, i, eps, tables, filmstrips=len(eps) if episodes is not None else filmstrips,
+                    max_frames=max_frames, thumb_side=thumb_side, pool=pool,
                 ))  # fmt: skip
+        comparisons = [compare_runs(runs[a], runs[b], (names[a], names[b]), (judgements[a], judgements[b]))
+                       for a, b in _pairs(len(runs), base)]  # fmt: skip
+        adjust(comparisons)
     finally:
         for run in runs:
             run.store.close()
+    return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None)
+
+
+def _check_known(run: LoadedRun, episodes: Sequence[str]) -> None:
+    unknown = sorted(set(episodes) - set(run.episodes["episode_id"]))
+    if unknown:
+        raise StoreError(f"run {run.path} has no episode {', '.join(unknown[:5])}; its ids look like "
+                         f"{run.episodes['episode_id'].iloc[0] if len(run.episodes) else 'TASK-SEED'}")  # fmt: skip
+
+
+def _run_view(i: int, run: LoadedRun, name: str, jfs: list[JudgementFile], taxonomy: Taxonomy) -> RunView:
+    results = score_run(run, judgements=jfs)
+    judges = [JudgeView(result=v, radar=radar_chart(f"{name} · {v.label}", v), anchor=f"run-{i + 1}-judge-{k + 1}")
+              for k, v in enumerate(results.vla)]  # fmt: skip
+    return RunView(
+        index=i, anchor=f"run-{i + 1}", label=name, path=str(run.path), record=run.run, results=results,
+        judges=judges, failures=run_failures(run.episodes, run.run.tasks, jfs, taxonomy),
+        adapter_config=run.run.adapter_config,
+    )  # fmt: skip
+
+
+def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: list[PairedComparison],
+            taxonomy: Taxonomy, max_frames: int, focused: bool) -> str:  # fmt: skip
     notes = []
-    if len({(r.run.suite_fingerprint, r.run.protocol_version) for r in runs}) > 1:
+    if len({(v.record.suite_fingerprint, v.record.protocol_version) for v in views}) > 1:
         notes.append("These runs used different suite specs (fingerprint or protocol differ): their success "
-                     "rates are not directly comparable.")  # fmt: skip
+                     "rates are not directly comparable, and they are not compared pair by pair.")  # fmt: skip
+    if focused:
+        notes.append("This report shows only the episodes asked for (--episode) in its episode browser; the "
+                     "scores and comparisons cover the whole runs.")  # fmt: skip
+    series = [(f"{v.label} · {j.result.label}", j.result) for v in views for j in v.judges]
+    data = {
+        "runs": [
+            {
+                "label": v.label,
+                "anchor": v.anchor,
+                "judges": [j.result.label for j in v.judges],
+                "actions": labels_by_task(v.record),
+            }
+            for v in views
+        ],  # fmt: skip
+        "modes": {m: mode.label for m, mode in taxonomy.modes.items()},
+        "episodes": records,
+    }
     return (
         _environment()
         .get_template(TEMPLATE)
         .render(
-            title="vlascore report: " + ", ".join(labels),
+            title="vlascore report: " + ", ".join(v.label for v in views),
             generated_at=utcnow(),
             version=__version__,
             runs=views,
             notes=notes,
-            chart=success_chart(labels, results),
+            success_chart=success_chart([v.label for v in views], [v.results for v in views]),
+            vla_chart=vla_chart(series),
+            comparisons=comparisons,
+            radars=[{"id": f"{j.anchor}-radar", "figure": j.radar} for v in views for j in v.judges],
+            terminations=TERMINATIONS,
+            taxonomy=taxonomy,
+            data=data,
             plotly_js=_plotly_js(),
             max_frames=max_frames,
         )
@@ -193,11 +245,5 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report.html", *
     """Build the report and write it atomically to `out`; returns the path written."""
     html = build_report(paths, **options)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(html, encoding="utf-8")  # explicit: reasoning text may be any language
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(out, html)  # utf-8: reasoning text may be any language
     return out

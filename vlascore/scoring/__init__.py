@@ -1,6 +1,17 @@
-"""Scoring of a run: success rates (success.py), the VLA Score of Eq. 8 (vla.py), and the interval and
-agreement statistics both use (stats.py). Everything public is importable from `vlascore.scoring`."""
+"""Scoring of a run: success rates (success.py), the VLA Score of Eq. 8 (vla.py), paired comparisons of two runs
+on shared seeds (paired.py), and the interval and agreement statistics they use (stats.py). Everything public is
+importable from `vlascore.scoring`."""
 
+from vlascore.scoring.paired import (
+    PAIRED_SCHEMA_VERSION,
+    PairedComparison,
+    PairedDifference,
+    adjust,
+    compare_runs,
+    holm,
+    mcnemar_exact,
+    sign_flip_test,
+)
 from vlascore.scoring.stats import (
     Z95,
     bootstrap_ci,
@@ -35,6 +46,14 @@ from vlascore.scoring.vla import (
 )
 
 __all__ = [
+    "PAIRED_SCHEMA_VERSION",
+    "PairedComparison",
+    "PairedDifference",
+    "adjust",
+    "compare_runs",
+    "holm",
+    "mcnemar_exact",
+    "sign_flip_test",
     "RESULTS_FILE",
     "RESULTS_SCHEMA_VERSION",
     "VLA_SCHEMA_VERSION",

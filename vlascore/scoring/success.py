@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from vlascore.judging.judgement import JudgementFile
 from vlascore.records import utcnow
 from vlascore.scoring.stats import wilson_interval
 from vlascore.scoring.vla import VlaScoreResult, read_judgement_files, vla_score
@@ -86,7 +87,10 @@ class RunResults(BaseModel):
     """VLA Score (Eq. 8) under each judgement file of the run (<run>/judgements/*.json), sorted by label."""
 
 
-def score_run(run: LoadedRun, errored_as_failure: bool = False) -> RunResults:
+def score_run(run: LoadedRun, errored_as_failure: bool = False,
+              judgements: list[JudgementFile] | None = None) -> RunResults:  # fmt: skip
+    """Success statistics and the VLA Score under each judgement file (`judgements`: already read ones, or None to
+    read <run>/judgements/)."""
     eps = run.episodes
     results = []
     for task in run.run.tasks:
@@ -120,7 +124,7 @@ def score_run(run: LoadedRun, errored_as_failure: bool = False) -> RunResults:
         scored_at=utcnow(), errored_as_failure=errored_as_failure, tasks=results,
         suite_mean=mean, suite_ci_low=lo, suite_ci_high=hi, episodes=len(eps),
         errored=int((eps["status"] == "errored").sum()), missing=len(planned - set(eps["episode_id"])),
-        vla=[vla_score(run, jf) for jf in read_judgement_files(run.path)],
+        vla=[vla_score(run, jf) for jf in (read_judgement_files(run.path) if judgements is None else judgements)],
     )  # fmt: skip
 
 
