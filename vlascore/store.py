@@ -16,7 +16,8 @@ import os
 import sqlite3
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,11 +33,27 @@ FRAMES_DIR = "frames"
 _EPISODE_COLUMNS = list(EpisodeRecord.model_fields)
 _STEP_COLUMNS = list(StepRecord.model_fields)
 _JSON_STEP_COLUMNS = ("action", "ee_pose", "privileged")
+_TEXT_COLUMNS = ("intention", "reasoning")
 _SQL_TYPES = {int: "INTEGER", float: "REAL", bool: "INTEGER"}
 
 
 def _insert_sql(table: str, columns: list[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@dataclass
+class StepScan:
+    """All steps of a run in commit order (see RunStore.step_scan)."""
+
+    blocks: dict[str, slice]
+    """episode_id -> its rows, in commit order."""
+    step: Sequence[int]
+    """Step index of each row."""
+    action: Sequence[str]
+    """The stored JSON text of each row's action."""
+    changes: dict[str, Sequence[str | None]]
+    """reasoning / intention -> the row's text where it differs from the previous step of the episode (or starts
+    the episode; a missing text is ""), else None."""
 
 
 class StoreError(RuntimeError):
@@ -186,6 +203,51 @@ class RunStore:
         if "success" in df:
             df["success"] = df["success"].astype(bool)
         return df
+
+    def step_rows(self, columns: list[str], empty_text: bool = False) -> list[tuple[Any, ...]]:
+        """Raw step rows (JSON columns as stored text) in commit order: for readers of every step of a big run,
+        which a DataFrame would only slow down. `empty_text`: NULL reasoning / intention read as ""."""
+        unknown = sorted(set(columns) - set(_STEP_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown step columns: {', '.join(unknown)}")
+        if not (self.path / DB_FILE).exists():
+            return []
+        texts = ("reasoning", "intention") if empty_text else ()
+        select = ", ".join(f"COALESCE({c}, '')" if c in texts else c for c in columns)
+        return self.conn.execute(f"SELECT {select} FROM steps ORDER BY rowid").fetchall()
+
+    def step_scan(self) -> StepScan | None:
+        """Every step in commit order, for readers of whole runs (reports): a few columns, the texts as change
+        points. None when some episode's rows are not one block in step order (the store always writes them so;
+        use steps_frame then)."""
+        if not (self.path / DB_FILE).exists():
+            return StepScan({}, [], [], {c: [] for c in _TEXT_COLUMNS})
+        bounds = self.conn.execute(
+            "SELECT episode_id, COUNT(*), MIN(rowid), MAX(rowid) FROM steps GROUP BY episode_id ORDER BY MIN(rowid)"
+        ).fetchall()
+        blocks, offset, previous_end = {}, 0, -1
+        for eid, count, first, last in bounds:
+            if last - first + 1 != count or first <= previous_end:  # interleaved with another episode's rows
+                return None
+            blocks[eid] = slice(offset, offset + count)
+            offset, previous_end = offset + count, last
+        # A text is sent only where it differs from the previous step's (or the episode starts): reports collapse
+        # repeats anyway, and most steps repeat, so this saves most of the string objects.
+        changed = [
+            f"CASE WHEN p.episode_id IS s.episode_id AND p.{c} IS s.{c} THEN NULL ELSE COALESCE(s.{c}, '') END"
+            for c in _TEXT_COLUMNS
+        ]
+        rows = self.conn.execute(
+            f"SELECT s.step, s.action, {', '.join(changed)} FROM steps s LEFT JOIN steps p ON p.rowid = s.rowid - 1 "
+            "ORDER BY s.rowid"
+        ).fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(2 + len(_TEXT_COLUMNS))]
+        step = np.asarray(columns[0], dtype=np.int64)
+        starts = np.zeros(len(step), dtype=bool)
+        starts[[b.start for b in blocks.values()]] = True
+        if len(step) > 1 and (np.diff(step)[~starts[1:]] <= 0).any():  # not in step order within an episode
+            return None
+        return StepScan(blocks, columns[0], columns[1], dict(zip(_TEXT_COLUMNS, columns[2:], strict=True)))
 
     def frames(self, episode_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(frames N x H x W x 3, step index of each frame); the last frame may follow the last step."""

@@ -30,6 +30,7 @@ from vlascore.suites import load_suite
 
 XSS = "<script>alert(1)</script>"
 DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
+CHARTS = re.compile(r'<script type="application/json" id="report-charts">(.*?)</script>', re.S)
 
 
 class XssAdapter(Adapter):
@@ -80,10 +81,16 @@ def report_data(html: str) -> dict:
     return json.loads(match.group(1))
 
 
+def report_charts(html: str) -> dict:
+    match = CHARTS.search(html)
+    assert match, "no report-charts block"
+    return json.loads(match.group(1))
+
+
 def thumbnails(episode: dict) -> list[bytes]:
     prefix = "data:image/png;base64,"
     assert all(f[0].startswith(prefix) for f in episode.get("f", []))
-    return [base64.b64decode(f[0][len(prefix):]) for f in episode.get("f", [])]
+    return [base64.b64decode(f[0][len(prefix) :]) for f in episode.get("f", [])]
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +189,8 @@ def test_report_is_offline_with_plotly_inlined(toy_html: str) -> None:
     assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?(https?:)?//", toy_html, re.I)
     assert get_plotlyjs() in toy_html
     assert 'Plotly.newPlot("success-chart"' in toy_html
-    assert '"error_y": {"array"' in toy_html and '"arrayminus"' in toy_html
+    (bars,) = report_charts(toy_html)["success"]["data"]
+    assert bars["type"] == "bar" and len(bars["error_y"]["array"]) == len(bars["error_y"]["arrayminus"]) == 2
 
 
 def test_report_embeds_decodable_thumbnails(toy_run: Path, toy_html: str) -> None:
@@ -229,7 +237,7 @@ def test_timeline_shows_step_ranges_and_several_runs_compare(toy_run: Path, tmp_
     first = episodes[0]["tl"]["intention"]
     assert first[0][0] == 0 and first[0][2] == "reach the cube" and first[-1][2] == "carry the cube to the goal"
     assert {e["r"] for e in episodes} == {0, 1}
-    assert html.count('"type": "bar"') == 2
+    assert [t["type"] for t in report_charts(html)["success"]["data"]] == ["bar", "bar"]
     ok = score_run(load_run(expert)).tasks[0]
     assert ok.successes > 0 and f"<td>{100 * ok.success_rate:.1f}</td>" in html
     assert "not directly comparable" not in html  # same suite spec
@@ -246,7 +254,7 @@ def test_summary_and_radars_carry_the_vla_scores(judged: dict[str, Path], compar
         expected = [v.sim, v.reasoning, v.action, v.intention, v.alignment, v.vla_score]
         shown = [e for e in expected if e is not None]  # a specialist's R and RA are "-"
         assert values == [(f"{e.value:.1f}", f"{e.ci_low:.1f}&ndash;{e.ci_high:.1f}") for e in shown]
-    assert html.count('<div class="plot radar-plot"') == 2 and 'Plotly.newPlot(r.id' in html
+    assert html.count('<div class="plot radar-plot"') == 2 and "Plotly.newPlot(r.id" in html
 
 
 def test_paired_comparison_shows_a_significant_difference(judged: dict[str, Path], compare_html: Path) -> None:

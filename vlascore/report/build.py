@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ def _fmt_p(p: float | None) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
 
 
+@lru_cache(maxsize=1)
 def _environment() -> Any:
+    """The template environment, built once per process (a board renders many reports)."""
     import jinja2
 
     from vlascore.paths import data_dir
@@ -102,7 +105,17 @@ def _environment() -> Any:
     )
     env.filters["pct"] = _fmt_pct
     env.filters["pval"] = _fmt_p
+    # `tojson` (which then escapes <, >, & and ' for HTML) through pydantic-core's serialiser: the episode data of a
+    # big report serialises several times faster, and NaN becomes null, which JSON.parse accepts.
+    env.policies["json.dumps_function"] = _dumps
+    env.policies["json.dumps_kwargs"] = {}
     return env
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    import pydantic_core
+
+    return pydantic_core.to_json(obj, inf_nan_mode="null").decode()
 
 
 def _plotly_js() -> Markup:
@@ -156,19 +169,21 @@ def build_report(
     base = _baseline_index(baseline, paths, names)
     taxonomy = load_taxonomy()
     try:
+        for run in runs:  # read here: a SQLite connection serves only the thread that opened it
+            _check_known(run, episodes)
         judgements = [read_judgement_files(r.path) for r in runs]
-        views, records = [], []
+        records = []
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for i, (run, name, jfs) in enumerate(zip(runs, names, judgements, strict=True)):
-                views.append(_run_view(i, run, name, jfs, taxonomy))
-                eps = ordered_episodes(run, episodes)
-                if episodes is not None:
-                    _check_known(run, episodes)
+            # Scoring (bootstraps in numpy) and filmstrips (zlib) run in the pool while this thread reads steps.
+            futures = [pool.submit(_run_view, i, run, name, jfs, taxonomy)
+                       for i, (run, name, jfs) in enumerate(zip(runs, names, judgements, strict=True))]  # fmt: skip
+            for i, (run, jfs) in enumerate(zip(runs, judgements, strict=True)):
                 tables = [(jf, trajectory_scores(run, jf)) for jf in jfs]
                 records.extend(episode_rows(
-                    run, i, eps, tables, filmstrips=len(eps) if episodes is not None else filmstrips,
-                    max_frames=max_frames, thumb_side=thumb_side, pool=pool,
+                    run, i, ordered_episodes(run, episodes), tables, max_frames=max_frames, thumb_side=thumb_side,
+                    filmstrips=len(run.episodes) if episodes is not None else filmstrips, pool=pool,
                 ))  # fmt: skip
+            views = [f.result() for f in futures]
         comparisons = [compare_runs(runs[a], runs[b], (names[a], names[b]), (judgements[a], judgements[b]))
                        for a, b in _pairs(len(runs), base)]  # fmt: skip
         adjust(comparisons)
@@ -178,7 +193,11 @@ def build_report(
     return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None)
 
 
-def _check_known(run: LoadedRun, episodes: Sequence[str]) -> None:
+def _check_known(run: LoadedRun, episodes: Sequence[str] | None) -> None:
+    """Load the run's episodes (in this thread) and check that the `episodes` asked for exist."""
+    if episodes is None:
+        run.episodes  # noqa: B018 - loads the table
+        return
     unknown = sorted(set(episodes) - set(run.episodes["episode_id"]))
     if unknown:
         raise StoreError(f"run {run.path} has no episode {', '.join(unknown[:5])}; its ids look like "

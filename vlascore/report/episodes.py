@@ -10,7 +10,6 @@ scale per dimension (at most MAX_ACTION_POINTS per episode); filmstrips, the hea
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pydantic_core
 
 from vlascore.images import png_data_uri, sample_indices, thumbnail
 from vlascore.judging.judgement import DIMENSIONS, JudgementFile
 from vlascore.records import RunRecord
-from vlascore.report.timeline import TEXT_COLUMNS, timelines
+from vlascore.report.timeline import TEXT_COLUMNS, segments
 from vlascore.store import LoadedRun
 from vlascore.suites import ActionSpace, Suite
 
@@ -46,6 +46,22 @@ def action_labels(space: ActionSpace) -> list[str]:
     return [f"a{i}" for i in range(space.dim)]
 
 
+def _scale(peaks: np.ndarray) -> np.ndarray:
+    """Per-dimension scales: the peak |value| rounded *up* to 4 decimals (short in JSON, never below the peak, so
+    the int16 samples never overflow); 1 for a dimension that is all zeros."""
+    scale = np.ceil(peaks * 1e4) / 1e4
+    scale[scale == 0] = 1.0
+    return scale
+
+
+def _quantise(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values / scale * 32767), -32767, 32767).astype("<i2")
+
+
+def _b64(q: np.ndarray) -> str:
+    return base64.b64encode(q.tobytes()).decode("ascii")
+
+
 def encode_actions(values: np.ndarray, max_points: int = MAX_ACTION_POINTS) -> dict[str, Any]:
     """{n: steps, k: stride, d: dims, s: scale per dim, q: base64 little-endian int16 of the strided samples}.
 
@@ -56,64 +72,106 @@ def encode_actions(values: np.ndarray, max_points: int = MAX_ACTION_POINTS) -> d
     if idx[-1] != n - 1:
         idx.append(n - 1)
     sub = np.nan_to_num(values[idx], nan=0.0, posinf=0.0, neginf=0.0)
-    scale = np.abs(sub).max(axis=0)
-    scale[scale == 0] = 1.0
-    q = np.rint(sub / scale * 32767).astype("<i2")
-    return {"n": n, "k": stride, "d": d, "s": [float(f"{x:.6g}") for x in scale],
-            "q": base64.b64encode(q.tobytes()).decode("ascii")}  # fmt: skip
+    scale = _scale(np.abs(sub).max(axis=0))
+    return {"n": n, "k": stride, "d": d, "s": scale.tolist(), "q": _b64(_quantise(sub, scale))}
 
 
-def _split(df: pd.DataFrame) -> dict[str, slice]:
-    """episode_id -> row slice of `df`, which holds each episode's steps contiguously (the store's commit order)."""
-    if df.empty:
-        return {}
-    eid = df["episode_id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, eid[1:] != eid[:-1]])
-    ends = np.r_[starts[1:], len(eid)]
-    return {str(eid[s]): slice(int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
+def encode_episodes(values: np.ndarray | list[Any], blocks: dict[str, slice],
+                    max_points: int = MAX_ACTION_POINTS) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """encode_actions of every episode (`blocks`: episode -> its rows of `values`); one vectorised pass over all
+    rows when the actions share a dimension and no episode needs striding (the usual case), else per episode."""
+    lengths = np.array([b.stop - b.start for b in blocks.values()], dtype=np.intp)
+    if isinstance(values, np.ndarray) and values.ndim == 2 and len(values) and lengths.max(initial=0) <= max_points:
+        d = values.shape[1]
+        clean = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        starts = np.array([b.start for b in blocks.values()], dtype=np.intp)
+        scales = _scale(np.maximum.reduceat(np.abs(clean), starts, axis=0))
+        raw = _quantise(clean, np.repeat(scales, lengths, axis=0)).tobytes()
+        width = 2 * d
+        return {eid: {"n": int(n), "k": 1, "d": d, "s": scales[k].tolist(),
+                      "q": base64.b64encode(raw[b.start * width : b.stop * width]).decode("ascii")}
+                for k, ((eid, b), n) in enumerate(zip(blocks.items(), lengths, strict=True))}  # fmt: skip
+    out = {}
+    for eid, block in blocks.items():
+        chunk = values[block]
+        if isinstance(chunk, list):  # ragged across episodes: this episode's rows may still agree
+            try:
+                chunk = np.asarray(chunk, dtype=float)
+            except ValueError:
+                continue
+        if chunk.ndim == 2 and len(chunk):
+            out[eid] = encode_actions(chunk, max_points)
+    return out
 
 
-def _actions(column: pd.Series) -> np.ndarray | list[list[float]]:
-    """The stored JSON action texts parsed in one call (an (N, d) array); a list when rows differ in length."""
-    parsed = json.loads("[" + ",".join(column) + "]") if len(column) else []
+def _actions(texts: list[str]) -> np.ndarray | list[Any]:
+    """The stored JSON action texts parsed in one call (pydantic-core's parser: several times faster than `json`):
+    an (N, d) array, or the list of rows when they differ in length."""
+    parsed = pydantic_core.from_json("[" + ",".join(texts) + "]") if texts else []
     try:
         return np.asarray(parsed, dtype=float).reshape(len(parsed), -1)
     except ValueError:
         return parsed
 
 
-def read_steps(run: LoadedRun) -> tuple[dict[str, dict[str, list[list[Any]]]], dict[str, int], dict[str, Any]]:
-    """(timeline per episode, hidden segments per episode and kind, encoded actions per episode), one query."""
-    df = run.store.steps_frame(columns=["episode_id", "step", "action", *TEXT_COLUMNS], parse_json=False)
-    if not _contiguous(df["episode_id"]):
-        df = df.sort_values(["episode_id", "step"], kind="stable").reset_index(drop=True)
-    texts = timelines(df[["episode_id", "step", *TEXT_COLUMNS]])
-    lines: dict[str, dict[str, list[list[Any]]]] = {}
-    hidden: dict[str, int] = {}
-    for kind, by_episode in texts.items():
-        for eid, segments in by_episode.items():
-            lines.setdefault(eid, {})[kind] = [[s.start, s.end, _cut(s.text)] for s in segments[:MAX_SEGMENTS]]
-            if len(segments) > MAX_SEGMENTS:
-                hidden[f"{eid}\0{kind}"] = len(segments) - MAX_SEGMENTS
-    values = _actions(df["action"])
-    actions = {}
-    for eid, rows in _split(df).items():
-        block = values[rows]
-        if isinstance(block, list):  # ragged: the episode's own rows may still agree
-            try:
-                block = np.asarray(block, dtype=float)
-            except ValueError:
-                continue
-        if block.ndim == 2 and len(block):
-            actions[eid] = encode_actions(block)
-    return lines, hidden, actions
+Timelines = dict[str, dict[str, list[list[Any]]]]
+"""episode_id -> kind (intention, reasoning) -> [[first step, last step, text], ...]."""
 
 
-def _contiguous(ids: pd.Series) -> bool:
-    """Whether each id's rows form one block (the store writes an episode's steps in one transaction)."""
-    arr = ids.to_numpy()
-    changes = int((arr[1:] != arr[:-1]).sum()) if len(arr) else 0
-    return changes + 1 == ids.nunique() if len(arr) else True
+def read_steps(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, Any]]:
+    """(timelines, hidden segments per `episode\0kind`, encoded actions per episode) of every step of the run.
+
+    The store commits each episode's steps in one transaction, in step order, so one scan in commit order serves;
+    a run whose rows are not laid out that way (edited by hand) is read and sorted instead."""
+    scan = run.store.step_scan()
+    if scan is None:
+        return _read_sorted(run)
+    starts = np.array([b.start for b in scan.blocks.values()], dtype=np.intp)
+    ids = list(scan.blocks)
+    adder = _SegmentAdder()
+    n = len(scan.step)
+    for kind in TEXT_COLUMNS:
+        col = scan.changes[kind]
+        idx = np.flatnonzero(np.fromiter((t is not None for t in col), dtype=bool, count=n))
+        ends = np.r_[idx[1:], n] - 1  # every episode starts with a change, so a segment never spans two episodes
+        owner = np.searchsorted(starts, idx, side="right") - 1
+        for i, e, o in zip(idx.tolist(), ends.tolist(), owner.tolist(), strict=True):
+            if col[i]:
+                adder.add(ids[o], kind, scan.step[i], scan.step[e], col[i])  # type: ignore[arg-type]
+    return adder.lines, adder.hidden, encode_episodes(_actions(list(scan.action)), scan.blocks)
+
+
+class _SegmentAdder:
+    """Collects timeline segments, keeping MAX_SEGMENTS per episode and kind and counting the rest."""
+
+    def __init__(self) -> None:
+        self.lines: Timelines = {}
+        self.hidden: dict[str, int] = {}
+
+    def add(self, eid: str, kind: str, start: int, end: int, text: str) -> None:
+        segs = self.lines.setdefault(eid, {}).setdefault(kind, [])
+        if len(segs) < MAX_SEGMENTS:
+            segs.append([int(start), int(end), _cut(text)])
+        else:
+            key = f"{eid}\0{kind}"
+            self.hidden[key] = self.hidden.get(key, 0) + 1
+
+
+def _read_sorted(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, Any]]:
+    """read_steps for a run whose step rows are out of order: read them all, sort, collapse."""
+    rows = sorted(run.store.step_rows(["episode_id", "step", "action", *TEXT_COLUMNS], empty_text=True),
+                  key=lambda r: (r[0], r[1]))  # fmt: skip
+    columns = list(zip(*rows, strict=True))
+    adder = _SegmentAdder()
+    for k, kind in enumerate(TEXT_COLUMNS):
+        for eid, segs in segments(columns[0], columns[1], columns[3 + k], all_strings=True).items():
+            for seg in segs:
+                adder.add(eid, kind, seg.start, seg.end, seg.text)
+    eid = np.asarray(columns[0], dtype=object)
+    starts = np.flatnonzero(np.r_[True, eid[1:] != eid[:-1]])
+    ends = np.r_[starts[1:], len(eid)]
+    blocks = {str(eid[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+    return adder.lines, adder.hidden, encode_episodes(_actions(list(columns[2])), blocks)
 
 
 def _cut(text: str) -> str:
@@ -167,10 +225,14 @@ def _verdicts(judgements: list[tuple[JudgementFile, pd.DataFrame]]) -> dict[str,
 def episode_rows(run: LoadedRun, run_index: int, episodes: pd.DataFrame,
                  judgements: list[tuple[JudgementFile, pd.DataFrame]], *, filmstrips: int, max_frames: int,
                  thumb_side: int, pool: ThreadPoolExecutor) -> list[dict[str, Any]]:  # fmt: skip
-    """The browser's records of one run's episodes, in the order of `episodes`."""
+    """The browser's records of one run's episodes, in the order of `episodes`.
+
+    Filmstrips are decoded in `pool` while this thread reads the steps (zlib releases the GIL)."""
+    num_steps = dict(zip(episodes["episode_id"], episodes["num_steps"], strict=True))
+    strips = {eid: pool.submit(filmstrip, run, eid, int(num_steps[eid]), max_frames, thumb_side)
+              for eid in filmstrip_ids(episodes, filmstrips)}  # fmt: skip
     lines, hidden, actions = read_steps(run)
     verdicts = _verdicts(judgements)
-    strips_for = set(filmstrip_ids(episodes, filmstrips))
     records = []
     for row in episodes.itertuples(index=False):
         eid = str(row.episode_id)
@@ -186,14 +248,12 @@ def episode_rows(run: LoadedRun, run_index: int, episodes: pd.DataFrame,
         }  # fmt: skip
         if not isinstance(row.frames_file, str):
             rec["fn"] = "no frames stored"
-        elif eid not in strips_for:
+        elif eid in strips:
+            rec.update(strips[eid].result())
+        else:
             rec["fn"] = (f"filmstrip not embedded (this report embeds {filmstrips} per run): "
                          f"vlascore report {run.path} --episode {eid}")  # fmt: skip
         records.append(rec)
-    todo = [r for r in records if r["id"] in strips_for]
-    for rec, strip in zip(todo, pool.map(lambda r: filmstrip(run, r["id"], r["n"], max_frames, thumb_side), todo),
-                          strict=True):  # fmt: skip
-        rec.update(strip)
     return records
 
 
