@@ -370,3 +370,24 @@ def test_unreadable_frames_do_not_sink_the_report(tmp_path: Path) -> None:
     assert "frames unreadable" in episodes[1]["fn"] and "f" not in episodes[1]
     assert len(thumbnails(episodes[0])) == 8  # ToyPick-0's filmstrip is still there
     assert not (out / "results.json").exists()  # the report only reads the run
+
+
+def test_steps_stored_out_of_order_read_the_same(tmp_path: Path) -> None:
+    import shutil
+
+    from vlascore.records import EpisodeRecord, StepRecord
+    from vlascore.report.episodes import read_steps
+    from vlascore.store import RunStore
+
+    fwd = tmp_path / "fwd"
+    runner.run(model="toy-expert", suite=load_suite("toy"), out=fwd, episodes=2)
+    rev = tmp_path / "rev"
+    shutil.copytree(fwd, rev)
+    run = load_run(fwd)
+    store = RunStore(rev)
+    for record in run.episodes.to_dict("records"):
+        steps = run.store.steps_frame([record["episode_id"]]).to_dict("records")
+        store.write_episode(EpisodeRecord.model_validate(record), [StepRecord.model_validate(s) for s in steps[::-1]])
+    store.close()
+    assert RunStore(fwd).step_scan() is not None and RunStore(rev).step_scan() is None  # the slow path is taken
+    assert read_steps(load_run(rev)) == read_steps(load_run(fwd))
