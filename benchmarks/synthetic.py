@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from vlascore import __version__
+from vlascore.judging import load_judge
+from vlascore.judging.definitions import JudgeSpec
+from vlascore.judging.engine import label_for
 from vlascore.judging.judgement import Judgement, JudgementFile
 from vlascore.records import EpisodeRecord, RunRecord, StepRecord
 from vlascore.store import RunStore
@@ -20,6 +23,7 @@ from vlascore.suites import Suite, load_suite
 TASKS = 5
 STEPS = 60
 FRAME_STRIDE = 6
+MODEL = "synthetic-model"
 FLAGS = ["missed_goal", "missed_grasp", "jerky_motion", "inefficient_path", "misaligned"]
 
 
@@ -42,8 +46,27 @@ def synthetic_suite(per_task: int) -> Suite:
         t.model_copy(update={"seeds": list(range(per_task))}) for t in base.tasks[:TASKS]]})  # fmt: skip
 
 
-def synthetic_run(path: Path, suite: Suite, per_task: int, skill: float, seed: int = 0, judge: bool = True) -> Path:
-    """A run of `per_task` episodes per task whose success probability is `skill`; judged when `judge`."""
+JUDGE_YAML = """\
+# A stand-in judge for the scale benchmark: synthetic verdicts are recorded under its name and version, so a board
+# that lists it (DIR/judges/) accepts them; kind vlm, so the board does not try to re-run it.
+name: synthetic
+kind: vlm
+version: "bench"
+description: Synthetic verdicts of benchmarks/synthetic.py (not a real judge).
+retrieval: {enabled: false}
+"""
+
+
+def synthetic_judge(folder: Path) -> JudgeSpec:
+    """Write the stand-in judge's YAML into `folder` (a board's judges/) and load it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "synthetic.yaml").write_text(JUDGE_YAML)
+    return load_judge(folder / "synthetic.yaml")
+
+
+def synthetic_run(path: Path, suite: Suite, per_task: int, skill: float, judge: JudgeSpec, seed: int = 0) -> Path:
+    """A run of `per_task` episodes per task whose success probability is `skill`, judged by `judge` (verdicts
+    drawn at random, higher on successes, failures flagged)."""
     rng = np.random.default_rng(seed)
     store = RunStore(path)
     store.write_run(RunRecord(
@@ -76,14 +99,15 @@ def synthetic_run(path: Path, suite: Suite, per_task: int, skill: float, seed: i
             scores = {k: int(rng.integers(3, 11) if success else rng.integers(0, 6))
                       for k in ("Reasoning", "Action", "Intention", "Alignment")}  # fmt: skip
             judgements.append(Judgement(
-                episode_id=eid, judge="grounded", judge_version="synthetic", mode="reasoning", status="ok",
+                episode_id=eid, judge=judge.name, judge_version=judge.effective_version, judge_model=MODEL,
+                mode="reasoning", status="ok",
                 scores=scores, thought=f"Action {scores['Action']}: synthetic rationale for {eid}.",
                 failure_modes=[] if success else [str(m) for m in rng.choice(FLAGS, size=2, replace=False)],
             ))  # fmt: skip
     store.close()
-    if judge:
-        jf = JudgementFile(label="grounded", run_id=path.name, judge="grounded", judge_version="synthetic",
-                           judgements=judgements)  # fmt: skip
-        (path / "judgements").mkdir(exist_ok=True)
-        (path / "judgements" / "grounded.json").write_text(jf.model_dump_json())
+    label = label_for(judge, MODEL)
+    jf = JudgementFile(label=label, run_id=path.name, judge=judge.name, judge_version=judge.effective_version,
+                       judge_model=MODEL, judgements=judgements)  # fmt: skip
+    (path / "judgements").mkdir(exist_ok=True)
+    (path / "judgements" / f"{label}.json").write_text(jf.model_dump_json())
     return path

@@ -204,3 +204,17 @@ def test_rejudge_with_a_vlm_judge_labels_by_model_and_version(world: World, tmp_
         assert [j.label for j in entry.record.board_judgements] == [o.label]
         assert board.verify(entry.record) == []
     assert [(o.label, o.new) for o in again] == [(o.label, o.new) for o in outcomes]
+
+
+def test_reports_share_one_plotly_bundle(site: Path) -> None:
+    from plotly.offline import get_plotlyjs
+
+    shared = site / "assets" / "plotly.min.js"
+    assert shared.read_text() == get_plotlyjs()
+    reports = sorted((site / "models").glob("*/report.html"))
+    assert reports
+    for page in reports:
+        text = page.read_text(encoding="utf-8")
+        assert '<script src="../../assets/plotly.min.js"></script>' in text
+        assert get_plotlyjs()[:2000] not in text  # not inlined a second time
+        assert (page.parent / "../../assets/plotly.min.js").resolve() == shared.resolve()

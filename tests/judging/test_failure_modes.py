@@ -39,7 +39,7 @@ def test_the_taxonomy_is_part_of_the_effective_version(tmp_path: Path) -> None:
     judges = data_dir("judges")
     copy = tmp_path / "grounded.yaml"
     copy.write_text((judges / "grounded.yaml").read_text())
-    (tmp_path / "failure_modes.yaml").write_text((judges / "failure_modes.yaml").read_text())
+    (tmp_path / "failure_modes.yaml").write_text((judges / "failure_modes" / "taxonomy.yaml").read_text())
     assert load_judge(copy).effective_version == load_judge("grounded").effective_version  # the shipped taxonomy
     with copy.open("a") as fh:
         fh.write("failure_modes: failure_modes.yaml\n")  # its own copy, next to it

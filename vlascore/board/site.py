@@ -45,6 +45,8 @@ REPORT_PAGE = "report.html"
 BOARD_RESULTS_FILE = "board-results.json"
 REPORT_KEY_FILE = ".report-key"
 TEMPLATE = "board/index.html.j2"
+PLOTLY_FILE = "assets/plotly.min.js"
+"""One copy of plotly.js for every model's report (inlined, it would add 3.5 MB to each)."""
 
 
 class ModelRef(BaseModel):
@@ -319,8 +321,14 @@ class BuildSummary:
 
 
 def report_key(entry: Entry) -> str:
-    """What a model's report depends on: the submission, its judgement files (the board's included), vlascore."""
-    digest = hashlib.sha256(f"{entry.record.id}\n{__version__}\n".encode())
+    """What a model's report depends on: the submission, its judgement files (the board's included), vlascore and
+    the report's template."""
+    from vlascore.paths import data_dir
+    from vlascore.report.build import TEMPLATE as REPORT_TEMPLATE
+
+    template = (data_dir("leaderboard") / "templates" / REPORT_TEMPLATE).read_bytes()
+    digest = hashlib.sha256(f"{entry.record.id}\n{__version__}\n{PLOTLY_FILE}\n".encode())
+    digest.update(hashlib.sha256(template).digest())
     folder = entry.run_dir / JUDGEMENTS_DIR
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         digest.update(f"{path.name}\n".encode())
@@ -347,7 +355,7 @@ def _check_site_folder(site: Path) -> None:
 def build_site(board_dir: str | Path, site: str | Path, *, force: bool = False,
                progress: Callable[[str], None] | None = None) -> BuildSummary:  # fmt: skip
     """Build the static site of a board; see the module docstring. Returns what was built and reused."""
-    from vlascore.report import write_report
+    from vlascore.report import write_plotly_js, write_report
 
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -362,6 +370,8 @@ def build_site(board_dir: str | Path, site: str | Path, *, force: bool = False,
     summary = BuildSummary(site=site, submissions=len(entries))
     say(f"{len(entries)} submission(s) on {board.path}")
     report_ok = {}
+    if entries:
+        write_plotly_js(site / PLOTLY_FILE)
     for i, entry in enumerate(entries, 1):
         rid, folder = entry.record.id, site / MODELS_DIR / entry.record.id
         folder.mkdir(parents=True, exist_ok=True)
@@ -376,7 +386,7 @@ def build_site(board_dir: str | Path, site: str | Path, *, force: bool = False,
             continue
         t0 = time.perf_counter()
         try:
-            write_report([entry.run_dir], page, labels=[entry.submission.name])
+            write_report([entry.run_dir], page, labels=[entry.submission.name], plotly_src=f"../../{PLOTLY_FILE}")
         except Exception as exc:  # noqa: BLE001 - one model's report must not sink the board
             summary.report_errors[rid] = f"{type(exc).__name__}: {exc}"
             report_ok[rid] = False

@@ -106,7 +106,7 @@ class JudgeSpec(BaseModel):
     params: dict[str, Any] = {}
     """Kind-specific parameters (the grounded judge's thresholds and weights)."""
     failure_modes: str | None = None
-    """Failure-mode taxonomy, relative to the judges/ folder [default: the shipped judges/failure_modes.yaml]."""
+    """Failure-mode taxonomy, relative to the judge file's folder [default: judges/failure_modes/taxonomy.yaml]."""
     source: str = Field(default="", exclude=True)
     """File the spec was read from (not part of the version)."""
     root: str = Field(default="", exclude=True)

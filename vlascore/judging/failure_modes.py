@@ -1,5 +1,5 @@
-"""The failure-mode taxonomy (judges/failure_modes.yaml): ids a judge may flag on an episode, and the tagging of
-a VLM judge's free-text rationale by the taxonomy's keyword patterns (a documented heuristic)."""
+"""The failure-mode taxonomy (judges/failure_modes/taxonomy.yaml): ids a judge may flag on an episode, and the
+tagging of a VLM judge's free-text rationale by the taxonomy's keyword patterns (a documented heuristic)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vlascore.paths import data_dir, load_yaml
 
-FAILURE_MODES_FILE = "failure_modes.yaml"
+FAILURE_MODES_FILE = "failure_modes/taxonomy.yaml"
 NEGATION_WINDOW = 3
 """Words before a match that are searched for a negation (modes marked `negatable`)."""
 _WORDS = re.compile(r"[a-z']+")
@@ -100,7 +100,7 @@ def _load(path: str, text: str) -> Taxonomy:
 
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
-    """The taxonomy at `path` (default: the shipped judges/failure_modes.yaml), parsed once per content."""
+    """The taxonomy at `path` (default: the shipped judges/failure_modes/taxonomy.yaml), parsed once per content."""
     file = Path(path) if path else data_dir("judges") / FAILURE_MODES_FILE
     try:
         text = file.read_text()

@@ -76,8 +76,8 @@ class Judgement(BaseModel):
     thought: str = ""
     """The judge's rationale (the paper's `Thought`)."""
     failure_modes: list[str] = []
-    """Failure modes the judge flagged (ids of its taxonomy, judges/failure_modes.yaml): measured by the grounded
-    judge, keyword-tagged in a VLM judge's rationale."""
+    """Failure modes the judge flagged (ids of its taxonomy, judges/failure_modes/taxonomy.yaml): measured by the
+    grounded judge, keyword-tagged in a VLM judge's rationale."""
     failure_reason: str | None = None
     """Why the judgement failed (last error)."""
     raw_replies: list[str] = []

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vlascore.report.build import build_report, write_report
+from vlascore.report.build import build_report, write_plotly_js, write_report
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "write_plotly_js", "write_report"]

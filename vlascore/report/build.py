@@ -153,12 +153,14 @@ def build_report(
     filmstrips: int = FILMSTRIPS,
     max_frames: int = MAX_FRAMES,
     thumb_side: int = THUMB_SIDE,
+    plotly_src: str | None = None,
 ) -> str:
     """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work).
 
     `labels` names the runs (e.g. a leaderboard's model names; default: run names, paths where they clash);
     `episodes` limits the episode browser to these ids (with all their filmstrips); `baseline` (a label or path)
-    is compared with every other run.
+    is compared with every other run. `plotly_src`: a URL (e.g. a relative path) to load plotly.js from instead of
+    inlining it, for sites with many reports (write the file with `write_plotly_js`); the default inlines it.
     """
     if not paths:
         raise ValueError("no run directories given")
@@ -190,7 +192,7 @@ def build_report(
     finally:
         for run in runs:
             run.store.close()
-    return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None)
+    return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None, plotly_src)
 
 
 def _check_known(run: LoadedRun, episodes: Sequence[str] | None) -> None:
@@ -216,7 +218,7 @@ def _run_view(i: int, run: LoadedRun, name: str, jfs: list[JudgementFile], taxon
 
 
 def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: list[PairedComparison],
-            taxonomy: Taxonomy, max_frames: int, focused: bool) -> str:  # fmt: skip
+            taxonomy: Taxonomy, max_frames: int, focused: bool, plotly_src: str | None) -> str:  # fmt: skip
     notes = []
     if len({(v.record.suite_fingerprint, v.record.protocol_version) for v in views}) > 1:
         notes.append("These runs used different suite specs (fingerprint or protocol differ): their success "
@@ -254,10 +256,18 @@ def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: li
             terminations=TERMINATIONS,
             taxonomy=taxonomy,
             data=data,
-            plotly_js=_plotly_js(),
+            plotly_js=None if plotly_src else _plotly_js(),
+            plotly_src=plotly_src,
             max_frames=max_frames,
         )
     )
+
+
+def write_plotly_js(path: str | Path) -> Path:
+    """Write the installed plotly.js bundle to `path` (for reports built with `plotly_src`)."""
+    out = Path(path)
+    atomic_write_text(out, str(_plotly_js()))
+    return out
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path = "report.html", **options: Any) -> Path:

@@ -167,10 +167,10 @@ def _read_sorted(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, A
         for eid, segs in segments(columns[0], columns[1], columns[3 + k], all_strings=True).items():
             for seg in segs:
                 adder.add(eid, kind, seg.start, seg.end, seg.text)
-    eid = np.asarray(columns[0], dtype=object)
-    starts = np.flatnonzero(np.r_[True, eid[1:] != eid[:-1]])
-    ends = np.r_[starts[1:], len(eid)]
-    blocks = {str(eid[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+    ids = np.asarray(columns[0], dtype=object)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    blocks = {str(ids[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
     return adder.lines, adder.hidden, encode_episodes(_actions(list(columns[2])), blocks)
 
 
