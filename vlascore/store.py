@@ -16,7 +16,7 @@ import os
 import sqlite3
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,13 +47,13 @@ class StepScan:
 
     blocks: dict[str, slice]
     """episode_id -> its rows, in commit order."""
-    step: Sequence[int]
+    step: np.ndarray
     """Step index of each row."""
-    action: Sequence[str]
-    """The stored JSON text of each row's action."""
-    changes: dict[str, Sequence[str | None]]
-    """reasoning / intention -> the row's text where it differs from the previous step of the episode (or starts
-    the episode; a missing text is ""), else None."""
+    actions_json: str
+    """Every row's stored action, as one JSON list of lists."""
+    changes: dict[str, tuple[list[int], list[str]]]
+    """reasoning / intention -> (rows, texts) where the text differs from the previous step of the episode or starts
+    the episode (a missing text is "")."""
 
 
 class StoreError(RuntimeError):
@@ -217,11 +217,12 @@ class RunStore:
         return self.conn.execute(f"SELECT {select} FROM steps ORDER BY rowid").fetchall()
 
     def step_scan(self) -> StepScan | None:
-        """Every step in commit order, for readers of whole runs (reports): a few columns, the texts as change
-        points. None when some episode's rows are not one block in step order (the store always writes them so;
-        use steps_frame then)."""
+        """Every step in commit order, for readers of whole runs (reports), in three queries that hand Python a few
+        big strings instead of a million small objects: the episodes' row ranges, the step indices and actions as
+        two comma-joined lists, and the texts only where they change. None when some episode's rows are not one
+        block in step order (the store always writes them so; use steps_frame then)."""
         if not (self.path / DB_FILE).exists():
-            return StepScan({}, [], [], {c: [] for c in _TEXT_COLUMNS})
+            return StepScan({}, np.zeros(0, dtype=np.int64), "[]", {c: ([], []) for c in _TEXT_COLUMNS})
         bounds = self.conn.execute(
             "SELECT episode_id, COUNT(*), MIN(rowid), MAX(rowid) FROM steps GROUP BY episode_id ORDER BY MIN(rowid)"
         ).fetchall()
@@ -231,23 +232,38 @@ class RunStore:
                 return None
             blocks[eid] = slice(offset, offset + count)
             offset, previous_end = offset + count, last
-        # A text is sent only where it differs from the previous step's (or the episode starts): reports collapse
-        # repeats anyway, and most steps repeat, so this saves most of the string objects.
+        # SQLite 3.40 has no ORDER BY inside group_concat: the rows are concatenated in the subquery's order, and
+        # the rowids concatenated with them prove it (they must come out increasing).
+        rowids, steps, actions = self.conn.execute(
+            "SELECT group_concat(r), group_concat(step), group_concat(action) FROM "
+            "(SELECT rowid AS r, step, action FROM steps ORDER BY rowid)"
+        ).fetchone()
+        if rowids is None:
+            return StepScan(blocks, np.zeros(0, dtype=np.int64), "[]", {c: ([], []) for c in _TEXT_COLUMNS})
+        order = np.array(rowids.split(","), dtype=np.int64)
+        step = np.array(steps.split(","), dtype=np.int64)
+        if (np.diff(order) <= 0).any() or len(order) != offset:
+            return None
+        starts = np.zeros(len(step), dtype=bool)
+        starts[[b.start for b in blocks.values()]] = True
+        if (np.diff(step)[~starts[1:]] <= 0).any():  # not in step order within an episode
+            return None
+        # Rows whose text differs from the previous step of the same episode (rowids are contiguous per episode).
         changed = [
             f"CASE WHEN p.episode_id IS s.episode_id AND p.{c} IS s.{c} THEN NULL ELSE COALESCE(s.{c}, '') END"
             for c in _TEXT_COLUMNS
         ]
+        same = " AND ".join(f"p.{c} IS s.{c}" for c in _TEXT_COLUMNS)
         rows = self.conn.execute(
-            f"SELECT s.step, s.action, {', '.join(changed)} FROM steps s LEFT JOIN steps p ON p.rowid = s.rowid - 1 "
-            "ORDER BY s.rowid"
+            f"SELECT s.rowid, {', '.join(changed)} FROM steps s LEFT JOIN steps p ON p.rowid = s.rowid - 1 "
+            f"WHERE NOT (p.episode_id IS s.episode_id AND {same}) ORDER BY s.rowid"
         ).fetchall()
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(2 + len(_TEXT_COLUMNS))]
-        step = np.asarray(columns[0], dtype=np.int64)
-        starts = np.zeros(len(step), dtype=bool)
-        starts[[b.start for b in blocks.values()]] = True
-        if len(step) > 1 and (np.diff(step)[~starts[1:]] <= 0).any():  # not in step order within an episode
-            return None
-        return StepScan(blocks, columns[0], columns[1], dict(zip(_TEXT_COLUMNS, columns[2:], strict=True)))
+        position = np.searchsorted(order, np.array([r[0] for r in rows], dtype=np.int64))
+        changes = {}
+        for k, column in enumerate(_TEXT_COLUMNS, start=1):
+            keep = [i for i, r in enumerate(rows) if r[k] is not None]
+            changes[column] = (position[keep].tolist(), [rows[i][k] for i in keep])
+        return StepScan(blocks, step, "[" + actions + "]", changes)
 
     def frames(self, episode_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(frames N x H x W x 3, step index of each frame); the last frame may follow the last step."""

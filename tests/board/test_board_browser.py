@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from boardkit import XSS_NAME, XSS_NOTES, World, get_world
+from boardkit import XSS_NAME, XSS_NOTES, XSS_REASONING, World, get_world
 
 from vlascore.board import SiteData, build_site
 
@@ -106,5 +106,9 @@ def test_a_row_links_to_the_models_report_which_loads_without_running_its_reason
     report = site / "models" / row.model.id / "report.html"
     assert report.is_file() and page.url == report.as_uri()
     assert XSS_NAME in page.title()
+    page.locator("tr.ep-row").first.click()  # the drill-down shows the hostile reasoning, as text
+    page.wait_for_selector("tr.detail .timeline li")
+    assert XSS_REASONING in page.locator("tr.detail .timeline").inner_text()
+    assert XSS_NAME in page.locator("#summary-table").inner_text()
     page.wait_for_timeout(200)
     assert page.log.dialogs == [] and page.log.page_errors == [] and page.log.blocked == []

@@ -391,3 +391,35 @@ def test_steps_stored_out_of_order_read_the_same(tmp_path: Path) -> None:
     store.close()
     assert RunStore(fwd).step_scan() is not None and RunStore(rev).step_scan() is None  # the slow path is taken
     assert read_steps(load_run(rev)) == read_steps(load_run(fwd))
+
+
+class ChattyAdapter(Adapter):
+    """Says something new, and long, at every step."""
+
+    name = "chatty-test"
+    reasons = True
+
+    def reset(self, context) -> None:  # type: ignore[no-untyped-def]
+        self.t = 0
+
+    def act(self, obs: Observation, instruction: str) -> PolicyStep:
+        self.t += 1
+        return PolicyStep(np.zeros(7), reasoning=f"thought {self.t} " + "x" * 30, intention="wait")
+
+
+ADAPTERS.register("chatty-test", ChattyAdapter)
+
+
+def test_timelines_are_capped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlascore.report import episodes
+
+    out = tmp_path / "chatty"
+    runner.run(model="chatty-test", suite=load_suite("toy"), out=out, episodes=1)
+    monkeypatch.setattr(episodes, "MAX_SEGMENTS", 10)
+    monkeypatch.setattr(episodes, "MAX_SEGMENT_CHARS", 12)
+    lines, hidden, _ = episodes.read_steps(load_run(out))
+    reasoning = lines["ToyPick-0"]["reasoning"]
+    assert [s[:2] for s in reasoning] == [[i, i] for i in range(10)]  # one segment per step, the first 10 kept
+    assert reasoning[0][2] == "thought 1 xx [... cut]"
+    assert hidden == {"ToyPick-0\0reasoning": 40 - 10}
+    assert lines["ToyPick-0"]["intention"] == [[0, 39, "wait"]]

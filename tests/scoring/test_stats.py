@@ -159,3 +159,18 @@ def test_mean_abs_diff_and_exact_agreement() -> None:
     assert exact_agreement(a, b, tolerance=1) == pytest.approx(0.75)
     assert exact_agreement(a, b, tolerance=2) == pytest.approx(1.0)
     assert math.isnan(mean_abs_diff([], [])) and math.isnan(exact_agreement([], []))
+
+
+def test_stratified_bootstrap_means_matches_the_separate_bootstraps() -> None:
+    from vlascore.scoring import stratified_bootstrap_means
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=90)
+    strata = np.repeat(["b", "a", "c"], 30)
+    overall, per = stratified_bootstrap_means(x, strata, n_boot=500, seed=2)
+    # the same draws in the same order (equal up to summation order)
+    assert overall == pytest.approx(bootstrap_ci(x, strata, n_boot=500, seed=2), rel=1e-12)
+    assert per["a"] == pytest.approx(bootstrap_ci(x[strata == "a"], n_boot=500, seed=2), rel=1e-12)  # drawn first
+    assert set(per) == {"a", "b", "c"}
+    for key, (lo, hi) in per.items():
+        assert lo <= x[strata == key].mean() <= hi

@@ -179,15 +179,17 @@ def build_report(
             # Scoring (bootstraps in numpy) and filmstrips (zlib) run in the pool while this thread reads steps.
             futures = [pool.submit(_run_view, i, run, name, jfs, taxonomy)
                        for i, (run, name, jfs) in enumerate(zip(runs, names, judgements, strict=True))]  # fmt: skip
+            tables = []
             for i, (run, jfs) in enumerate(zip(runs, judgements, strict=True)):
-                tables = [(jf, trajectory_scores(run, jf)) for jf in jfs]
+                tables.append({jf.label: trajectory_scores(run, jf) for jf in jfs})
                 records.extend(episode_rows(
-                    run, i, ordered_episodes(run, episodes), tables, max_frames=max_frames, thumb_side=thumb_side,
-                    filmstrips=len(run.episodes) if episodes is not None else filmstrips, pool=pool,
+                    run, i, ordered_episodes(run, episodes), [(jf, tables[i][jf.label]) for jf in jfs],
+                    max_frames=max_frames, thumb_side=thumb_side, pool=pool,
+                    filmstrips=len(run.episodes) if episodes is not None else filmstrips,
                 ))  # fmt: skip
             views = [f.result() for f in futures]
-        comparisons = [compare_runs(runs[a], runs[b], (names[a], names[b]), (judgements[a], judgements[b]))
-                       for a, b in _pairs(len(runs), base)]  # fmt: skip
+        comparisons = [compare_runs(runs[a], runs[b], (names[a], names[b]), (judgements[a], judgements[b]),
+                                    tables=(tables[a], tables[b])) for a, b in _pairs(len(runs), base)]  # fmt: skip
         adjust(comparisons)
     finally:
         for run in runs:

@@ -104,10 +104,10 @@ def encode_episodes(values: np.ndarray | list[Any], blocks: dict[str, slice],
     return out
 
 
-def _actions(texts: list[str]) -> np.ndarray | list[Any]:
-    """The stored JSON action texts parsed in one call (pydantic-core's parser: several times faster than `json`):
-    an (N, d) array, or the list of rows when they differ in length."""
-    parsed = pydantic_core.from_json("[" + ",".join(texts) + "]") if texts else []
+def _actions(text: str) -> np.ndarray | list[Any]:
+    """A JSON list of actions parsed in one call (pydantic-core's parser: several times faster than `json`): an
+    (N, d) array, or the list of rows when they differ in length."""
+    parsed = pydantic_core.from_json(text)
     try:
         return np.asarray(parsed, dtype=float).reshape(len(parsed), -1)
     except ValueError:
@@ -129,16 +129,19 @@ def read_steps(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, Any
     starts = np.array([b.start for b in scan.blocks.values()], dtype=np.intp)
     ids = list(scan.blocks)
     adder = _SegmentAdder()
-    n = len(scan.step)
+    n, step = len(scan.step), scan.step.tolist()
     for kind in TEXT_COLUMNS:
-        col = scan.changes[kind]
-        idx = np.flatnonzero(np.fromiter((t is not None for t in col), dtype=bool, count=n))
+        rows, texts = scan.changes[kind]
+        idx = np.asarray(rows, dtype=np.intp)
         ends = np.r_[idx[1:], n] - 1  # every episode starts with a change, so a segment never spans two episodes
         owner = np.searchsorted(starts, idx, side="right") - 1
-        for i, e, o in zip(idx.tolist(), ends.tolist(), owner.tolist(), strict=True):
-            if col[i]:
-                adder.add(ids[o], kind, scan.step[i], scan.step[e], col[i])  # type: ignore[arg-type]
-    return adder.lines, adder.hidden, encode_episodes(_actions(list(scan.action)), scan.blocks)
+        per_episode: dict[int, list[list[Any]]] = {}
+        for i, e, o, text in zip(rows, ends.tolist(), owner.tolist(), texts, strict=True):
+            if text:  # the hot loop of a big report: plain appends, the caps applied after
+                per_episode.setdefault(o, []).append([step[i], step[e], text])
+        for o, segs in per_episode.items():
+            adder.extend(ids[o], kind, segs)
+    return adder.lines, adder.hidden, encode_episodes(_actions(scan.actions_json), scan.blocks)
 
 
 class _SegmentAdder:
@@ -148,13 +151,15 @@ class _SegmentAdder:
         self.lines: Timelines = {}
         self.hidden: dict[str, int] = {}
 
-    def add(self, eid: str, kind: str, start: int, end: int, text: str) -> None:
-        segs = self.lines.setdefault(eid, {}).setdefault(kind, [])
-        if len(segs) < MAX_SEGMENTS:
-            segs.append([int(start), int(end), _cut(text)])
-        else:
-            key = f"{eid}\0{kind}"
-            self.hidden[key] = self.hidden.get(key, 0) + 1
+    def extend(self, eid: str, kind: str, segments: list[list[Any]]) -> None:
+        """Add an episode's [start, end, text] segments of one kind, in step order."""
+        if len(segments) > MAX_SEGMENTS:
+            self.hidden[f"{eid}\0{kind}"] = len(segments) - MAX_SEGMENTS
+            segments = segments[:MAX_SEGMENTS]
+        for seg in segments:
+            if len(seg[2]) > MAX_SEGMENT_CHARS:
+                seg[2] = _cut(seg[2])
+        self.lines.setdefault(eid, {})[kind] = segments
 
 
 def _read_sorted(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, Any]]:
@@ -165,13 +170,12 @@ def _read_sorted(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, A
     adder = _SegmentAdder()
     for k, kind in enumerate(TEXT_COLUMNS):
         for eid, segs in segments(columns[0], columns[1], columns[3 + k], all_strings=True).items():
-            for seg in segs:
-                adder.add(eid, kind, seg.start, seg.end, seg.text)
+            adder.extend(eid, kind, [[seg.start, seg.end, seg.text] for seg in segs])
     ids = np.asarray(columns[0], dtype=object)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
     blocks = {str(ids[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
-    return adder.lines, adder.hidden, encode_episodes(_actions(list(columns[2])), blocks)
+    return adder.lines, adder.hidden, encode_episodes(_actions("[" + ",".join(columns[2]) + "]"), blocks)
 
 
 def _cut(text: str) -> str:

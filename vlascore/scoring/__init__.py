@@ -20,6 +20,7 @@ from vlascore.scoring.stats import (
     mean_abs_diff,
     rank_average,
     spearman,
+    stratified_bootstrap_means,
     weighted_kappa,
     wilson_interval,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "score_and_write",
     "score_run",
     "spearman",
+    "stratified_bootstrap_means",
     "trajectory_scores",
     "vla_score",
     "weighted_kappa",

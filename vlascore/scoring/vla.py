@@ -201,7 +201,8 @@ def trajectory_scores(run: LoadedRun, jf: JudgementFile) -> pd.DataFrame:
     by_episode = {j.episode_id: j for j in jf.judgements}
     eps = run.episodes
     rows = []
-    for eid, task, success, status in zip(eps["episode_id"], eps["task"], eps["success"], eps["status"], strict=True):
+    columns = (eps[c].tolist() for c in ("episode_id", "task", "success", "status"))  # lists: fast to iterate
+    for eid, task, success, status in zip(*columns, strict=True):
         row: dict[str, object] = {"episode_id": eid, "task": task, "B": float(bool(success))}
         row.update({short: np.nan for short in DIMENSIONS.values()})
         j = by_episode.get(eid)
