@@ -55,6 +55,10 @@ class StepScan:
     """reasoning / intention -> (rows, texts) where the text differs from the previous step of the episode or starts
     the episode (a missing text is "")."""
 
+    @classmethod
+    def empty(cls, blocks: dict[str, slice]) -> StepScan:
+        return cls(blocks, np.zeros(0, dtype=np.int64), "[]", {c: ([], []) for c in _TEXT_COLUMNS})
+
 
 class StoreError(RuntimeError):
     """A run directory that is missing, incompatible or unreadable."""
@@ -180,12 +184,8 @@ class RunStore:
         df["success"] = df["success"].astype(bool)
         return df
 
-    def steps_frame(self, episode_ids: list[str] | None = None, columns: list[str] | None = None,
-                    parse_json: bool = True) -> pd.DataFrame:  # fmt: skip
-        """Steps in commit order; `columns` reads only those (cheap for text-only consumers like reports).
-
-        `parse_json=False` leaves the JSON columns (action, ee_pose, privileged) as their stored text, for readers
-        that parse a whole column at once."""
+    def steps_frame(self, episode_ids: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Steps in commit order; `columns` reads only those (cheap for text-only consumers like reports)."""
         cols = columns or _STEP_COLUMNS
         unknown = sorted(set(cols) - set(_STEP_COLUMNS))
         if unknown:
@@ -197,7 +197,7 @@ class RunStore:
             query += f" WHERE episode_id IN ({', '.join('?' * len(episode_ids))})"
             params = tuple(episode_ids)  # type: ignore[assignment]
         df = pd.read_sql_query(query + " ORDER BY rowid", self.conn, params=params)
-        for col in _JSON_STEP_COLUMNS if parse_json else ():
+        for col in _JSON_STEP_COLUMNS:
             if col in df:
                 df[col] = [json.loads(v) for v in df[col]]
         if "success" in df:
@@ -222,7 +222,7 @@ class RunStore:
         two comma-joined lists, and the texts only where they change. None when some episode's rows are not one
         block in step order (the store always writes them so; use steps_frame then)."""
         if not (self.path / DB_FILE).exists():
-            return StepScan({}, np.zeros(0, dtype=np.int64), "[]", {c: ([], []) for c in _TEXT_COLUMNS})
+            return StepScan.empty({})
         bounds = self.conn.execute(
             "SELECT episode_id, COUNT(*), MIN(rowid), MAX(rowid) FROM steps GROUP BY episode_id ORDER BY MIN(rowid)"
         ).fetchall()
@@ -239,7 +239,7 @@ class RunStore:
             "(SELECT rowid AS r, step, action FROM steps ORDER BY rowid)"
         ).fetchone()
         if rowids is None:
-            return StepScan(blocks, np.zeros(0, dtype=np.int64), "[]", {c: ([], []) for c in _TEXT_COLUMNS})
+            return StepScan.empty(blocks)
         order = np.array(rowids.split(","), dtype=np.int64)
         step = np.array(steps.split(","), dtype=np.int64)
         if (np.diff(order) <= 0).any() or len(order) != offset:

@@ -68,7 +68,7 @@ class Taxonomy(BaseModel):
         found = []
         negations = set(self.negations)
         for mode_id, mode in self.modes.items():
-            for pattern in _compiled(mode_id, tuple(mode.patterns)):
+            for pattern in _compiled(tuple(mode.patterns)):
                 if any(not (mode.negatable and _negated(text, m.start(), negations)) for m in pattern.finditer(text)):
                     found.append(mode_id)
                     break
@@ -76,7 +76,7 @@ class Taxonomy(BaseModel):
 
 
 @lru_cache(maxsize=256)
-def _compiled(mode_id: str, patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
 
 

@@ -14,7 +14,7 @@ of agreements can be built without special cases. Mismatched lengths and unknown
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -56,12 +56,11 @@ def _strata_groups(n: int, strata: ArrayLike | None) -> tuple[np.ndarray, np.nda
     return order, starts, sizes
 
 
-def _bootstrap_stats(matrix: np.ndarray, strata: ArrayLike | None, n_boot: int, seed: int, stat: Stat) -> np.ndarray:
-    """`stat` of every resample of the columns of `matrix` (k x n, one row per column) -> (n_boot x k)."""
-    k, n = matrix.shape
-    order, starts, sizes = _strata_groups(n, strata)
+def _resamples(n: int, order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, n_boot: int,
+               seed: int) -> Iterator[tuple[slice, np.ndarray]]:  # fmt: skip
+    """(rows of the n_boot resamples, their (rows x n) row indices), in blocks; the columns of each block are grouped
+    by stratum (`order`, `starts`, `sizes` from _strata_groups) and each stratum is drawn from itself."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, k))
     block = max(1, _BLOCK_ELEMENTS // n)
     for lo in range(0, n_boot, block):
         rows = min(block, n_boot - lo)
@@ -69,8 +68,16 @@ def _bootstrap_stats(matrix: np.ndarray, strata: ArrayLike | None, n_boot: int, 
         for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
             draws = rng.integers(0, size, size=(rows, size), dtype=np.int32)
             idx[:, start : start + size] = order[start + draws]
+        yield slice(lo, lo + rows), idx
+
+
+def _bootstrap_stats(matrix: np.ndarray, strata: ArrayLike | None, n_boot: int, seed: int, stat: Stat) -> np.ndarray:
+    """`stat` of every resample of the columns of `matrix` (k x n, one row per column) -> (n_boot x k)."""
+    k, n = matrix.shape
+    out = np.empty((n_boot, k))
+    for rows, idx in _resamples(n, *_strata_groups(n, strata), n_boot, seed):
         for j in range(k):  # one contiguous gather per column: faster than a (rows x n x k) one
-            out[lo : lo + rows, j] = stat(matrix[j][idx], axis=1)
+            out[rows, j] = stat(matrix[j][idx], axis=1)
     return out
 
 
@@ -137,14 +144,9 @@ def stratified_bootstrap_means(
         raise ValueError("bootstrap values must be finite (drop missing values before resampling)")
     labels = np.asarray(strata)
     order, starts, sizes = _strata_groups(x.size, labels)
-    rng = np.random.default_rng(seed)
     sums = np.empty((n_boot, len(sizes)))
-    block = max(1, _BLOCK_ELEMENTS // x.size)
-    for lo in range(0, n_boot, block):
-        rows = min(block, n_boot - lo)
-        for k, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True)):
-            draws = rng.integers(0, size, size=(rows, size), dtype=np.int32)
-            sums[lo : lo + rows, k] = x[order[start + draws]].sum(axis=1)
+    for rows, idx in _resamples(x.size, order, starts, sizes, n_boot, seed):
+        sums[rows] = np.add.reduceat(x[idx], starts, axis=1)  # each stratum's draws are one run of columns
     tail = 100 * (1 - level) / 2
     overall = np.percentile(sums.sum(axis=1) / x.size, [tail, 100 - tail])
     per = np.percentile(sums / sizes, [tail, 100 - tail], axis=0)
