@@ -7,7 +7,7 @@ vlascore.cli can import it at any point without an import cycle; heavy modules l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -238,7 +238,7 @@ def serve_cmd(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0: any free one).")] = 8000,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
 ) -> None:
-    """Serve a built site over HTTP until Ctrl-C.
+    """Serve a built site over HTTP until Ctrl-C (or SIGTERM).
 
     Examples:
 
@@ -246,6 +246,9 @@ def serve_cmd(
 
       vlascore leaderboard serve site/ --port 9000 --host 0.0.0.0
     """
+    import signal
+    import threading
+
     from vlascore.board.serve import make_server, url_of
     from vlascore.cli import console, fail
     from vlascore.store import StoreError
@@ -254,6 +257,15 @@ def serve_cmd(
         server = make_server(site, host, port)
     except StoreError as exc:
         raise fail(str(exc), 1) from None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Set both explicitly: a shell that starts us in the background (CI, nohup, `&`) leaves SIGINT ignored, and
+    # service managers stop a server with SIGTERM. (Only the main thread may; an embedding caller keeps its own.)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)
     console.print(f"serving {escape(str(site))} at {url_of(server)} (Ctrl-C to stop)", highlight=False)
     try:
         server.serve_forever()

@@ -238,11 +238,14 @@ def test_serve_answers_over_http_and_stops(cli_board: dict[str, Path], monkeypat
     assert f"serving {site} at {url}" in result.output and "stopped" in result.output
 
 
-def test_serve_stops_cleanly_on_ctrl_c(cli_board: dict[str, Path]) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_on_ctrl_c(cli_board: dict[str, Path], stop: signal.Signals) -> None:
     site = _built_site(cli_board)
+    # Started with SIGINT ignored, as a shell does for a background job (and CI may): Ctrl-C must still stop it.
     proc = subprocess.Popen([sys.executable, "-m", "vlascore.cli", "leaderboard", "serve", str(site), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **WIDE})  # fmt: skip
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **WIDE},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -250,7 +253,7 @@ def test_serve_stops_cleanly_on_ctrl_c(cli_board: dict[str, Path]) -> None:
         assert match, line
         with urllib.request.urlopen(match.group(1), timeout=10) as response:  # noqa: S310 - a local URL
             assert b"<table" in response.read()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, errors = proc.communicate(timeout=10)
     finally:
         proc.kill()
