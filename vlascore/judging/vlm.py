@@ -166,11 +166,6 @@ class VlmJudge:
         blob = "\0".join((self.spec.effective_version, self.model, self.mode, kb or "-", inp.content_key))
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        if self.price is None:
-            return None
-        return (prompt_tokens * self.price[0] + completion_tokens * self.price[1]) / 1e6
-
     def request(self, inp: JudgeInput) -> JudgeRequest:
         loaded = inp.load_frames()
         examples = []
@@ -215,7 +210,7 @@ class VlmJudge:
         for _ in range(self.spec.request.max_reasks + 1):
             try:
                 text = self._call(messages, usage)
-            except _CallFailed as exc:
+            except CallFailed as exc:
                 error = str(exc)
                 break
             replies.append(text)
@@ -238,32 +233,42 @@ class VlmJudge:
                          latency_s=time.perf_counter() - started)  # fmt: skip
 
     def _call(self, messages: list[dict[str, Any]], usage: Usage) -> str:
-        import openai
-
-        try:
-            response = self.client.chat.completions.create(
-                model=self.model, messages=messages,  # type: ignore[arg-type]
-                temperature=self.spec.request.temperature, max_tokens=self.spec.request.max_tokens,
-            )  # fmt: skip
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-            where = self.base_url or "the OpenAI API"
-            raise JudgeAbort(f"{where} refused the judge request ({type(exc).__name__}): {exc}. "
-                             "Check the API key variable, --base-url and --judge-model.") from exc  # fmt: skip
-        except openai.APITimeoutError as exc:
-            raise _CallFailed(f"timed out after {self.client.max_retries} retries: {exc}") from exc
-        except openai.APIConnectionError as exc:
-            where = self.base_url or "the OpenAI API"
-            raise JudgeAbort(f"cannot reach {where} ({exc}); is the server running and --base-url right?") from exc
-        except openai.APIError as exc:
-            raise _CallFailed(f"{type(exc).__name__} after {self.client.max_retries} retries: {exc}") from exc
-        usage.calls += 1
-        if response.usage is not None:
-            usage.prompt_tokens += response.usage.prompt_tokens
-            usage.completion_tokens += response.usage.completion_tokens
-            cost = self._cost(response.usage.prompt_tokens, response.usage.completion_tokens)
-            usage.cost_usd = None if cost is None or usage.cost_usd is None else usage.cost_usd + cost
-        return response.choices[0].message.content or "" if response.choices else ""
+        return complete(self.client, model=self.model, messages=messages, usage=usage, where=self.base_url,
+                        temperature=self.spec.request.temperature, max_tokens=self.spec.request.max_tokens,
+                        price=self.price)[0]  # fmt: skip
 
 
-class _CallFailed(RuntimeError):
+def complete(client: Any, *, model: str, messages: list[dict[str, Any]], temperature: float, max_tokens: int,
+             usage: Usage, where: str | None = None,
+             price: tuple[float, float] | None = None) -> tuple[str, float | None]:  # fmt: skip
+    """One chat completion through the `openai` client; counts it in `usage`. Raises JudgeAbort when retrying
+    cannot help (refused, unreachable) and CallFailed when the endpoint failed after the client's retries."""
+    import openai
+
+    where = where or "the OpenAI API"
+    try:
+        response = client.chat.completions.create(
+            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+        raise JudgeAbort(f"{where} refused the judge request ({type(exc).__name__}): {exc}. "
+                         "Check the API key variable, --base-url and --judge-model.") from exc  # fmt: skip
+    except openai.APITimeoutError as exc:
+        raise CallFailed(f"timed out after {client.max_retries} retries: {exc}") from exc
+    except openai.APIConnectionError as exc:
+        raise JudgeAbort(f"cannot reach {where} ({exc}); is the server running and --base-url right?") from exc
+    except openai.APIError as exc:
+        raise CallFailed(f"{type(exc).__name__} after {client.max_retries} retries: {exc}") from exc
+    usage.calls += 1
+    cost = None
+    if response.usage is not None:
+        usage.prompt_tokens += response.usage.prompt_tokens
+        usage.completion_tokens += response.usage.completion_tokens
+        if price is not None:
+            cost = (response.usage.prompt_tokens * price[0] + response.usage.completion_tokens * price[1]) / 1e6
+        usage.cost_usd = None if cost is None or usage.cost_usd is None else usage.cost_usd + cost
+    return (response.choices[0].message.content or "" if response.choices else ""), cost
+
+
+class CallFailed(RuntimeError):
     """The endpoint failed after the client's retries."""
