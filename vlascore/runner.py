@@ -222,6 +222,9 @@ def run(
         raise StoreError(f"{store.path} already holds a run: pass --resume to continue it, or choose another --out")
     plan = plan_seeds(suite, tasks, episodes)
     adapter = make_adapter(model, model_args)
+    if not adapter.acts:
+        adapter.close()
+        raise ValueError(f"adapter {model!r} does not act (it only answers questions): score it with `vlascore qa`")
     try:  # every task's convention is checked (and any conversion planned) before the first step
         adapter = adapt_to_tasks(adapter, [suite.task(t) for t in plan])
     except Exception:

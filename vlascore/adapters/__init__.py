@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from vlascore.adapters.base import Adapter, ConventionError, EpisodeContext, InvalidActionError, PolicyStep
+from vlascore.adapters.base import (
+    Adapter,
+    ConventionError,
+    EpisodeContext,
+    InvalidActionError,
+    NoVLMSideError,
+    PolicyStep,
+    Question,
+)
 from vlascore.adapters.conventions import adapt_to_tasks, check_conventions
 from vlascore.registry import Registry
 
@@ -18,6 +26,7 @@ ADAPTERS.register("vlm", "vlascore.adapters.vlm_policy:VLMPolicyAdapter")
 ADAPTERS.register("spatialvla", "vlascore.adapters.spatialvla:SpatialVLAAdapter")
 ADAPTERS.register("instructvla", "vlascore.adapters.instructvla:InstructVLAAdapter")
 ADAPTERS.register("dualvla", "vlascore.adapters.instructvla:DualVLAAdapter")
+ADAPTERS.register("scripted-qa", "vlascore.adapters.scripted_qa:ScriptedQAAdapter")
 
 __all__ = [
     "ADAPTERS",
@@ -25,7 +34,9 @@ __all__ = [
     "ConventionError",
     "EpisodeContext",
     "InvalidActionError",
+    "NoVLMSideError",
     "PolicyStep",
+    "Question",
     "adapt_to_tasks",
     "check_conventions",
 ]

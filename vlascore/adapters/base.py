@@ -37,6 +37,28 @@ class EpisodeContext:
     episode_id: str
 
 
+@dataclass(frozen=True)
+class Question:
+    """One multimodal QA request (`vlascore qa`): the benchmark's prompt and images, answered with text."""
+
+    prompt: str
+    """The benchmark's text prompt (lmms-eval's doc_to_text), without image placeholders."""
+    images: tuple[Any, ...] = ()
+    """PIL images in the order the benchmark gives them (none for a text-only question)."""
+    max_new_tokens: int = 128
+    until: tuple[str, ...] = ()
+    """Stop strings: the answer ends before the first one."""
+    temperature: float = 0.0
+    benchmark: str = ""
+    """vlascore benchmark name (mmmu, textvqa...)."""
+    doc_id: int = -1
+    """Row of the question in the benchmark's split (0-based)."""
+
+
+class NoVLMSideError(NotImplementedError):
+    """The adapter has no language side that answers questions."""
+
+
 class ConventionError(ValueError):
     """The adapter's declared action convention does not match the task's."""
 
@@ -60,6 +82,10 @@ class Adapter(ABC):
     """pip extras of vlascore the adapter imports (`models`, `serve`), shown by `vlascore models list`."""
     needs: str = ""
     """What else it needs, in words (a checkpoint download, a GPU, another package), for `vlascore models list`."""
+    acts: bool = True
+    """Whether it controls a robot (False: a QA-only model, refused by `vlascore run`)."""
+    answers_questions: bool = False
+    """Whether `answer` works: the model's VLM side answers multimodal QA (`vlascore qa`)."""
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -75,6 +101,12 @@ class Adapter(ABC):
         """Independent calls in one go (adapter checks, servers). Models override it with one batched forward;
         the default loops, which is right for policies whose calls depend on episode state."""
         return [self.act(o, i) for o, i in zip(observations, instructions, strict=True)]
+
+    def answer(self, question: Question) -> str:
+        """The model's VLM side: a text answer to one benchmark question (`vlascore qa`)."""
+        raise NoVLMSideError(f"adapter {self.name!r} has no VLM side that answers questions; `vlascore qa` needs one "
+                             "(see `vlascore models list`, column QA): for a VLA built on a VLM, score the VLM with "
+                             "`--model vlm -M path=BACKBONE`")  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         """The declaration stored with the run."""

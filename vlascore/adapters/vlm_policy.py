@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from vlascore.adapters.action_tokens import ActionTokenizer
-from vlascore.adapters.base import EpisodeContext, PolicyStep
+from vlascore.adapters.base import EpisodeContext, PolicyStep, Question
 from vlascore.adapters.hf import HFAdapter, load_model, load_processor, new_tokens, stop_token_ids
 from vlascore.extras import require
 from vlascore.paths import data_dir
@@ -231,6 +231,7 @@ class VLMPolicyAdapter(HFAdapter):
 
     name = "vlm"
     reasons = True
+    answers_questions = True
     needs = "an image-text-to-text checkpoint (-M path=HUB_ID_OR_DIR); a GPU for models above ~1B parameters"
 
     def load(self, *, device: str, dtype: str, format: str = "json", max_new_tokens: int = 256,
@@ -334,6 +335,30 @@ class VLMPolicyAdapter(HFAdapter):
                 raise ReplyError(f"{exc} (the reply used all max_new_tokens={self.max_new_tokens} without "
                                  "finishing: raise -M max_new_tokens)") from None  # fmt: skip
         return steps
+
+    def answer(self, question: Question) -> str:
+        """The VLM side (`vlascore qa`): the benchmark prompt after its images, greedy unless temperature > 0,
+        cut before the first stop string."""
+        torch = require("torch", "models", "the vlm adapter")
+        images = [im.convert("RGB") for im in question.images]
+        if self.use_chat_template:
+            content = [*({"type": "image"} for _ in images), {"type": "text", "text": question.prompt}]
+            text = str(self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                          add_generation_prompt=True, tokenize=False))  # fmt: skip
+        else:
+            text = self.image_token * len(images) + question.prompt
+        batch = self.processor(text=[text], images=[images] if images else None, return_tensors="pt")
+        batch = batch.to(self.device, dtype=self.dtype)
+        sampling = {"do_sample": True, "temperature": question.temperature} if question.temperature > 0 else {
+            "do_sample": False}  # fmt: skip
+        with torch.inference_mode():
+            out = self.model.generate(**batch, max_new_tokens=question.max_new_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)  # fmt: skip
+        reply = self.decode_text(new_tokens(out, batch["input_ids"], self.stop_ids)[0])
+        for stop in question.until:
+            if stop and stop in reply:
+                reply = reply[: reply.index(stop)]
+        return reply
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "format": self.format, "prompt_template": self.template_source,
