@@ -5,11 +5,13 @@
 #      Debian's Chromium for the browser tests (Playwright drives it; no browser download) when the dev extra
 #      is installed and no chromium is on PATH;
 #   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
-#      $VLASCORE_EXTRAS (default: sim,models,serve,dev).
+#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,dev); with qa, lmms-eval $LMMS_EVAL_VERSION without its own
+#      dependencies (they include torchvision, which has no CPU build on PyPI; the qa extra lists what it needs).
 # Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,dev}"
+EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,dev}"
+LMMS_EVAL_VERSION=0.7.3  # keep equal to vlascore/qa/__init__.py
 VENV="${VLASCORE_VENV:-.venv}"
 TORCH_VERSION="${VLASCORE_TORCH:-2.13.0}"
 
@@ -62,11 +64,15 @@ pip_install() {
   "$VENV/bin/python" -m pip --disable-pip-version-check install -q "$@" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 }
-if [[ ",$EXTRAS," == *",sim,"* || ",$EXTRAS," == *",models,"* ]]; then
+if [[ ",$EXTRAS," == *",sim,"* || ",$EXTRAS," == *",models,"* || ",$EXTRAS," == *",qa,"* ]]; then
   # torch first, pinned: a CPU build; an unpinned torch (pulled in by mani-skill) would bring CUDA wheels.
   "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || { log "installing torch==$TORCH_VERSION"; pip_install "torch==$TORCH_VERSION"; }
 fi
 log "installing vlascore[$EXTRAS]"
 pip_install -e ".[$EXTRAS]"
+if [[ ",$EXTRAS," == *",qa,"* ]] && [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("lmms-eval"))' 2>/dev/null)" != "$LMMS_EVAL_VERSION" ]; then
+  log "installing lmms-eval==$LMMS_EVAL_VERSION (without its dependencies: see the qa extra)"
+  pip_install --no-deps "lmms-eval==$LMMS_EVAL_VERSION"
+fi
 mkdir -p "/tmp/runtime-$(id -u)" && chmod 700 "/tmp/runtime-$(id -u)"
 log "done: $("$VENV/bin/vlascore" --help >/dev/null && echo "$VENV/bin/vlascore is ready")"

@@ -322,21 +322,61 @@ def run_cmd(
 
 @app.command("score")
 def score_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `vlascore run`.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="Run directories (`vlascore run` and/or `vlascore qa`).")
+    ],
     errored_as_failure: Annotated[
         bool, typer.Option("--errored-as-failure", help="Count errored episodes as failures instead of excluding them.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results JSON instead of tables.")] = False,
 ) -> None:
-    """Per-task success rate with Wilson 95% intervals, the suite mean, episode and errored counts.
+    """Per-task success rate with Wilson 95% intervals, the suite mean, episode and errored counts, and the VLA
+    Score of each judgement; for runs with QA results (`vlascore qa`), the benchmark scores; and with QA results or
+    several runs, the combined table: Sim, VLA Score, each QA benchmark, GR / WR / MM / Average, each summary stated
+    with the columns it averaged.
 
-    Writes RUN_DIR/results.json. Example: vlascore score runs/scripted
+    Writes RUN/results.json for simulated runs. With --json: one run without QA results prints its results.json;
+    otherwise {"runs": [{"run", "results", "qa", "combined"}]}.
+
+    Examples:
+
+      vlascore score runs/scripted
+
+      vlascore score runs/openvla runs/qwen-vl   # side by side
     """
-    results = _score(run_dir, errored_as_failure)
+    import json
+
+    from vlascore.qa.records import read_results
+    from vlascore.qa.summary import combined_row
+    from vlascore.qa_cli import data_notes, print_combined, qa_table
+    from vlascore.store import RUN_FILE, StoreError
+
+    rows, payload = [], []
+    for run_dir in run_dirs:
+        try:
+            qa = read_results(run_dir)
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+        results = _score(run_dir, errored_as_failure) if (run_dir / RUN_FILE).is_file() or not qa else None
+        row = combined_row(run_dir, results=results, qa=qa)
+        rows.append(row)
+        if as_json:
+            payload.append({"run": str(run_dir), "results": results.model_dump(mode="json") if results else None,
+                            "qa": {k: r.model_dump(mode="json") for k, r in qa.items()},
+                            "combined": row.model_dump(mode="json")})  # fmt: skip
+            continue
+        if results is not None:
+            _print_results(results, run_dir)
+        if qa:
+            console.print(qa_table(qa, f"multimodal QA of {escape(str(run_dir))}"))
+            for note in data_notes(qa):
+                console.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
     if as_json:
-        print(results.model_dump_json(indent=2))
-    else:
-        _print_results(results, run_dir)
+        only = payload[0]
+        print(json.dumps(only["results"], indent=2) if len(payload) == 1 and not only["qa"] else
+              json.dumps({"runs": payload}, indent=2))  # fmt: skip
+    elif len(rows) > 1 or any(r.qa for r in rows):
+        print_combined(rows)
 
 
 @app.command("report")
@@ -683,7 +723,7 @@ def models_list() -> None:
     from vlascore.adapters import ADAPTERS
 
     table = Table(title="adapters")
-    for col in ("name", "from", "reasons", "action space", "chunk", "needs", "status"):
+    for col in ("name", "from", "reasons", "QA", "action space", "chunk", "needs", "status"):
         table.add_column(col)
     for name in ADAPTERS.names():
         origin = f"{ADAPTERS.origin(name)}\n[dim]{escape(ADAPTERS.target(name))}[/]"
@@ -693,14 +733,15 @@ def models_list() -> None:
             extras = ", ".join(f"vlascore[{e}]" for e in cls.extras)
             needs = "; ".join(x for x in (extras, cls.needs) if x) or "-"
             chunk = str(cls.chunk_size) + (f" (runs {cls.execute_steps})" if cls.execute_steps else "")
-            table.add_row(name, origin, "yes" if cls.reasons else "no",
-                          f"{space.mode} {space.rotation} dim {space.dim}" + ("" if space.normalized else " (units)"),
-                          chunk, escape(needs), "[green]ok[/]")  # fmt: skip
+            acts = f"{space.mode} {space.rotation} dim {space.dim}" + ("" if space.normalized else " (units)")
+            table.add_row(name, origin, "yes" if cls.reasons else "no", "yes" if cls.answers_questions else "no",
+                          acts if cls.acts else "- (QA only)", "-" if not cls.acts else chunk, escape(needs),
+                          "[green]ok[/]")  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - listing must survive one broken plugin
-            table.add_row(name, origin, "?", "?", "?", "?", f"[red]{escape(f'{type(exc).__name__}: {exc}')}[/]")
+            table.add_row(name, origin, "?", "?", "?", "?", "?", f"[red]{escape(f'{type(exc).__name__}: {exc}')}[/]")
     console.print(table)
     console.print("[dim]Declared conventions are converted to each task's when they differ (see docs/adapters.md); "
-                  "`vlascore adapter check NAME` tests one.[/]")  # fmt: skip
+                  "`vlascore adapter check NAME` tests one. QA: answers `vlascore qa` (a VLM side).[/]")  # fmt: skip
 
 
 @adapter_app.command("check")
@@ -799,6 +840,10 @@ app.command("submit")(submit_cmd)
 from vlascore.serve_cli import serve_cmd  # noqa: E402 - serve_cli imports this module lazily too
 
 app.command("serve")(serve_cmd)
+
+from vlascore.qa_cli import qa_cmd  # noqa: E402 - qa_cli imports this module lazily too
+
+app.command("qa")(qa_cmd)
 
 
 def main() -> None:

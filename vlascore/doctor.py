@@ -18,7 +18,7 @@ Status = Literal["ok", "warn", "fail"]
 CORE = ("typer", "pydantic", "pandas", "plotly", "jinja2", "openai", "numpy", "rich", "yaml")
 EXTRAS = {
     "sim": ("mani_skill", "sapien", "gymnasium", "torch"),
-    "qa": ("lmms_eval",),
+    "qa": ("lmms_eval", "datasets"),
     "models": ("transformers", "torch"),
     "serve": ("websockets", "msgpack"),
     "ray": ("ray",),
@@ -79,11 +79,43 @@ def check_extras() -> list[Check]:
             )
         else:
             fix = f"pip install 'vlascore[{extra}]'"
+            if extra == "qa":
+                from vlascore.qa import LMMS_EVAL_INSTALL
+
+                fix = f"{LMMS_EVAL_INSTALL}  (or VLASCORE_EXTRAS=...,qa bash scripts/setup.sh)"
             if "torch" in missing:
                 fix = "pip install torch==2.13.0 first (CPU build; a plain `torch` pulls CUDA wheels), then " + fix
             checks.append(
                 Check(f"extra [{extra}]", "fail" if required else "warn", f"missing: {', '.join(missing)}", fix)
             )
+    return checks
+
+
+_TORCHVISION_PROBE = "import torchvision; print(torchvision.__version__)"
+
+
+def check_qa() -> list[Check]:
+    """lmms-eval's version and two breakages seen with it: filelock 4 (lmms-eval 0.7.3 patches filelock._api) and
+    a PyPI torchvision next to the CPU torch (it does not import, and transformers' image processors then fail)."""
+    if not available("lmms_eval"):
+        return []
+    from vlascore.qa import LMMS_EVAL_INSTALL, LMMS_EVAL_VERSION
+
+    checks = []
+    have = _version("lmms-eval")
+    checks.append(Check("lmms-eval version", "ok" if have == LMMS_EVAL_VERSION else "warn",
+                        f"{have} (vlascore's QA overlays are checked against {LMMS_EVAL_VERSION})",
+                        "" if have == LMMS_EVAL_VERSION else LMMS_EVAL_INSTALL))  # fmt: skip
+    if not available("filelock._api"):
+        checks.append(Check("filelock for lmms-eval", "fail", f"filelock {_version('filelock')} has no _api module, "
+                            "which lmms-eval 0.7.3 patches", "pip install 'filelock<4'"))  # fmt: skip
+    if available("torchvision"):
+        proc = subprocess.run([sys.executable, "-c", _TORCHVISION_PROBE], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            checks.append(Check("torchvision", "fail", f"installed but does not import: {tail}",
+                                "pip uninstall -y torchvision (vlascore does not need it; PyPI has no CPU build "
+                                "matching the CPU torch)"))  # fmt: skip
     return checks
 
 
@@ -166,5 +198,5 @@ def check_runtime_dir() -> Check:
 
 
 def run_checks(env_ids: list[str]) -> list[Check]:
-    return [check_python(), check_core(), *check_extras(), check_vulkan(), check_rendering(),
+    return [check_python(), check_core(), *check_extras(), *check_qa(), check_vulkan(), check_rendering(),
             check_assets(env_ids), check_runtime_dir()]  # fmt: skip
