@@ -109,6 +109,32 @@ def _kb_fingerprint(kb: Any) -> str:
     return h.hexdigest()
 
 
+class LazyClient:
+    """An `openai` client for an OpenAI-compatible endpoint, built on first use; thread-safe. Without an API key it
+    needs a --base-url (local servers ignore the key, but the client requires one)."""
+
+    def __init__(self, *, base_url: str | None, api_key_env: str, timeout_s: float, max_retries: int,
+                 needs: str) -> None:  # fmt: skip
+        key = os.environ.get(api_key_env)
+        if not key:
+            if base_url is None:
+                raise JudgeAbort(f"{needs}: set ${api_key_env} (or --api-key-env NAME), or point --base-url at a local "
+                                 "OpenAI-compatible server (vLLM, llama.cpp, Ollama), which needs none")  # fmt: skip
+            key = "not-needed"
+        self._args: dict[str, Any] = {"api_key": key, "base_url": base_url, "timeout": timeout_s,
+                                      "max_retries": max_retries}  # fmt: skip
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from openai import OpenAI
+
+                self._client = OpenAI(**self._args)
+        return self._client
+
+
 class VlmJudge:
     """Judges episodes with one judge spec and one chat model. Thread-safe: `judge()` may run concurrently."""
 
@@ -116,26 +142,12 @@ class VlmJudge:
                  api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, max_retries: int = 5,
                  cache: JudgeCache | None = None, kb: Any = None,
                  price: tuple[float, float] | None = None) -> None:  # fmt: skip
-        key = os.environ.get(api_key_env)
-        if not key:
-            if base_url is None:
-                raise JudgeAbort(
-                    f"no API key: set ${api_key_env} (or --api-key-env NAME), or point --base-url at a local "
-                    "OpenAI-compatible server (vLLM, llama.cpp, Ollama), which needs none"
-                )
-            key = "not-needed"  # local servers ignore the key, but the client requires one
+        self._client = LazyClient(base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
+                                  max_retries=max_retries, needs="no API key")  # fmt: skip
         self.spec, self.mode, self.model, self.base_url = spec, mode, model, base_url
         self.cache = cache or JudgeCache(None)
         self.kb = kb
         self._kb_fingerprint = _kb_fingerprint(kb) if kb is not None else None
-        self._client_args: dict[str, Any] = {
-            "api_key": key,
-            "base_url": base_url,
-            "timeout": timeout_s,
-            "max_retries": max_retries,
-        }
-        self._client: Any = None
-        self._lock = threading.Lock()
         self.memo: dict[str, str] = {}
         """Input key -> request hash of earlier verdicts (see `prime`)."""
         if price is None and model in (prices := load_prices()):
@@ -145,12 +157,7 @@ class VlmJudge:
     @property
     def client(self) -> Any:
         """The `openai` client, built on first use (a pass served from the cache never builds it)."""
-        with self._lock:
-            if self._client is None:
-                from openai import OpenAI
-
-                self._client = OpenAI(**self._client_args)
-        return self._client
+        return self._client.get()
 
     def prime(self, previous: Any) -> None:
         """Learn the request hashes of a previous pass's verdicts (a JudgementFile of the same judge version and

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from vlascore.judging.cache import JudgeCache, cache_key
 from vlascore.judging.judgement import Usage
-from vlascore.judging.vlm import CallFailed, JudgeAbort, complete
+from vlascore.judging.vlm import CallFailed, LazyClient, complete
 from vlascore.qa.records import Grade
 
 GRADER_VERSION = "mmvet-grader-1"
@@ -71,19 +70,12 @@ class MMVetGrader:
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  cache_dir: str | Path | None = None, timeout_s: float = 120.0, max_retries: int = 5,
                  prompt: str | None = None) -> None:  # fmt: skip
-        key = os.environ.get(api_key_env)
-        if not key:
-            if base_url is None:
-                raise JudgeAbort(f"MM-Vet is graded by an LLM: set ${api_key_env} (or --api-key-env NAME), or "
-                                 "point --base-url at a local OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
-            key = "not-needed"
+        self._client = LazyClient(base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
+                                  max_retries=max_retries, needs="MM-Vet is graded by an LLM")  # fmt: skip
         self.model, self.base_url = model, base_url
         self.prompt = prompt if prompt is not None else grading_prompt()
         self.version = f"{GRADER_VERSION}+{hashlib.sha256(self.prompt.encode()).hexdigest()[:12]}"
         self.cache = JudgeCache(cache_dir)
-        self._client_args: dict[str, Any] = {"api_key": key, "base_url": base_url, "timeout": timeout_s,
-                                             "max_retries": max_retries}  # fmt: skip
-        self._client: Any = None
         self._lock = threading.Lock()
         self.usage = Usage()
 
@@ -92,12 +84,7 @@ class MMVetGrader:
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                from openai import OpenAI
-
-                self._client = OpenAI(**self._client_args)
-        return self._client
+        return self._client.get()
 
     def grade(self, question: str, answer: str, prediction: str) -> Grade:
         query = grading_query(self.prompt, question, answer, prediction)
