@@ -1,4 +1,5 @@
-"""QA tests: local benchmark copies (qa_data.py) and a judge server for MM-Vet; lmms-eval runs for real."""
+"""Fixtures of the QA tests (imported by them: a conftest.py here would shadow tests/conftest.py, which other tests
+import as `conftest`): local benchmark copies (qa_data.py), no hub access, the tiny VLM builders on sys.path."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from vlascore.extras import available  # noqa: E402
 needs_lmms = pytest.mark.skipif(not available("lmms_eval"), reason="lmms-eval is not installed (the qa extra)")
 
 
-@pytest.fixture(autouse=True)
-def _offline_hf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="offline_hf", autouse=True)
+def offline_hf_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No hub access, and the datasets cache in the test's folder."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -24,8 +25,8 @@ def _offline_hf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
-@pytest.fixture(scope="session")
-def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(name="bench_data", scope="session")
+def bench_data_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from qa_data import write_benchmarks
 
     return write_benchmarks(tmp_path_factory.mktemp("qa-data"))

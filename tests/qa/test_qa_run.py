@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_lmms
 from qa_data import ANSWERS, EXPECTED, EXPECTED_MM, MMVET_GRADES, write_answers, write_benchmarks
+from qa_kit import bench_data_fixture, needs_lmms, offline_hf_fixture  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from vlascore.cli import app
