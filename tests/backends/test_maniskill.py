@@ -58,12 +58,17 @@ def test_scripted_expert_succeeds_on_the_core_tasks(scripted_run: vlascore.store
     assert frames.shape[1:] == (128, 128, 3) and frames.std() > 0
 
 
+RANDOM_SEEDS = 8
+"""A random policy runs every episode to the 100-step horizon (about 90 ms a step on 2 CI cores): 8 seeds x 3 tasks
+keep this check at about 3.5 minutes instead of 9 for 20 seeds."""
+
+
 def test_random_policy_stays_near_zero(tabletop: Suite, tmp_path: Path) -> None:
-    runner.run(model="random", suite=tabletop, tasks=CORE_TASKS, episodes=SEEDS, out=tmp_path / "random")
+    runner.run(model="random", suite=tabletop, tasks=CORE_TASKS, episodes=RANDOM_SEEDS, out=tmp_path / "random")
     results = score_run(vlascore.load_run(tmp_path / "random"))
-    rates = {t.task: t.success_rate for t in results.tasks}
-    assert all(t.episodes == SEEDS for t in results.tasks)
-    assert all(rate is not None and rate <= 0.1 for rate in rates.values()), rates
+    successes = {t.task: t.successes for t in results.tasks}
+    assert all(t.episodes == t.completed == RANDOM_SEEDS for t in results.tasks)
+    assert all(n <= 1 for n in successes.values()), successes  # at most one lucky episode per task
 
 
 def _subset(run: vlascore.store.LoadedRun, ids: list[str]) -> tuple:
