@@ -15,6 +15,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from vlascore.board import Rejected, RejudgeOutcome
     from vlascore.board.board import Entry
+    from vlascore.qa.summary import Summary
 
 leaderboard_app = typer.Typer(
     no_args_is_help=True,
@@ -85,10 +86,11 @@ def submit_cmd(
     s, files = packed.submission, packed.manifest.files
     judges = ", ".join(f"{j.judge} {j.judge_version}" + (f" ({j.judge_model})" if j.judge_model else "")
                        for j in s.judges) or "none (success rates only)"  # fmt: skip
+    qa = f"\n  QA: {', '.join(f.benchmark for f in s.qa)}; {s.mm.describe()}" if s.qa and s.mm else ""
     console.print(
         f"packed {escape(s.name)!s}: {len(files)} file(s), {format_bytes(sum(f.size for f in files.values()))} "
         f"into {escape(str(packed.path))}\n  suite {escape(s.suite)} (fingerprint {s.suite_fingerprint}), "
-        f"{sum(s.episodes_per_task.values())} episode(s); judgements: {escape(judges)}\n"
+        f"{sum(s.episodes_per_task.values())} episode(s); judgements: {escape(judges)}{escape(qa)}\n"
         f"add it to a board with: vlascore leaderboard add {escape(str(packed.path))} --board DIR",
         highlight=False, soft_wrap=True,
     )  # fmt: skip
@@ -155,7 +157,7 @@ def add_cmd(
 
 @leaderboard_app.command("list")
 def list_cmd(board: BoardOpt) -> None:
-    """The submissions on a board: id, name, suite, success mean and each judgement's VLA Score.
+    """The submissions on a board: id, name, suite, success mean, each judgement's VLA Score and MM (QA).
 
     Example: vlascore leaderboard list --board board/
     """
@@ -172,7 +174,7 @@ def list_cmd(board: BoardOpt) -> None:
     except StoreError as exc:
         raise fail(str(exc), 1) from None
     table = Table(title=f"{len(entries)} submission(s) on {escape(str(board))}")
-    for col in ("id", "name", "adapter", "suite", "success %", "VLA Score (judgement)", "added"):
+    for col in ("id", "name", "adapter", "suite", "success %", "VLA Score (judgement)", "MM (QA)", "added"):
         table.add_column(col, justify="right" if col == "success %" else "left", overflow="fold")
     for e in entries:
         mean = e.results.suite_mean
@@ -187,6 +189,7 @@ def list_cmd(board: BoardOpt) -> None:
             f"{escape(e.record.suite)} {e.record.suite_fingerprint}",
             success,
             vla,
+            _mm(e.record.mm),
             e.record.added_at,
         )
     console.print(table)
@@ -194,6 +197,13 @@ def list_cmd(board: BoardOpt) -> None:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f}"
+
+
+def _mm(mm: Summary | None) -> str:
+    """MM with the columns it averaged (partial: some missing)."""
+    if mm is None:
+        return "-"
+    return f"{_num(mm.value)} ({', '.join(mm.columns) or 'no scores'}{'; partial' if mm.partial else ''})"
 
 
 @leaderboard_app.command("build")

@@ -381,7 +381,9 @@ def score_cmd(
 
 @app.command("report")
 def report_cmd(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN", help="Run directories written by `vlascore run`.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="Run directories (`vlascore run` and/or `vlascore qa`).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
     baseline: Annotated[
         str | None, typer.Option("--baseline", "-b", help="Compare every run with this one (a run path or name).")

@@ -89,6 +89,10 @@ def test_scores_are_read_in_each_benchmarks_unit() -> None:
     assert r.score == 62.5  # its aggregation returns percent already
     r, _ = result_from_raw(bench["textvqa"], {"status": "failed", "error": "boom"}, _base("textvqa"))
     assert (r.status, r.score, r.failure_reason) == ("failed", None, "boom")
+    # A pooled benchmark's aggregate must be the mean of its per-question scores (lmms-eval state leaking between
+    # runs, or a changed metric, would break that): otherwise the benchmark fails rather than report either.
+    r, _ = result_from_raw(bench["docvqa"], {"status": "ok", "value": 0.5, "samples": anls}, _base("docvqa"))
+    assert r.status == "failed" and r.score is None and "does not match its per-question scores" in r.failure_reason
 
 
 def test_summaries_state_their_columns_and_partial_ones_say_what_is_missing() -> None:

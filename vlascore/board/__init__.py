@@ -1,6 +1,7 @@
 """Submissions and the HTML leaderboard (docs/leaderboard.md).
 
 - bundle.py: `vlascore submit` packs a run, its results and a manifest into a zip (the Submission record).
+- qa.py: the QA results (run/qa/) a bundle carries, and the board's checks of their figures.
 - archive.py: safe extraction of an untrusted zip (names, links, limits, lying headers).
 - validate.py: the checks a bundle passes on its way onto a board (manifest, schemas, suite, judges,
   coverage, honesty).

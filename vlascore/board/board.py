@@ -5,7 +5,8 @@
     DIR/suites/*.yaml              suites the owner accepts besides the built-in ones
     DIR/judges/*.yaml              judges the owner accepts besides the built-in ones
     DIR/submissions/<id>/          the bundle as submitted (byte-identical to its MANIFEST.json), plus
-        record.json                BoardRecord: when it was added, its hashes, the judgement files the board made
+        record.json                BoardRecord: when it was added, its hashes, the judgement files the board made,
+                                   its checked QA figures and MM
         scores.json                RunResults recomputed by the board (all judgement files, the board's included)
     DIR/.staging/<random>/         where `add` extracts and checks a bundle (removed when it ends)
 
@@ -17,6 +18,7 @@ coverage, honesty). Only then is the staging folder renamed into submissions/<id
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -40,6 +42,7 @@ from vlascore.board.archive import (
 )
 from vlascore.board.bundle import MANIFEST_FILE, RUN_DIR, SUBMISSION_FILE, Manifest, Submission, layout_problem
 from vlascore.board.errors import BoardError, Rejected
+from vlascore.board.qa import QAFigure
 from vlascore.board.validate import (
     BUNDLE_FIX,
     JUDGES_DIR,
@@ -53,6 +56,7 @@ from vlascore.board.validate import (
 )
 from vlascore.judging.judgement import JUDGEMENTS_DIR
 from vlascore.paths import read_yaml_mapping
+from vlascore.qa.summary import Summary
 from vlascore.records import utcnow
 from vlascore.scoring import RunResults, score_run
 from vlascore.store import StoreError, atomic_write_text, load_run
@@ -65,6 +69,8 @@ LOCK_FILE = ".lock"
 RECORD_FILE = "record.json"
 SCORES_FILE = "scores.json"
 BOARD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
+"""BoardRecord's: 2 added `qa` and `mm`; a record without QA results is still written as 1."""
 _BOARD_ENTRIES = {CONFIG_FILE, INDEX_FILE, SUBMISSIONS_DIR, STAGING_DIR, LOCK_FILE, SUITES_DIR, JUDGES_DIR}
 
 
@@ -140,6 +146,14 @@ class BoardRecord(BaseModel):
     other judgement files has the same one."""
     board_judgements: list[BoardJudgement] = []
     """Judgement files the board added to run/judgements/ (`leaderboard rejudge`)."""
+    qa: list[QAFigure] = []
+    """The run's QA benchmarks as the board checked them (schema 2); empty: none."""
+    mm: Summary | None = None
+    """MM over them, with the columns it averaged and those missing (None: no QA results)."""
+
+    def to_json(self) -> str:
+        """record.json's text: without QA results the schema-1 layout (no qa, mm), which older vlascore reads."""
+        return self.model_dump_json(indent=2, exclude=None if self.qa else {"qa", "mm"})
 
 
 class BoardIndex(BaseModel):
@@ -275,7 +289,12 @@ class Board:
             return []
         for path in sorted(self.submissions_dir.glob(f"*/{RECORD_FILE}")):
             try:
-                out.append(BoardRecord.model_validate_json(path.read_text()))
+                raw = json.loads(path.read_text())
+                version = raw.get("schema_version", 1) if isinstance(raw, dict) else 1
+                if isinstance(version, int) and version > RECORD_SCHEMA_VERSION:
+                    raise BoardError(f"{path} has schema version {version}, newer than this vlascore reads "
+                                     f"({RECORD_SCHEMA_VERSION}): upgrade vlascore")  # fmt: skip
+                out.append(BoardRecord.model_validate(raw))
             except (OSError, ValueError) as exc:
                 raise BoardError(f"cannot read {path} ({exc}): restore it from a backup, or remove "
                                  f"{path.parent} to drop that submission") from None  # fmt: skip
@@ -364,8 +383,9 @@ class Board:
                     adapter=run_record.adapter, reasons=submission.reasons, suite=run_record.suite,
                     suite_fingerprint=run_record.suite_fingerprint, protocol_version=run_record.protocol_version,
                     bundle=bundle.name, manifest_sha256=digest, traces_sha256=manifest.traces_digest(),
+                    qa=checked.qa, mm=checked.mm, schema_version=RECORD_SCHEMA_VERSION if checked.qa else 1,
                 )  # fmt: skip
-                atomic_write_text(staging / RECORD_FILE, record.model_dump_json(indent=2))
+                atomic_write_text(staging / RECORD_FILE, record.to_json())
                 atomic_write_text(staging / SCORES_FILE, results.model_dump_json(indent=2))
                 os.chmod(staging, 0o755)
                 self.submissions_dir.mkdir(exist_ok=True)
@@ -457,7 +477,7 @@ class Board:
                     record.board_judgements.append(BoardJudgement(
                         label=label, file=f"{RUN_DIR}/{JUDGEMENTS_DIR}/{label}.json", judge=result.judge,
                         judge_version=result.judge_version, judge_model=result.judge_model))  # fmt: skip
-                    atomic_write_text(entry.folder / RECORD_FILE, record.model_dump_json(indent=2))
+                    atomic_write_text(entry.folder / RECORD_FILE, record.to_json())
             run = load_run(entry.run_dir)
             try:
                 results = score_run(run)

@@ -8,6 +8,8 @@ A bundle is a zip holding
     run/traces.sqlite the run's episodes and steps
     run/frames/*.npz  the frames of every episode
     run/judgements/*.json  the run's judgement files (not judgements/superseded/ or audit/)
+    run/qa/*.json, run/qa/*.samples.jsonl  the run's QA results and their samples, when it has any (board/qa.py;
+                      not qa/work/ or qa/superseded/)
     MANIFEST.json     Manifest: sha256 and size of every other file
 
 The traces travel with the numbers so a board can recompute every figure, re-judge with another judge and
@@ -28,13 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlascore import __version__
 from vlascore.board.errors import BoardError
+from vlascore.board.qa import QA_DIR, QAFigure, check_qa, is_qa_file, qa_files
 from vlascore.judging.judgement import JUDGEMENTS_DIR, Mode
 from vlascore.provenance import git_revision
+from vlascore.qa.summary import Summary
 from vlascore.records import RunRecord, utcnow
 from vlascore.scoring import RunResults, score_run
 from vlascore.store import DB_FILE, FRAMES_DIR, RUN_FILE, LoadedRun, atomic_write, load_run
 
-SUBMISSION_SCHEMA_VERSION = 1
+SUBMISSION_SCHEMA_VERSION = 2
+"""2 added `qa` and `mm`. A submission without QA results is still written as 1, which older boards read."""
 MANIFEST_SCHEMA_VERSION = 1
 SUBMISSION_FILE = "submission.json"
 RESULTS_FILE = "results.json"
@@ -110,6 +115,14 @@ class Submission(BaseModel):
     """Git commit of the vlascore source tree that packed the bundle, when packed from a checkout."""
     created_at: str = Field(default_factory=utcnow)
     """UTC time the bundle was packed (ISO 8601)."""
+    qa: list[QAFigure] = []
+    """The run's QA benchmarks (run/qa/), in benchmarks.yaml order; empty: none (schema 2)."""
+    mm: Summary | None = None
+    """MM over the benchmarks with a score, with the columns it averaged and those missing; None: no QA results."""
+
+    def to_json(self) -> str:
+        """submission.json's text: without QA results the schema-1 layout (no qa, mm), which older boards read."""
+        return self.model_dump_json(indent=2, exclude=None if self.qa else {"qa", "mm"})
 
 
 class ManifestEntry(BaseModel):
@@ -131,16 +144,16 @@ class Manifest(BaseModel):
     files: dict[str, ManifestEntry]
     """Path inside the zip ('/'-separated) -> hash and size."""
 
-    def digest(self, prefix: str = "", exclude: str | None = None) -> str:
+    def digest(self, prefix: str = "", exclude: str | tuple[str, ...] | None = None) -> str:
         """sha256 of the canonical listing of the files under `prefix` (all: the bundle's content hash)."""
         listing = {k: v.model_dump() for k, v in sorted(self.files.items())
                    if k.startswith(prefix) and not (exclude and k.startswith(exclude))}  # fmt: skip
         return hashlib.sha256(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def traces_digest(self) -> str:
-        """Hash of the run's recorded evidence (run.json, traces, frames), judgements excluded: the same run
-        packed twice, or re-judged and packed again, has the same traces digest."""
-        return self.digest(f"{RUN_DIR}/", exclude=f"{RUN_DIR}/{JUDGEMENTS_DIR}/")
+        """Hash of the run's recorded evidence (run.json, traces, frames), judgements and QA results excluded: the
+        same run packed twice, or re-judged (or QA-scored) and packed again, has the same traces digest."""
+        return self.digest(f"{RUN_DIR}/", exclude=(f"{RUN_DIR}/{JUDGEMENTS_DIR}/", f"{RUN_DIR}/{QA_DIR}/"))
 
 
 def layout_problem(name: str) -> str | None:
@@ -154,9 +167,11 @@ def layout_problem(name: str) -> str | None:
             return None
         if parts[1] == JUDGEMENTS_DIR and parts[2].endswith(".json"):
             return None
+        if parts[1] == QA_DIR and is_qa_file(parts[2]):
+            return None
     return (f"{name!r} is not part of a bundle, which holds only {MANIFEST_FILE}, {SUBMISSION_FILE}, {RESULTS_FILE} "
-            f"and run/{RUN_FILE}, run/{DB_FILE}, run/{FRAMES_DIR}/*.npz, run/{JUDGEMENTS_DIR}/*.json (file names of "
-            "letters, digits and ._+-)")  # fmt: skip
+            f"and run/{RUN_FILE}, run/{DB_FILE}, run/{FRAMES_DIR}/*.npz, run/{JUDGEMENTS_DIR}/*.json, "
+            f"run/{QA_DIR}/*.json and *.samples.jsonl (file names of letters, digits and ._+-)")  # fmt: skip
 
 
 def completeness_problems(results: RunResults) -> list[tuple[str, str]]:
@@ -194,13 +209,16 @@ def run_files(run: LoadedRun) -> list[tuple[str, Path]]:
     if folder.is_dir():  # the same files the scoring reads: *.json, not writers' dot temp files
         files += [(f"{RUN_DIR}/{JUDGEMENTS_DIR}/{p.name}", p) for p in sorted(folder.glob("*.json"))
                   if not p.name.startswith(".")]  # fmt: skip
-    return files
+    return files + [(f"{RUN_DIR}/{QA_DIR}/{name}", path) for name, path in qa_files(run.path)]
 
 
 def make_submission(rec: RunRecord, results: RunResults, name: str | None = None, url: str | None = None,
-                    notes: str | None = None) -> Submission:  # fmt: skip
-    """The submission record of a run and its results; the board rebuilds it to check a bundle's claims."""
+                    notes: str | None = None, qa: list[QAFigure] | None = None,
+                    mm: Summary | None = None) -> Submission:  # fmt: skip
+    """The submission record of a run, its results and its checked QA results (board/qa.py: check_qa); the board
+    rebuilds it to check a bundle's claims."""
     return Submission(
+        schema_version=SUBMISSION_SCHEMA_VERSION if qa else 1, qa=qa or [], mm=mm,
         name=name or rec.adapter, url=url or None, notes=notes or None, run_id=rec.run_id, adapter=rec.adapter,
         adapter_config=rec.adapter_config, reasons=bool(rec.adapter_info.get("reasons", False)), suite=rec.suite,
         suite_fingerprint=rec.suite_fingerprint, protocol_version=rec.protocol_version, backend=rec.backend,
@@ -243,7 +261,7 @@ def write_bundle(run: LoadedRun, results: RunResults, submission: Submission, ou
 
     out = Path(out)
     files: dict[str, ManifestEntry] = {}
-    documents = {SUBMISSION_FILE: submission.model_dump_json(indent=2), RESULTS_FILE: results.model_dump_json(indent=2)}
+    documents = {SUBMISSION_FILE: submission.to_json(), RESULTS_FILE: results.model_dump_json(indent=2)}
 
     def write(fh: IO[bytes]) -> None:
         with zipfile.ZipFile(fh, "w") as zf:
@@ -264,8 +282,13 @@ def write_bundle(run: LoadedRun, results: RunResults, submission: Submission, ou
 def pack(run_dir: str | Path, out: str | Path, name: str | None = None, url: str | None = None,
          notes: str | None = None) -> Packed:  # fmt: skip
     """Re-score the run and pack it into a bundle; refuses (BoardError / StoreError, with the fix) a folder that
-    is not a run, a run still being written, a run with missing planned episodes or unjudged episodes."""
+    is not a run (QA results alone included), a run still being written, a run with missing planned episodes or
+    unjudged episodes, QA results whose figures do not add up."""
     run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file() and qa_files(run_dir):
+        raise BoardError(f"{run_dir} holds QA results only (no {RUN_FILE}): a leaderboard submission is a simulated "
+                         "run; give `vlascore qa` the simulated run's directory as --out to submit QA results "
+                         "with it")  # fmt: skip
     run = load_run(run_dir)  # StoreError: not a run directory
     try:
         for suffix in ("-journal", "-wal"):
@@ -283,8 +306,9 @@ def pack(run_dir: str | Path, out: str | Path, name: str | None = None, url: str
             problem = layout_problem(bundle_name)
             if problem:
                 raise BoardError(f"cannot pack {run.path}: {problem}; rename the file or the suite's task ids")
+        qa, mm = check_qa(run.path, run.run.adapter)  # the board's checks: refuse here what it would refuse
         try:
-            submission = make_submission(run.run, results, name, url, notes)
+            submission = make_submission(run.run, results, name, url, notes, qa, mm)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])

@@ -10,6 +10,9 @@ One section per suite (fingerprint) and, inside it, one per judge configuration 
 model): a table never mixes suites or judge versions, since their numbers are not comparable. Each judge
 section has the reasoning-policy table (the DualVLA paper's Table 5: Sim., R, A, I, RA, VLA Score) and the
 specialist one (Table 4: Sim., A, I, VLA Score); each suite has a success-only table over all submissions.
+Submissions with QA results (run/qa/) are also listed in the Multimodal QA section: one table per set of MM
+columns (and subset sizes), so MM is ranked only among submissions that averaged the same benchmarks on the same
+questions.
 
 Reports are the slow part, so each model's report is rebuilt only when its inputs change: the key hashes the
 submission id, its judgement files and the vlascore version (`--force` rebuilds all).
@@ -32,12 +35,16 @@ from vlascore import __version__
 from vlascore.board.board import SCORES_FILE, Board, Entry
 from vlascore.board.bundle import RESULTS_FILE, SUBMISSION_FILE, is_http_url
 from vlascore.board.errors import BoardError
+from vlascore.board.qa import QAFigure
 from vlascore.judging.judgement import JUDGEMENTS_DIR, Mode
+from vlascore.qa.benchmarks import load_benchmarks
+from vlascore.qa.summary import Summary
 from vlascore.records import utcnow
 from vlascore.scoring import Estimate, VlaScoreResult
 from vlascore.store import atomic_write, atomic_write_text
 
-SITE_SCHEMA_VERSION = 1
+SITE_SCHEMA_VERSION = 2
+"""2 added `qa`."""
 DATA_FILE = "data/board.json"
 INDEX_PAGE = "index.html"
 MODELS_DIR = "models"
@@ -173,6 +180,58 @@ class SuiteSection(BaseModel):
     """One section per judge configuration, sorted by judge name, version and model."""
 
 
+class QAColumn(BaseModel):
+    """A benchmark column of the QA tables."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    """Benchmark name."""
+    title: str
+    """Display title."""
+    unit: str
+    """`%` or `/1000`."""
+
+
+class QARow(BaseModel):
+    """One submission in a QA table."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelRef
+    """The submission."""
+    suite: str
+    """Suite of its simulated run."""
+    scores: dict[str, QAFigure]
+    """Benchmark -> its result (failed and incomplete ones have no score)."""
+    mm: Summary
+    """MM, with the columns it averaged and those missing."""
+
+
+class QAGroup(BaseModel):
+    """The submissions whose MM averaged the same benchmarks on the same questions: the only ones it ranks."""
+
+    model_config = ConfigDict(extra="forbid")
+    anchor: str
+    """HTML id of the table."""
+    columns: list[str]
+    """The benchmarks every MM of this table averaged (empty: no benchmark has a score)."""
+    limits: dict[str, int]
+    """Those asked on a subset: benchmark -> the first N questions."""
+    missing: list[str]
+    """MM's columns these submissions lack (MM is partial when not empty)."""
+    rows: list[QARow]
+    """Best MM first."""
+
+
+class QASection(BaseModel):
+    """Every submission with QA results."""
+
+    model_config = ConfigDict(extra="forbid")
+    benchmarks: list[QAColumn]
+    """Columns: every benchmark a submission has, in benchmarks.yaml order."""
+    groups: list[QAGroup]
+    """One table per MM column set, most columns first."""
+
+
 class SiteData(BaseModel):
     """SITE/data/board.json: everything index.html shows."""
 
@@ -191,6 +250,8 @@ class SiteData(BaseModel):
     """Submissions on the board."""
     suites: list[SuiteSection]
     """One section per suite fingerprint."""
+    qa: QASection | None = None
+    """The Multimodal QA tables (None: no submission has QA results)."""
 
 
 def _anchor(prefix: str, *parts: object) -> str:
@@ -257,6 +318,30 @@ def _judge_sections(fingerprint: str, group: list[Entry], refs: dict[str, ModelR
     return out
 
 
+def qa_section(entries: list[Entry], refs: dict[str, ModelRef]) -> QASection | None:
+    """The QA tables from the board records' checked figures; MM is ranked only within a column set."""
+    groups: dict[tuple[tuple[str, ...], tuple[tuple[str, int], ...]], list[QARow]] = {}
+    present: dict[str, QAFigure] = {}
+    for e in entries:
+        if not e.record.qa or e.record.mm is None:
+            continue
+        scores = {f.benchmark: f for f in e.record.qa}
+        present |= scores
+        limits = tuple((c, n) for c in e.record.mm.columns if (n := scores[c].limit) is not None)
+        row = QARow(model=refs[e.record.id], suite=e.record.suite, scores=scores, mm=e.record.mm)
+        groups.setdefault((tuple(e.record.mm.columns), limits), []).append(row)
+    if not groups:
+        return None
+    tables = []
+    for (columns, limits), rows in sorted(groups.items(), key=lambda kv: (-len(kv[0][0]), kv[0])):
+        rows.sort(key=lambda r: (_best_first(r.mm.value), r.model.name))
+        tables.append(QAGroup(anchor=_anchor("qa", columns, limits), columns=list(columns), limits=dict(limits),
+                              missing=rows[0].mm.missing, rows=rows))  # fmt: skip
+    benchmarks = [QAColumn(name=n, title=present[n].title, unit=present[n].unit)
+                  for n in load_benchmarks().benchmarks if n in present]  # fmt: skip
+    return QASection(benchmarks=benchmarks, groups=tables)
+
+
 def site_data(title: str, description: str, entries: list[Entry], refs: dict[str, ModelRef]) -> SiteData:
     """The tables, from the stored submissions' board-recomputed results (scores.json)."""
     by_suite: dict[str, list[Entry]] = {}
@@ -271,7 +356,7 @@ def site_data(title: str, description: str, entries: list[Entry], refs: dict[str
                                    success=_success_rows(group, tasks, refs),
                                    judges=_judge_sections(fingerprint, group, refs)))  # fmt: skip
     return SiteData(title=title, description=description, generated_at=utcnow(), vlascore_version=__version__,
-                    submissions=len(entries), suites=suites)  # fmt: skip
+                    submissions=len(entries), suites=suites, qa=qa_section(entries, refs))  # fmt: skip
 
 
 # -- rendering -----------------------------------------------------------------------------------------------

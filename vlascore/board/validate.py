@@ -8,7 +8,8 @@ frozen suite spec hashing to it; known judge versions, one per judgement file; c
 suite, the first N seeds of each, N >= the board's minimum, the traces matching that plan, no missing or
 unjudged episodes); and honesty: the board scores the traces and judgement files itself and every figure of
 results.json, and every checkable claim of submission.json, must equal its own; verdicts of the grounded judge
-(offline and deterministic) are re-run and must match too.
+(offline and deterministic) are re-run and must match too. QA results (run/qa/) are checked by board/qa.py:
+figures that do not add up are refused, and submission.json's QA figures and MM must equal the recomputed ones.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from vlascore.board.bundle import (
     make_submission,
 )
 from vlascore.board.errors import BoardError, Rejected
+from vlascore.board.qa import QA_DIR, QAFigure, check_qa
 from vlascore.judging.definitions import JudgeSpec
 from vlascore.judging.judgement import JUDGEMENTS_DIR, JudgementFile
+from vlascore.qa.summary import Summary
 from vlascore.records import RUN_SCHEMA_VERSION, EpisodeRecord, RunRecord, StepRecord
 from vlascore.scoring import RESULTS_SCHEMA_VERSION, RunResults, read_judgement_files, score_run
 from vlascore.store import DB_FILE, RUN_FILE, LoadedRun, StoreError, load_run
@@ -315,15 +318,16 @@ def _check_coverage(run: LoadedRun, suite: Suite, min_episodes: int) -> None:
                        "submit the run as recorded")  # fmt: skip
 
 
-def _check_claims(submission: Submission, record: RunRecord, submitted: RunResults, recomputed: RunResults) -> None:
-    """submission.json and results.json must say what the bundled run says."""
+def _check_claims(submission: Submission, record: RunRecord, submitted: RunResults, recomputed: RunResults,
+                  qa: list[QAFigure], mm: Summary | None) -> None:  # fmt: skip
+    """submission.json and results.json must say what the bundled run (and its QA results) say."""
     for what, claimed, actual in (
         ("run_id", submitted.run_id, record.run_id),
         ("suite_fingerprint", submitted.suite_fingerprint, record.suite_fingerprint),
     ):
         if claimed != actual:
             raise Rejected(f"{RESULTS_FILE} is for {what} {claimed!r}, but the bundled run is {actual!r}", BUNDLE_FIX)
-    expected = make_submission(record, recomputed, submission.name, submission.url, submission.notes)
+    expected = make_submission(record, recomputed, submission.name, submission.url, submission.notes, qa, mm)
     diffs = differences(submission.model_dump(mode="json", exclude=_FREE_FIELDS),
                         expected.model_dump(mode="json", exclude=_FREE_FIELDS))  # fmt: skip
     if diffs:
@@ -378,6 +382,10 @@ class Checked:
     run: RunRecord
     results: RunResults
     """The board's own recomputation (equal to the submitted results.json)."""
+    qa: list[QAFigure]
+    """The run's QA results, checked (equal to submission.json's)."""
+    mm: Summary | None
+    """MM over them (None: no QA results)."""
 
 
 def check_run(root: Path, suites: dict[str, Suite], judges: dict[tuple[str, str], JudgeSpec], board_dir: Path,
@@ -407,5 +415,6 @@ def check_run(root: Path, suites: dict[str, Suite], judges: dict[tuple[str, str]
         run.store.close()
     for problem, fix in completeness_problems(recomputed):
         raise Rejected(problem, fix)
-    _check_claims(submission, record, submitted, recomputed)
-    return Checked(submission, record, recomputed)
+    qa, mm = check_qa(run_dir, record.adapter, f"{RUN_DIR}/{QA_DIR}")
+    _check_claims(submission, record, submitted, recomputed, qa, mm)
+    return Checked(submission, record, recomputed, qa, mm)

@@ -51,6 +51,8 @@ class Benchmark(BaseModel):
     """The per-sample score inside the metric's per-sample dict."""
     sample_scalar: bool = False
     """The metric's per-sample value is the per-sample score."""
+    pooled: bool = False
+    """The score is the mean per-sample score (x 100, or x 1000 for per_1000): checked against lmms-eval's value."""
     mm_divisor: float = 1.0
     """Dividing the score by this puts it on MM's 0-100 scale."""
     hub: str
@@ -63,6 +65,10 @@ class Benchmark(BaseModel):
     @property
     def unit(self) -> str:
         return "/1000" if self.score == "per_1000" else "%"
+
+    def pooled_score(self, scores: list[float]) -> float:
+        """The score from per-question scores (pooled benchmarks)."""
+        return (1000.0 if self.score == "per_1000" else 100.0) * sum(scores) / len(scores)
 
     @property
     def task_name(self) -> str:

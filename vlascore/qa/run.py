@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -136,6 +137,12 @@ def result_from_raw(bench: Benchmark, raw: dict[str, Any], base: dict[str, Any])
         return QAResult(**base, status="incomplete", failure_reason="not graded yet", samples=len(samples),
                         wall_s=raw.get("wall_s")), samples  # fmt: skip
     score = _score(bench, float(raw["value"]), len(samples))
+    per_question = [s.score for s in samples if s.score is not None]
+    if bench.pooled and (len(per_question) != len(samples) or
+                         not math.isclose(bench.pooled_score(per_question), score, rel_tol=1e-9, abs_tol=1e-9)):
+        why = (f"lmms-eval's {bench.metric} ({raw['value']!r}, {score!r} {bench.unit}) does not match its "
+               f"per-question scores ({len(per_question)} of {len(samples)} readable)")  # fmt: skip
+        return QAResult(**base, status="failed", failure_reason=why, wall_s=raw.get("wall_s")), []
     return QAResult(**base, status="ok", score=score, mm_value=score / bench.mm_divisor, lmms_value=raw["value"],
                     samples=len(samples), wall_s=raw.get("wall_s")), samples  # fmt: skip
 

@@ -3,7 +3,8 @@
 Sections: a summary table (Sim., R/A/I/RA and the VLA Score per run and judge, with intervals and counts), charts
 (per-task success and VLA Score with error bars, a radar per model), paired comparisons on shared seeds with
 significance tests, a failure breakdown, and an episode browser with a drill-down per episode (filmstrip and
-flipbook, reasoning / intention timeline, action plot, every judge's scores and rationale).
+flipbook, reasoning / intention timeline, action plot, every judge's scores and rationale). Runs with QA results
+(`vlascore qa`) add a Multimodal QA section (report/qa.py); QA-only directories appear in that section only.
 
 Everything is inlined (plotly.js from the installed `plotly` package, frames as small base64 PNGs), so the file
 works offline and can be attached or archived as is. Each run's steps are read in one query; frames files are
@@ -30,6 +31,7 @@ from vlascore.records import utcnow
 from vlascore.report.charts import Figure, radar_chart, success_chart, vla_chart
 from vlascore.report.episodes import episode_rows, labels_by_task, ordered_episodes
 from vlascore.report.failures import TERMINATIONS, RunFailures, run_failures
+from vlascore.report.qa import QASection, is_qa_only, qa_anchor, qa_section
 from vlascore.scoring import (
     PairedComparison,
     RunResults,
@@ -73,10 +75,9 @@ class RunView:
     adapter_config: dict[str, Any] = field(default_factory=dict)
 
 
-def _labels(runs: list[LoadedRun]) -> list[str]:
+def _labels(names: list[str], paths: Sequence[str | Path]) -> list[str]:
     """Run names; the path where two runs share a name."""
-    names = [r.run.run_id for r in runs]
-    return [n if names.count(n) == 1 else str(r.path) for n, r in zip(names, runs, strict=True)]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths, strict=True)]
 
 
 def _fmt_pct(x: float | None) -> str:
@@ -155,7 +156,8 @@ def build_report(
     thumb_side: int = THUMB_SIDE,
     plotly_src: str | None = None,
 ) -> str:
-    """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work).
+    """The report's HTML. Raises StoreError for a path that is not a run directory (before any other work). A
+    directory holding QA results only (`vlascore qa`, no run.json) is shown in the Multimodal QA section only.
 
     `labels` names the runs (e.g. a leaderboard's model names; default: run names, paths where they clash);
     `episodes` limits the episode browser to these ids (with all their filmstrips); `baseline` (a label or path)
@@ -166,9 +168,14 @@ def build_report(
         raise ValueError("no run directories given")
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} runs")
-    runs = [load_run(p) for p in paths]
-    names = list(labels) if labels is not None else _labels(runs)
-    base = _baseline_index(baseline, paths, names)
+    qa_only = [is_qa_only(p) for p in paths]  # QA results without a simulated run: only in the QA section
+    loaded = [None if q else load_run(p) for p, q in zip(paths, qa_only, strict=True)]
+    found = [Path(p).resolve().name if r is None else r.run.run_id for p, r in zip(paths, loaded, strict=True)]
+    names = list(labels) if labels is not None else _labels(found, paths)
+    runs = [r for r in loaded if r is not None]
+    sim = [i for i, r in enumerate(loaded) if r is not None]
+    sim_paths, sim_names = [paths[i] for i in sim], [names[i] for i in sim]
+    base = _baseline_index(baseline, sim_paths, sim_names)
     taxonomy = load_taxonomy()
     try:
         for run in runs:  # read here: a SQLite connection serves only the thread that opened it
@@ -178,7 +185,7 @@ def build_report(
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             # Scoring (bootstraps in numpy) and filmstrips (zlib) run in the pool while this thread reads steps.
             futures = [pool.submit(_run_view, i, run, name, jfs, taxonomy)
-                       for i, (run, name, jfs) in enumerate(zip(runs, names, judgements, strict=True))]  # fmt: skip
+                       for i, (run, name, jfs) in enumerate(zip(runs, sim_names, judgements, strict=True))]  # fmt: skip
             tables = []
             for i, (run, jfs) in enumerate(zip(runs, judgements, strict=True)):
                 tables.append({jf.label: trajectory_scores(run, jf) for jf in jfs})
@@ -188,13 +195,18 @@ def build_report(
                     filmstrips=len(run.episodes) if episodes is not None else filmstrips,
                 ))  # fmt: skip
             views = [f.result() for f in futures]
-        comparisons = [compare_runs(runs[a], runs[b], (names[a], names[b]), (judgements[a], judgements[b]),
+        comparisons = [compare_runs(runs[a], runs[b], (sim_names[a], sim_names[b]), (judgements[a], judgements[b]),
                                     tables=(tables[a], tables[b])) for a, b in _pairs(len(runs), base)]  # fmt: skip
         adjust(comparisons)
     finally:
         for run in runs:
             run.store.close()
-    return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None, plotly_src)
+    view_of = dict(zip(sim, views, strict=True))  # input index -> its simulated run's view
+    qa = qa_section(list(paths), names, [view_of[i].anchor if i in view_of else "" for i in range(len(paths))],
+                    [view_of[i].results if i in view_of else None for i in range(len(paths))])  # fmt: skip
+    links = [{"anchor": view_of[i].anchor if i in view_of else qa_anchor(i), "label": names[i]}
+             for i in range(len(paths))]  # fmt: skip
+    return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None, plotly_src, qa, links)
 
 
 def _check_known(run: LoadedRun, episodes: Sequence[str] | None) -> None:
@@ -220,7 +232,8 @@ def _run_view(i: int, run: LoadedRun, name: str, jfs: list[JudgementFile], taxon
 
 
 def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: list[PairedComparison],
-            taxonomy: Taxonomy, max_frames: int, focused: bool, plotly_src: str | None) -> str:  # fmt: skip
+            taxonomy: Taxonomy, max_frames: int, focused: bool, plotly_src: str | None,
+            qa: QASection | None = None, run_links: list[dict[str, str]] | None = None) -> str:  # fmt: skip
     notes = []
     if len({(v.record.suite_fingerprint, v.record.protocol_version) for v in views}) > 1:
         notes.append("These runs used different suite specs (fingerprint or protocol differ): their success "
@@ -229,6 +242,7 @@ def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: li
         notes.append("This report shows only the episodes asked for (--episode) in its episode browser; the "
                      "scores and comparisons cover the whole runs.")  # fmt: skip
     series = [(f"{v.label} · {j.result.label}", j.result) for v in views for j in v.judges]
+    qa_labels = [v.label for v in qa.runs if v.qa_only] if qa else []
     data = {
         "runs": [
             {
@@ -246,19 +260,22 @@ def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: li
         _environment()
         .get_template(TEMPLATE)
         .render(
-            title="vlascore report: " + ", ".join(v.label for v in views),
+            title="vlascore report: " + ", ".join([v.label for v in views] + qa_labels),
             generated_at=utcnow(),
             version=__version__,
             runs=views,
+            run_links=run_links if run_links is not None else [{"anchor": v.anchor, "label": v.label} for v in views],
+            qa=qa,
+            qa_only=[v for v in qa.runs if v.qa_only] if qa else [],
             notes=notes,
-            success_chart=success_chart([v.label for v in views], [v.results for v in views]),
+            success_chart=success_chart([v.label for v in views], [v.results for v in views]) if views else None,
             vla_chart=vla_chart(series),
             comparisons=comparisons,
             radars=[{"id": f"{j.anchor}-radar", "figure": j.radar} for v in views for j in v.judges],
             terminations=TERMINATIONS,
             taxonomy=taxonomy,
             data=data,
-            plotly_js=None if plotly_src else _plotly_js(),
+            plotly_js=None if plotly_src or not views else _plotly_js(),
             plotly_src=plotly_src,
             max_frames=max_frames,
         )
