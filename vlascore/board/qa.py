@@ -11,16 +11,15 @@ as recorded: recomputing them would mean running lmms-eval's scoring again.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from vlascore.board.errors import Rejected
 from vlascore.qa.benchmarks import Benchmark, load_benchmarks
-from vlascore.qa.records import QA_DIR, QA_SCHEMA_VERSION, QAResult, QASample, qa_dir
+from vlascore.qa.records import QA_DIR, QA_SCHEMA_VERSION, QAResult, QASample, qa_dir, read_samples_file
 from vlascore.qa.summary import Summary, summarise
 
 SAMPLES_SUFFIX = ".samples.jsonl"
@@ -86,15 +85,10 @@ def _same(a: float, b: float) -> bool:
 def _read_samples(path: Path, where: str) -> list[QASample] | None:
     if not path.is_file():
         return None
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(QASample.model_validate(json.loads(line)))
-        except (ValueError, ValidationError) as exc:
-            raise Rejected(f"{where} line {i} is not a QA sample ({str(exc).splitlines()[0]})", QA_FIX) from None
-    return out
+    try:
+        return read_samples_file(path)
+    except ValueError as exc:
+        raise Rejected(f"{where} {exc}", QA_FIX) from None
 
 
 def _check(r: QAResult, bench: Benchmark, samples: list[QASample] | None, where: str, samples_where: str) -> None:

@@ -20,6 +20,7 @@ from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest
 
 from vlascore.adapters.base import NoVLMSideError, Question
+from vlascore.qa.benchmarks import Benchmark
 
 MODEL_ID = "vlascore"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -57,8 +58,8 @@ class VlascoreLMM(lmms):
         from vlascore.runner import make_adapter
 
         cfg = json.loads(Path(spec).read_text())
-        names = [item["benchmark"]["name"] for item in cfg.get("benchmarks", [])]
-        self.benchmark_of = {f"vlascore_{n}": n for n in names}
+        benches = [Benchmark.model_validate(item["benchmark"]) for item in cfg.get("benchmarks", [])]
+        self.benchmark_of = {b.task_name: b.name for b in benches}
         self.adapter = make_adapter(cfg["model"], cfg.get("model_args") or {})
         if not self.adapter.answers_questions:
             self.adapter.close()

@@ -138,8 +138,19 @@ def read_results(run_dir: str | Path) -> dict[str, QAResult]:
     return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
+def read_samples_file(path: Path) -> list[QASample]:
+    """The QASample rows of a samples file; ValueError naming the line of a row that is not one."""
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(QASample.model_validate(json.loads(line)))
+        except ValueError as exc:  # pydantic's ValidationError and JSONDecodeError are ValueErrors
+            raise ValueError(f"line {i} is not a QA sample ({str(exc).splitlines()[0]})") from None
+    return out
+
+
 def read_samples(run_dir: str | Path, benchmark: str) -> list[QASample]:
     path = qa_dir(run_dir) / f"{benchmark}.samples.jsonl"
-    if not path.is_file():
-        return []
-    return [QASample.model_validate(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return read_samples_file(path) if path.is_file() else []

@@ -234,9 +234,9 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
             outcome.results[b.name] = old
             outcome.skipped.append(b.name)
             continue
-        stored = read_samples(run_dir, b.name) if old is not None else []
         if (grader is not None and b.grader == "judge" and not options.rerun and old is not None
-                and old.status != "failed" and stored and old.versions.get("generation") == gen_key):  # fmt: skip
+                and old.status != "failed" and old.versions.get("generation") == gen_key
+                and (stored := read_samples(run_dir, b.name))):  # fmt: skip
             # the replies are stored and still valid: grade them (again), without asking the model
             result, samples = grade(b, old.model_copy(update=base), stored, grader, options.concurrency)
             write_result(run_dir, result, samples)

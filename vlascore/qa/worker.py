@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     lmms_plugin.progress = progress
     raw_dir = Path(spec["raw_dir"])
     for item in spec["benchmarks"]:
-        bench = item["benchmark"]
-        task, name = f"vlascore_{bench['name']}", bench["name"]
+        bench = Benchmark.model_validate(item["benchmark"])
+        task, name = bench.task_name, bench.name
         emit(kind="start", benchmark=name)
         started = time.time()
         out: dict[str, Any] = {"benchmark": name, "task": task, "started": started}
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 cli_args=Namespace(output_path=str(raw_dir / name), process_with_media=False, reasoning_tags=None,
                                    agentic_trace_mode="basic"),
             )  # fmt: skip
-            metric = PENDING_METRIC if bench.get("grader") == "judge" else bench["metric"]
+            metric = PENDING_METRIC if bench.grader == "judge" else bench.metric
             out.update(status="ok", **extract(results, task, metric))
         except BaseException as exc:  # noqa: BLE001 - one benchmark's failure must not lose the others
             if isinstance(exc, KeyboardInterrupt):

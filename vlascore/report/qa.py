@@ -28,12 +28,6 @@ def qa_anchor(i: int) -> str:
     return f"qa-{i + 1}"
 
 
-def ordered(results: dict[str, QAResult]) -> list[QAResult]:
-    """Results in benchmarks.yaml order (unknown benchmarks after, by name)."""
-    order = {name: i for i, name in enumerate(load_benchmarks().benchmarks)}
-    return sorted(results.values(), key=lambda r: (order.get(r.benchmark, len(order)), r.benchmark))
-
-
 @dataclass
 class QACell:
     """One benchmark of one run in the combined table (status "": the run has no result for it)."""
@@ -94,7 +88,7 @@ def qa_section(paths: list[str | Path], labels: list[str], anchors: list[str], r
     for i, (path, label, anchor, res, mine) in enumerate(zip(paths, labels, anchors, results, qa, strict=True)):
         if mine:
             models = sorted({(r.model, json.dumps(r.model_args, sort_keys=True)) for r in mine.values()})
-            views.append(QARunView(anchor=qa_anchor(i), label=label, path=str(path), results=ordered(mine),
+            views.append(QARunView(anchor=qa_anchor(i), label=label, path=str(path), results=list(mine.values()),
                                    qa_only=res is None, models=models))  # fmt: skip
         cells = {n: QACell(value=r.score if r.status == "ok" else None, unit=r.unit, status=r.status, limit=r.limit,
                            reason=r.failure_reason) for n, r in mine.items()}  # fmt: skip
