@@ -196,3 +196,20 @@ def test_lmms_eval_resolves_the_vlascore_model_through_its_entry_point() -> None
 
     assert get_model("vlascore") is VlascoreLMM
     assert clean_text("Which\x0b side?\x07\tnow\n") == "Which side?\tnow\n"
+
+
+def test_a_results_key_follows_the_data_not_where_a_local_copy_lies(tmp_path: Path) -> None:
+    import shutil
+
+    from vlascore.qa.run import QAOptions, generation_key
+
+    bench = load_benchmarks().benchmarks["docvqa"]
+    write_benchmarks(tmp_path / "a", only=["docvqa"])
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+
+    def key(where: Any, **options: Any) -> str:
+        return generation_key(bench, data_source(bench, where), "m", {}, QAOptions(**options))
+
+    assert key(tmp_path / "a" / "docvqa") == key(tmp_path / "b" / "docvqa")  # moved: same data
+    assert key(None) != key("someone/DocVQA-mirror")  # another hub dataset
+    assert key(None) != key(None, limit=10) != key(None, seed=1)

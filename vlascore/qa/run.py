@@ -73,7 +73,9 @@ def _lmms_version() -> str:
 def generation_key(bench: Benchmark, source: DataSource, model: str, model_args: dict[str, Any],
                    options: QAOptions) -> str:  # fmt: skip
     """What the model's replies depend on."""
-    return _digest({"benchmark": bench.model_dump(), "data": source.model_dump(exclude={"path"}), "model": model,
+    # a local copy is known by its fingerprint (moving it changes nothing), a hub dataset by its id
+    data = source.model_dump(exclude={"path", "files"}) if source.fingerprint else source.model_dump()
+    return _digest({"benchmark": bench.model_dump(), "data": data, "model": model,
                     "model_args": model_args, "limit": options.limit, "seed": options.seed,
                     "lmms_eval": _lmms_version(), "overlay": OVERLAY_VERSION})  # fmt: skip
 
