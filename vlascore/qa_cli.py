@@ -77,7 +77,11 @@ def data_notes(results: dict[str, QAResult]) -> list[str]:
 def combined_table(rows: list[CombinedRow]) -> tuple[Table, list[str]]:
     """The combined table, one column per run (so it fits a terminal), and the notes that state each summary's
     columns."""
-    benches = list(dict.fromkeys(b for r in rows for b in r.qa))
+    from vlascore.qa.benchmarks import load_benchmarks
+
+    present = {b for r in rows for b in r.qa}
+    order = list(load_benchmarks().benchmarks)
+    benches = [b for b in order if b in present] + sorted(present - set(order))
     names = list(dict.fromkeys(s for r in rows for s in r.summaries))
     table = Table(title="Combined: simulation, VLA Score, multimodal QA", box=box.SIMPLE_HEAD,
                   caption="percent; OCRBench out of 1000 (MM: / 10); * partial, ~ subset (see notes)")  # fmt: skip
@@ -100,6 +104,10 @@ def combined_table(rows: list[CombinedRow]) -> tuple[Table, list[str]]:
         notes += [f"{r.label}: {s.describe()}" for s in r.summaries.values() if s.value is not None]
         if r.qa_subset:
             notes.append(f"{r.label}: ~ run on a subset (--limit): {', '.join(r.qa_subset)}")
+    for name in names:
+        sets = {tuple(s.columns) for r in rows if (s := r.summaries.get(name)) is not None and s.value is not None}
+        if len(sets) > 1:
+            notes.append(f"{name} averages different columns in different runs: those values are not comparable")
     return table, notes
 
 

@@ -213,3 +213,19 @@ def test_a_results_key_follows_the_data_not_where_a_local_copy_lies(tmp_path: Pa
     assert key(tmp_path / "a" / "docvqa") == key(tmp_path / "b" / "docvqa")  # moved: same data
     assert key(None) != key("someone/DocVQA-mirror")  # another hub dataset
     assert key(None) != key(None, limit=10) != key(None, seed=1)
+
+
+def test_the_combined_table_orders_benchmarks_and_flags_summaries_over_different_columns(tmp_path: Path) -> None:
+    from qakit import MM, write_qa  # tests/qakit.py
+
+    write_qa(tmp_path / "a", "vlm")  # mmmu, mmvet, ocrbench (subset), textvqa failed: MM over 3 columns
+    write_qa(tmp_path / "b", "vlm", only=("ocrbench", "mmmu"))  # MM over 2 columns
+    result = runner.invoke(app, ["score", str(tmp_path / "b"), str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    table = flat[flat.index("Combined"):]
+    assert table.index("mmmu") < table.index("mmvet") < table.index("ocrbench") < table.index("textvqa")
+    assert f"a: MM = {MM:.1f} (mean of mmmu, mmvet, ocrbench; partial, missing mmstar" in flat
+    assert "b: MM = 55.0 (mean of mmmu, ocrbench; partial" in flat  # (50 + 600/10) / 2
+    assert "MM averages different columns in different runs: those values are not comparable" in flat
+    assert "a: ~ run on a subset (--limit): ocrbench" in flat
