@@ -52,7 +52,7 @@ def _judgement_file(run_id: str, label: str, episode_ids: list[str]) -> Judgemen
 def test_score_and_write_adds_a_vla_score_per_judgement_file(tmp_path: Path) -> None:
     runner.run(model="toy-expert", suite=small_suite(load_suite("toy"), ["ToyPick"], [0, 1, 2]), out=tmp_path / "r")
     results = score_and_write(tmp_path / "r")
-    assert results.schema_version == RESULTS_SCHEMA_VERSION == 2
+    assert results.schema_version == RESULTS_SCHEMA_VERSION == 3
     assert results.vla == []  # not judged yet
 
     folder = tmp_path / "r" / JUDGEMENTS_DIR

@@ -105,16 +105,48 @@ def results_table(results: RunResults) -> Table:
     table.add_column("errored", justify="right")
     table.add_column("steps", justify="right")
     for r in results.tasks:
+        name = escape(r.task) + (f" [dim](mean of {len(r.groups)} {'x'.join(r.mean_over)})[/]" if r.groups else "")
         table.add_row(
-            r.task, _fmt_rate(r.success_rate, r.ci_low, r.ci_high), str(r.successes), str(r.episodes),
+            name, _fmt_rate(r.success_rate, r.ci_low, r.ci_high), str(r.successes), str(r.episodes),
             f"[red]{r.errored}[/]" if r.errored else "0", f"{r.mean_steps:.1f}" if r.mean_steps is not None else "-",
         )  # fmt: skip
     table.add_section()
+    by_task = [r.task for r in results.tasks if r.success_rate is not None]
+    n_cols = len(results.suite_mean_columns)
+    label = "suite mean" if results.suite_mean_columns in ([], by_task) else f"mean of {n_cols} columns"
     table.add_row(
-        "[bold]suite mean[/]", _fmt_rate(results.suite_mean, results.suite_ci_low, results.suite_ci_high),
+        f"[bold]{label}[/]", _fmt_rate(results.suite_mean, results.suite_ci_low, results.suite_ci_high),
         str(sum(r.successes for r in results.tasks)), str(results.episodes),
         f"[red]{results.errored}[/]" if results.errored else "0", "",
     )  # fmt: skip
+    return table
+
+
+def has_own_columns(results: RunResults) -> bool:
+    """Whether the suite declares columns or averages beyond one column per task (SimplerEnv suites)."""
+    return bool(results.averages) or any(c.tasks != [c.id] for c in results.columns)
+
+
+def columns_table(results: RunResults) -> Table:
+    """The suite's result columns and headline averages, each average with the columns it used."""
+    table = Table(title=f"columns of {results.suite}", caption="a column is the unweighted mean of its tasks' rates; "
+                  "* counts in the suite mean")  # fmt: skip
+    table.add_column("column")
+    table.add_column("key", style="dim")
+    table.add_column("success %", justify="right")
+    table.add_column("tasks")
+    for c in results.columns:
+        value = "n/a" if c.success_rate is None else f"{100 * c.success_rate:.1f}"
+        missing = f" [yellow](missing {', '.join(c.missing)})[/]" if c.missing else ""
+        table.add_row(escape(c.id) + (" *" if c.in_mean else ""), escape(c.key), value,
+                      escape(", ".join(c.tasks)) + missing)  # fmt: skip
+    if results.averages:
+        table.add_section()
+    for a in results.averages:
+        value = "n/a" if a.value is None else f"[bold]{100 * a.value:.1f}[/]"
+        missing = f" [yellow](n/a: missing {', '.join(a.missing)})[/]" if a.missing else ""
+        what = f"mean of {', '.join(a.columns)}" + missing
+        table.add_row(f"[bold]{escape(a.id)}[/]", escape(a.title), value, what)
     return table
 
 
@@ -160,6 +192,8 @@ def vla_table(v: Any) -> Table:
 
 def _print_results(results: RunResults, path: Path) -> None:
     console.print(results_table(results))
+    if has_own_columns(results):
+        console.print(columns_table(results))
     for v in results.vla:
         console.print(vla_table(v))
     notes = []
@@ -200,7 +234,9 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/MODEL-SUITE].")] = None,
     episodes: Annotated[
         int | None,
-        typer.Option("--episodes", "-n", min=1, help="Episodes per task (the first N seeds). [default: all seeds]"),
+        typer.Option("--episodes", "-n", min=1,
+                     help="Episodes per task: the first N seeds, or the first N cells of a grid task (SimplerEnv "
+                          "suites), which are not a representative sample. [default: all]"),
     ] = None,
     tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task ids [default: all].")] = None,
     model_arg: Annotated[
@@ -221,6 +257,17 @@ def run_cmd(
     frame_stride: Annotated[
         int, typer.Option("--frame-stride", min=1, help="Store every k-th frame (the last is always kept).")
     ] = 1,
+    success_mode: Annotated[
+        str | None,
+        typer.Option("--success-mode", help="final: success at the episode's last step (SimplerEnv's protocol); ever: "
+                                            "the episode ends at its first success step. Changes the suite's "
+                                            "fingerprint. [default: the suite's]"),
+    ] = None,
+    backend_arg: Annotated[
+        list[str] | None,
+        typer.Option("--backend-arg", "-B", help="Backend option key=value (repeatable), e.g. the simpler backend's "
+                                                 "data_dir=/path/to/ManiSkill2_real2sim/data."),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Run a policy on a suite and record every step.
@@ -238,6 +285,10 @@ def run_cmd(
       vlascore run -m openvla -M unnorm_key=bridge_orig -M device=cuda -n 10 -o runs/openvla
 
       vlascore run -m remote -M url=ws://gpu-box:8765 -n 10 -o runs/served   # a `vlascore serve` elsewhere
+
+      vlascore run -m openvla -M unnorm_key=bridge_orig -s simpler-bridge -o runs/openvla-bridge   # ManiSkill 3 twins
+
+      vlascore run -m openvla -M unnorm_key=fractal20220817_data -s simpler-google-vm -o runs/openvla-vm   # SimplerEnv
     """
     from rich.progress import (
         BarColumn,
@@ -257,13 +308,18 @@ def run_cmd(
     from vlascore.store import StoreError
     from vlascore.suites import SuiteError, load_suite
 
+    if success_mode not in (None, "final", "ever"):
+        raise fail(f"--success-mode must be final or ever, not {success_mode!r}")
     try:
         spec = load_suite(suite)
+        if success_mode is not None:
+            spec = spec.with_success_mode(success_mode)  # type: ignore[arg-type]
     except SuiteError as exc:
         raise fail(str(exc)) from None
     out = out or Path("runs") / f"{model}-{spec.name}"
     task_ids = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     backend_options = {"sim_backend": sim_backend, "num_envs": num_envs} if spec.backend == "maniskill" else {}
+    backend_options.update(parse_model_args(backend_arg or []))
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("ok {task.fields[ok]}  errored {task.fields[errored]}  success {task.fields[succ]}"),
@@ -683,11 +739,13 @@ def tasks_list(
     except SuiteError as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"{s.name} (protocol {s.protocol_version}, fingerprint {s.fingerprint})")
-    for col in ("task", "env", "category", "control", "camera", "max steps", "seeds", "instruction"):
+    for col in ("task", "env", "category", "control", "camera", "max steps", "episodes", "instruction"):
         table.add_column(col, no_wrap=col in ("task", "env"))
     for t in s.tasks:
-        table.add_row(t.id, t.env_id, t.category, t.control_mode, f"{t.camera} {t.resolution[0]}x{t.resolution[1]}",
-                      str(t.max_steps), str(len(t.seeds)), t.instruction)  # fmt: skip
+        size = f"{t.resolution[0]}x{t.resolution[1]}" if t.resolution else "native"
+        episodes = f"{len(t.seeds)} (grid)" if t.grid else str(len(t.seeds))
+        table.add_row(t.id, t.env_id, t.category, t.control_mode, f"{t.camera} {size}", str(t.max_steps), episodes,
+                      t.instruction)  # fmt: skip
     console.print(table)
 
 
@@ -807,9 +865,20 @@ def adapter_check(
 
 @app.command("doctor")
 def doctor_cmd(
-    suite: Annotated[str, typer.Option("--suite", "-s", help="Check the simulator assets of this suite.")] = "tabletop",
+    suite: Annotated[
+        str, typer.Option("--suite", "-s", help="Check the simulator and assets of this suite.")
+    ] = "tabletop",
 ) -> None:
-    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets; print fixes."""
+    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets; print fixes.
+
+    Examples:
+
+      vlascore doctor                              # the embedded default (tabletop)
+
+      vlascore doctor -s simpler-bridge            # ManiSkill 3 Bridge twins: are their asset packs downloaded?
+
+      vlascore doctor -s simpler-google-vm         # SimplerEnv's own simulator: is it installed here?
+    """
     from vlascore.doctor import run_checks
     from vlascore.suites import SuiteError, load_suite
 
@@ -818,7 +887,7 @@ def doctor_cmd(
         env_ids = [t.env_id for t in spec.tasks] if spec.backend == "maniskill" else []
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    checks = run_checks(env_ids)
+    checks = run_checks(env_ids, spec.backend)
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
     for c in checks:
         console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)
@@ -846,6 +915,10 @@ app.command("serve")(serve_cmd)
 from vlascore.qa_cli import qa_cmd  # noqa: E402 - qa_cli imports this module lazily too
 
 app.command("qa")(qa_cmd)
+
+from vlascore.simreal_cli import simreal_cmd  # noqa: E402 - simreal_cli imports this module lazily too
+
+app.command("simreal")(simreal_cmd)
 
 
 def main() -> None:

@@ -197,6 +197,53 @@ def check_runtime_dir() -> Check:
                  "export XDG_RUNTIME_DIR=/tmp/runtime-$UID (vlascore sets this itself for its runs)")  # fmt: skip
 
 
-def run_checks(env_ids: list[str]) -> list[Check]:
+def check_simpler(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
+    """SimplerEnv's ManiSkill2_real2sim (the `simpler` backend; sapien 2), whether it shares the environment with
+    ManiSkill3 (sapien 3), and ManiSkill3's Bridge twin asset packs. Warnings only, except what the checked suite
+    needs: its backend (`backend`: `simpler` needs mani_skill2_real2sim on sapien 2) and the packs of its tasks
+    (`env_ids`)."""
+    from vlascore.backends.assets import ASSET_PACKS, BRIDGE_TWINS, download_command, maniskill_asset_dir, missing_packs
+    from vlascore.backends.simpler import SIMPLER_INSTALL
+
+    checks = []
+    sapien = _version("sapien")
+    sapien2 = sapien.startswith("2.")
+    needed_here: Literal["fail", "warn"] = "fail" if backend == "simpler" else "warn"
+    if not available("mani_skill2_real2sim"):
+        why = "this suite's `simpler` backend needs it" if backend == "simpler" else "only suites on the " \
+            "`simpler` backend (simpler-google-vm, simpler-google-va, simpler-widowx, simpler-dualvla) need it"
+        checks.append(Check("SimplerEnv (mani_skill2_real2sim)", needed_here, f"not installed; {why}",
+                            SIMPLER_INSTALL))  # fmt: skip
+    else:
+        detail = f"mani_skill2_real2sim {_version('mani_skill2_real2sim')} with sapien {sapien}"
+        checks.append(Check("SimplerEnv (mani_skill2_real2sim)", "ok" if sapien2 else needed_here,
+                            detail + ("" if sapien2 else " (it needs sapien 2.x: sapien==2.2.2)"),
+                            "" if sapien2 else SIMPLER_INSTALL))  # fmt: skip
+        if available("mani_skill"):
+            works = "SimplerEnv" if sapien2 else "ManiSkill3"
+            checks.append(Check("ManiSkill3 next to SimplerEnv", "warn",
+                                f"mani-skill {_version('mani-skill')} needs sapien 3 and mani_skill2_real2sim needs "
+                                f"sapien 2.2.2; they cannot coexist, and with sapien {sapien} only {works} works",
+                                "keep them in separate environments: ManiSkill3 with pip install 'vlascore[sim]', "
+                                f"SimplerEnv without it: {SIMPLER_INSTALL}"))  # fmt: skip
+    if available("mani_skill"):
+        needed: dict[str, list[str]] = {}
+        for env_id in BRIDGE_TWINS:
+            for pack in missing_packs(env_id):
+                needed.setdefault(pack, []).append(env_id)
+        root = maniskill_asset_dir()
+        for pack, envs in needed.items():
+            used = any(e in env_ids for e in envs)
+            checks.append(Check(f"ManiSkill3 Bridge assets: {pack}", "fail" if used else "warn",
+                                f"not downloaded ({root / ASSET_PACKS[pack]} is missing or empty); needed by "
+                                f"{', '.join(envs)}" + ("" if used else ", not by this suite"),
+                                download_command([pack])))  # fmt: skip
+        if not needed:
+            checks.append(Check("ManiSkill3 Bridge assets", "ok", f"{', '.join(ASSET_PACKS)} under {root}"))
+    return checks
+
+
+def run_checks(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
+    """Every check; `env_ids` are the ManiSkill env ids of the suite checked, `backend` its backend."""
     return [check_python(), check_core(), *check_extras(), *check_qa(), check_vulkan(), check_rendering(),
-            check_assets(env_ids), check_runtime_dir()]  # fmt: skip
+            check_assets(env_ids), *check_simpler(env_ids, backend), check_runtime_dir()]  # fmt: skip

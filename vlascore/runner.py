@@ -88,6 +88,7 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
     policy_s = sim_s = 0.0
     steps: list[StepRecord] = []
     frames: list[np.ndarray] = []
+    first_instruction = task.instruction
     frame_steps: list[int] = []
     success = False
     termination, status, reason = "max_steps", "ok", None
@@ -107,10 +108,11 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
         obs = backend.reset(seed)
         sim_s += time.perf_counter() - t
         index = 0
+        instruction = first_instruction = obs.instruction or task.instruction
         while index < task.max_steps:
             where = f"policy at step {index}"
             t = time.perf_counter()
-            out = adapter.act(obs, task.instruction)
+            out = adapter.act(obs, instruction)
             actions = validate_actions(out, adapter)
             policy_s += time.perf_counter() - t
             for action in actions[: adapter.execute_steps]:  # receding horizon: run k of the n predicted
@@ -123,6 +125,7 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
                 steps.append(_step_record(eid, index, obs, action, out.reasoning, out.intention,
                                           result.reward, success, frame))  # fmt: skip
                 obs = result.observation
+                instruction = obs.instruction or instruction  # multi-stage tasks move to their next subtask
                 index += 1
                 if task.success_mode == "ever" and success:
                     termination = "success"
@@ -139,7 +142,7 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
         keep_frame(obs, len(steps), force=True)  # the final state, for judges and reports
     frames_file = store.write_frames(eid, frames, frame_steps)
     episode = EpisodeRecord(
-        episode_id=eid, task=task.id, seed=seed, instruction=task.instruction, success=bool(success),
+        episode_id=eid, task=task.id, seed=seed, instruction=first_instruction, success=bool(success),
         num_steps=len(steps), termination=termination, status=status, failure_reason=reason,  # type: ignore[arg-type]
         started_at=started, duration_s=time.perf_counter() - t0, policy_time_s=policy_s, sim_time_s=sim_s,
         frames_file=frames_file,
@@ -196,7 +199,11 @@ def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
 
 
 def make_backend(suite: Suite, **options: Any) -> Backend:
-    return BACKENDS.get(suite.backend)(**options)
+    cls = BACKENDS.get(suite.backend)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"bad --backend-arg for backend {suite.backend!r}: {exc}") from exc
 
 
 def run(

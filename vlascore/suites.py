@@ -11,12 +11,21 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vlascore.episode_grid import EpisodeBlock, EpisodeCell, expand_grid, grid_cell, grid_size
 from vlascore.paths import data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
 
 SUITE_SCHEMA_VERSION = 1
+
+# Fields added after suites were first fingerprinted. They are left out of the fingerprint while they hold their
+# default, so a suite that does not use them keeps the fingerprint (and the resumable runs) it had.
+_LATE_FIELDS: dict[str, dict[str, Any]] = {
+    "suite": {"columns": [], "averages": [], "key_prefix": ""},
+    "task": {"grid": None, "sim_freq": None, "control_freq": None, "mean_over": []},
+    "action_space": {"gripper": "absolute"},
+}
 
 
 class SuiteError(ValueError):
@@ -50,6 +59,9 @@ class ActionSpace(BaseModel):
     """Sign of the gripper command that opens the gripper."""
     gripper_binary: bool = False
     """Whether the gripper takes only the two extreme values."""
+    gripper: Literal["absolute", "relative"] = "absolute"
+    """`absolute`: the command is a target opening. `relative`: a change of the target (SimplerEnv's Google Robot
+    controller, gripper_pd_joint_target_delta_pos); the two do not convert into each other."""
 
 
 class TaskSpec(BaseModel):
@@ -70,18 +82,75 @@ class TaskSpec(BaseModel):
     """The action convention of `control_mode`."""
     camera: str = "base_camera"
     """Camera whose image is the policy's observation and the recorded frame."""
-    resolution: tuple[int, int] = (128, 128)
-    """Camera (width, height) in pixels."""
+    resolution: tuple[int, int] | None = (128, 128)
+    """Camera (width, height) in pixels; None keeps the simulator's own (the SimplerEnv twins' real-camera
+    size, which their green-screen overlay matches)."""
     max_steps: int = Field(default=100, gt=0)
     """Episode horizon in control steps; reaching it ends the episode with `max_steps`."""
     seeds: list[int]
-    """Episode seeds in run order; `--episodes N` takes the first N."""
+    """Episode seeds in run order; `--episodes N` takes the first N. For a grid task, the grid's cell indices."""
     objects: dict[str, str] = {}
     """Role -> simulator attribute for privileged state (e.g. `cube: cube`, `goal: goal_site`)."""
     success_mode: Literal["ever", "final"] = "ever"
     """`ever`: the episode ends at the first success step. `final`: runs to the horizon, success at the end."""
     env_kwargs: dict[str, Any] = {}
     """Extra keyword arguments passed to the simulator's make()."""
+    grid: list[EpisodeBlock] | None = None
+    """Episode grid (vlascore/episode_grid.py): episode i is cell i, built and reset with its settings. None: the
+    episodes are the seeds, all on one environment."""
+    mean_over: list[str] = []
+    """Grid labels (`variant` or axis names) whose combinations are averaged with equal weight: the task's rate is
+    the mean of the groups' rates, as SimplerEnv averages per variant (VA) or per URDF (VM). Empty: the rate over
+    all the task's episodes."""
+    sim_freq: int | None = None
+    """Physics steps per second; None: the simulator's default."""
+    control_freq: float | None = None
+    """Control steps (actions) per second; None: the simulator's default."""
+
+    @property
+    def episode_count(self) -> int:
+        return grid_size(self.grid) if self.grid else len(self.seeds)
+
+    def cell(self, index: int) -> EpisodeCell | None:
+        """What episode `index` builds and resets with (None for a seeded task)."""
+        return grid_cell(self.grid, index, self.env_id, self.env_kwargs) if self.grid else None
+
+    @model_validator(mode="after")
+    def _seeds_in_grid(self) -> TaskSpec:
+        if self.grid:
+            size = grid_size(self.grid)
+            outside = [s for s in self.seeds if not 0 <= s < size]
+            if outside:
+                raise ValueError(f"task {self.id!r}: seeds {outside[:5]} are outside its grid of {size} episodes")
+        return self
+
+
+class Column(BaseModel):
+    """A result column: the unweighted mean of some tasks' success rates (e.g. SimplerEnv's Pick Coke Can, the
+    mean of its three orientations)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    """Column id, unique in the suite."""
+    title: str = ""
+    tasks: list[str] = Field(min_length=1)
+    """Task ids averaged (one task: the column is that task's rate)."""
+    key: str = ""
+    """Name of the column across suites (summaries in tasks/qa/summaries.yaml, `vlascore simreal`), e.g.
+    `google_vm/pick_coke_can`; empty: `<key_prefix or suite name>/<id>`. Suites sharing a key must run the same
+    protocol for that column."""
+    in_mean: bool = True
+    """Whether the suite mean counts it (False for breakdown columns such as one coke-can orientation)."""
+
+
+class Average(BaseModel):
+    """A headline average over named columns, always stated with them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    title: str = ""
+    columns: list[str] = Field(min_length=1)
+    """Column ids averaged, unweighted."""
 
 
 class Suite(BaseModel):
@@ -98,8 +167,14 @@ class Suite(BaseModel):
     """One paragraph for `vlascore tasks list`."""
     backend: str = "maniskill"
     """Simulator backend that runs the tasks."""
+    key_prefix: str = ""
+    """Prefix of the suite's column keys (default: the suite name), e.g. `google_vm`."""
     tasks: list[TaskSpec]
     """The tasks, in run order."""
+    columns: list[Column] = []
+    """Result columns; empty: one column per task."""
+    averages: list[Average] = []
+    """Headline averages over columns (the suite mean is always the mean of all columns)."""
 
     @field_validator("tasks")
     @classmethod
@@ -112,12 +187,42 @@ class Suite(BaseModel):
             raise ValueError("a suite needs at least one task")
         return tasks
 
+    @model_validator(mode="after")
+    def _check_columns(self) -> Suite:
+        ids = {t.id for t in self.tasks}
+        for col in self.columns:
+            unknown = [t for t in col.tasks if t not in ids]
+            if unknown:
+                raise ValueError(f"column {col.id!r} names unknown tasks: {', '.join(unknown)}")
+        col_ids = [c.id for c in self.result_columns]
+        if len(set(col_ids)) != len(col_ids):
+            raise ValueError("duplicate column ids")
+        for avg in self.averages:
+            unknown = [c for c in avg.columns if c not in col_ids]
+            if unknown:
+                raise ValueError(f"average {avg.id!r} names unknown columns: {', '.join(unknown)}")
+        return self
+
+    @property
+    def result_columns(self) -> list[Column]:
+        """The declared columns, or one per task."""
+        return list(self.columns) or [Column(id=t.id, title=t.id, tasks=[t.id]) for t in self.tasks]
+
+    def column_key(self, column: Column) -> str:
+        return column.key or f"{self.key_prefix or self.name}/{column.id}"
+
     @property
     def fingerprint(self) -> str:
         """sha256 (first 16 hex) of the normalised spec; the description does not count."""
-        spec = self.model_dump(mode="json", exclude={"description"})
+        spec = _without_late_defaults(self.model_dump(mode="json", exclude={"description"}))
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_success_mode(self, mode: Literal["ever", "final"]) -> Suite:
+        """The same suite with every task's success semantics set to `mode` (another protocol: another fingerprint)."""
+        spec = self.model_dump(mode="json")
+        spec["tasks"] = [{**t, "success_mode": mode} for t in spec["tasks"]]
+        return Suite.model_validate(spec)
 
     def task(self, task_id: str) -> TaskSpec:
         for t in self.tasks:
@@ -126,20 +231,70 @@ class Suite(BaseModel):
         raise SuiteError(f"suite {self.name!r} has no task {task_id!r}; tasks: {', '.join(t.id for t in self.tasks)}")
 
 
+def _without_late_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    def strip(d: dict[str, Any], kind: str) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if not (k in _LATE_FIELDS[kind] and v == _LATE_FIELDS[kind][k])}
+
+    tasks = [strip({**t, "action_space": strip(t["action_space"], "action_space")}, "task") for t in spec["tasks"]]
+    return {**strip(spec, "suite"), "tasks": tasks}
+
+
 def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
-    """Apply `defaults:` to every task and expand seed ranges, so the spec is explicit."""
+    """Apply `defaults:` to every task, expand seed ranges and grid shorthands, so the spec is explicit."""
     raw = dict(raw)
+    raw.pop("anchors", None)  # a place for YAML anchors the tasks reuse; not part of the spec
     defaults = raw.pop("defaults", {}) or {}
     tasks = []
     for task in raw.get("tasks", []) or []:
         merged = {**defaults, **task}
+        if merged.get("grid") is not None:
+            try:
+                merged["grid"] = expand_grid(merged["grid"])
+            except ValueError as exc:
+                raise SuiteError(f"task {merged.get('id', '?')!r}: {exc}") from exc
+            if "seeds" not in task:  # a grid task runs every cell unless it lists some
+                size = sum(EpisodeBlock.model_validate(b).size for b in merged["grid"])
+                merged["seeds"] = list(range(size))
         seeds = merged.get("seeds")
         if isinstance(seeds, dict):
             rng = SeedRange.model_validate(seeds)
             merged["seeds"] = list(range(rng.start, rng.start + rng.count))
         tasks.append(merged)
-    raw["tasks"] = tasks
+    included_tasks: list[dict[str, Any]] = []
+    included_columns: list[dict[str, Any]] = []
+    for spec in raw.pop("include", []) or []:
+        t, c = _include(spec, raw.get("backend", "maniskill"))
+        included_tasks += t
+        included_columns += c
+    raw["tasks"] = included_tasks + tasks
+    if included_columns:
+        raw["columns"] = included_columns + list(raw.get("columns", []) or [])
     return raw
+
+
+def _include(spec: Any, backend: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Tasks and columns of another suite (`include: [{suite, tasks, columns, prefix}]`), ids prefixed, column keys
+    kept: the same protocol under the same key, without copying its YAML."""
+    if not isinstance(spec, dict) or "suite" not in spec:
+        raise SuiteError(f"an include needs `suite` (and optional tasks, columns, prefix), got {spec!r}")
+    extra = sorted(set(spec) - {"suite", "tasks", "columns", "prefix"})
+    if extra:
+        raise SuiteError(f"include of {spec['suite']!r}: unknown keys {', '.join(extra)}")
+    other = load_suite(spec["suite"])
+    if other.backend != backend:
+        raise SuiteError(f"include of {other.name!r}: its backend is {other.backend!r}, this suite's {backend!r}")
+    prefix = str(spec.get("prefix", ""))
+    wanted = list(spec.get("tasks") or [t.id for t in other.tasks])
+    tasks = [{**other.task(t).model_dump(mode="json"), "id": prefix + t} for t in wanted]
+    cols = [c for c in other.result_columns if set(c.tasks) <= set(wanted)]
+    if spec.get("columns"):
+        unknown = sorted(set(spec["columns"]) - {c.id for c in cols})
+        if unknown:
+            raise SuiteError(f"include of {other.name!r}: no column(s) {', '.join(unknown)} over the included tasks")
+        cols = [c for c in cols if c.id in spec["columns"]]
+    columns = [{**c.model_dump(), "id": prefix + c.id, "tasks": [prefix + t for t in c.tasks],
+                "key": other.column_key(c)} for c in cols]  # fmt: skip
+    return tasks, columns
 
 
 def load_suite_file(path: str | Path) -> Suite:

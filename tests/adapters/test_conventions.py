@@ -135,3 +135,28 @@ def test_runner_converts_and_records_the_conversion(tmp_path: Path, toy_suite: S
     conv = metric.run.adapter_info["conversions"]["ToyPick"]
     assert conv["from"]["rotation"] == "axis_angle" and any("sign" in s for s in conv["steps"])
     assert "conversions" not in native.run.adapter_info
+
+
+def test_simplerenv_google_robot_takes_axis_angle_and_a_relative_gripper() -> None:
+    from vlascore.adapters.token_policy import GripperPost
+    from vlascore.suites import ActionSpace, load_suite
+
+    task = load_suite("simpler-google-vm").task("pick_coke_can_horizontal")
+    google = GripperPost("google", 15)
+    src = ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False,
+                      gripper_open=google.gripper_open, gripper_binary=google.gripper_binary,
+                      gripper=google.gripper_mode)  # fmt: skip
+    conv = plan_conversion(src, task)
+    assert conv is not None and conv.steps == ["rotation euler_rpy -> axis_angle"]
+    rpy = np.array([[0.01, -0.02, 0.3, 0.0, 0.0, 0.05, 1.0]])
+    out = conv(rpy)
+    assert np.allclose(out[0, :3], rpy[0, :3]) and out[0, 6] == 1.0  # metres and the gripper change untouched
+    assert np.allclose(convert_rotation(out[:, 3:6], "axis_angle", "euler_rpy"), rpy[:, 3:6])
+    absolute = src.model_copy(update={"gripper": "absolute", "gripper_open": 1})
+    with pytest.raises(ConventionError, match="relative commands and the adapter emits absolute.*-M robot=google"):
+        plan_conversion(absolute, task)
+    widowx = load_suite("simpler-bridge").task("put_carrot_on_plate")  # ManiSkill 3: intrinsic XYZ Euler angles
+    bridge = ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1,
+                         gripper_binary=True)  # fmt: skip
+    conv = plan_conversion(bridge, widowx)
+    assert conv is not None and conv.steps == ["rotation euler_rpy -> euler_xyz"]

@@ -66,7 +66,7 @@ def test_chunk_by_hand_and_what_the_processor_received(ckpt: Path) -> None:
     info = adapter.info()
     assert (info["chunk_size"], info["execute_steps"], info["dtype"], info["robot"]) == (4, None, "bfloat16", "widowx")
     assert info["action_space"] == {"mode": "ee_delta", "rotation": "euler_rpy", "dim": 7, "normalized": False,
-                                    "gripper_open": 1, "gripper_binary": True}  # fmt: skip
+                                    "gripper_open": 1, "gripper_binary": True, "gripper": "absolute"}  # fmt: skip
     assert type(adapter.model).__module__.startswith("transformers_modules")  # the checkpoint's own code ran
 
 

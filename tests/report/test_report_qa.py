@@ -101,7 +101,7 @@ def test_the_combined_table_states_every_summary_and_marks_partial_and_subset(ru
     assert '>partial</span><span class="ci">missing ' + ", ".join(MM_MISSING) + "</span>" in mm
     average = cell(sim, 'summary="Average"')
     assert '<span class="v">56.7</span><span class="ci">mean of MM</span>' in average and "missing GR, WR" in average
-    assert "no columns defined" in cell(sim, 'summary="GR"') and "n/a" in cell(sim, 'summary="GR"')
+    assert "none of google_vm/pick_coke_can" in cell(sim, 'summary="GR"') and "n/a" in cell(sim, 'summary="GR"')
     assert 'title="MM = 56.7 (mean of mmmu, mmvet, ocrbench; partial, missing mmstar' in sim  # Summary.describe()
 
     only = combined(html, 1)

@@ -86,6 +86,9 @@ class Adapter(ABC):
     """Whether it controls a robot (False: a QA-only model, refused by `vlascore run`)."""
     answers_questions: bool = False
     """Whether `answer` works: the model's VLM side answers multimodal QA (`vlascore qa`)."""
+    speaks_task_convention: bool = False
+    """Whether it emits each task's own convention (it sets `action_space` from EpisodeContext.task in `reset`),
+    so nothing is converted: baselines such as `random` that have no convention of their own."""
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -116,6 +119,7 @@ class Adapter(ABC):
             "execute_steps": self.execute_steps,
             "reasons": self.reasons,
             "uses_privileged_state": self.uses_privileged_state,
+            **({"speaks_task_convention": True} if self.speaks_task_convention else {}),
         }
 
     def close(self) -> None:  # noqa: B027 - optional hook

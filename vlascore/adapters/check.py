@@ -47,7 +47,8 @@ class CheckReport:
 
 def synthetic_observation(task: TaskSpec, rng: np.random.Generator, step: int = 0) -> Observation:
     """An observation with the task's image size and a plausible scene: objects on a table in front of the TCP."""
-    width, height = task.resolution
+    # a task at the simulator's own camera size (SimplerEnv) gets a typical real-camera frame
+    width, height = task.resolution or (640, 480)
     ident = np.array([1.0, 0.0, 0.0, 0.0])
     ee_pose = np.concatenate([[0.0, 0.0, 0.2] + rng.normal(0, 0.01, 3), ident])
     objects = {role: np.concatenate([[*rng.uniform(-0.1, 0.1, 2), 0.02], ident]) for role in task.objects}

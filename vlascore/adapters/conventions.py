@@ -204,6 +204,10 @@ def plan_conversion(src: ActionSpace, task: TaskSpec) -> ActionConverter | None:
     def refuse(why: str) -> ConventionError:
         return ConventionError(f"cannot convert the adapter's actions to {where}: {why}. Differences: {diffs}")
 
+    if src.gripper != dst.gripper:
+        raise refuse(f"the task's gripper takes {dst.gripper} commands and the adapter emits {src.gripper} ones; the "
+                     "two do not convert without the controller's state (for SimplerEnv's Google Robot, whose "
+                     "gripper is relative, load the adapter with its Google Robot gripper rule, e.g. -M robot=google)")
     joint = {src.mode.startswith("joint"), dst.mode.startswith("joint")}
     if joint == {True, False}:
         raise refuse("joint-space and end-effector actions need the robot's kinematics, which vlascore does not do")
@@ -344,5 +348,7 @@ def adapt_to_tasks(adapter: Adapter, tasks: list[TaskSpec]) -> Adapter:
     Raises ConventionError (before any step) for a task whose convention cannot be reached.
     """
     check_chunking(adapter)
+    if adapter.speaks_task_convention:
+        return adapter
     converters = {t.id: plan_conversion(adapter.action_space, t) for t in tasks}
     return ConvertedAdapter(adapter, converters) if any(converters.values()) else adapter

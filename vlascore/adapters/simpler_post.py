@@ -106,7 +106,8 @@ def make_gripper(unnorm_key: str, robot: str = "auto", sticky_repeat: int = 10) 
 def arm_space(gripper: GripperPost) -> ActionSpace:
     """Open X-Embodiment's end-effector deltas: metres, roll-pitch-yaw radians, then the gripper's convention."""
     return ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False,
-                       gripper_open=gripper.gripper_open, gripper_binary=gripper.gripper_binary)  # fmt: skip
+                       gripper_open=gripper.gripper_open, gripper_binary=gripper.gripper_binary,
+                       gripper=gripper.gripper_mode)  # fmt: skip
 
 
 def apply_gripper(actions: np.ndarray, gripper: GripperPost) -> np.ndarray:

@@ -66,6 +66,10 @@ class GripperPost:
     def gripper_binary(self) -> bool:
         return self.robot == "widowx"
 
+    @property
+    def gripper_mode(self) -> Literal["absolute", "relative"]:
+        return "relative" if self.robot == "google" else "absolute"
+
     def reset(self) -> None:
         self.previous: float | None = None
         self.held: float | None = None
@@ -147,7 +151,8 @@ class ActionTokenPolicy(HFAdapter):
         self.gripper = GripperPost(self.robot, sticky_repeat if sticky_repeat is not None else self.sticky_repeat)
         self.action_space = ActionSpace(mode="ee_delta", rotation=ARM_ROTATION, dim=self.stats.dim, normalized=False,
                                         gripper_open=self.gripper.gripper_open,
-                                        gripper_binary=self.gripper.gripper_binary)  # fmt: skip
+                                        gripper_binary=self.gripper.gripper_binary,
+                                        gripper=self.gripper.gripper_mode)  # fmt: skip
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else None
         self.processor = load_processor(self.path, revision=self.revision, trust_remote_code=self.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)

@@ -7,6 +7,7 @@ from vlascore.registry import Registry
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", "vlascore.backends")
 BACKENDS.register("maniskill", "vlascore.backends.maniskill:ManiSkillBackend")
+BACKENDS.register("simpler", "vlascore.backends.simpler:SimplerBackend")
 BACKENDS.register("toy", "vlascore.backends.toy:ToyBackend")
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "Observation", "PrivilegedState", "StepResult"]

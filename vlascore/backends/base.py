@@ -44,6 +44,9 @@ class Observation:
     """Simulator ground truth; only adapters that declare `uses_privileged_state` should read it."""
     step: int = 0
     """Control-step index in the episode."""
+    instruction: str | None = None
+    """The simulator's own instruction for this episode or subtask (SimplerEnv's get_language_instruction());
+    None: the task's instruction."""
 
 
 @dataclass

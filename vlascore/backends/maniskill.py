@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import numpy as np
 
+from vlascore.backends.assets import missing_assets
 from vlascore.backends.base import Backend, BackendError, Observation, PrivilegedState, StepResult, normalise_quat_pose
+from vlascore.episode_grid import EpisodeCell
 from vlascore.extras import require
 from vlascore.suites import TaskSpec
 
@@ -24,6 +27,50 @@ VULKAN_HINT = (
 
 def _np(x: Any) -> np.ndarray:
     return np.asarray(x.cpu().numpy() if hasattr(x, "cpu") else x)
+
+
+# End-effector links of robots without ManiSkill's `tcp` attribute (WidowX 250s of the Bridge twins).
+EE_LINKS = ("ee_gripper_link",)
+
+
+def ee_link(agent: Any) -> Any:
+    """The link whose pose is the end-effector pose: the agent's TCP, else a known end-effector link."""
+    if getattr(agent, "tcp", None) is not None:
+        return agent.tcp
+    links = agent.robot.links_map
+    for name in EE_LINKS:
+        if name in links:
+            return links[name]
+    raise BackendError(f"robot {getattr(agent, 'uid', '?')!r} has no `tcp` and none of the links {EE_LINKS}")
+
+
+def lookup(env: Any, path: str) -> Any:
+    """An object of the env by attribute path: `cube`, or `objs.bridge_carrot_generated_modified` (dict keys too)."""
+    out = env
+    for part in path.split("."):
+        out = out[part] if isinstance(out, dict) else getattr(out, part)
+    return out
+
+
+def _fresh_greenscreen_list() -> None:
+    """ManiSkill 3's digital twins collect the objects kept out of the green screen in a class-level list that the
+    first instance appends to, so a second twin built in the same process inherits the first one's objects (seen:
+    the spoon scene's ids kept in the eggplant scene). Give each new env an empty list."""
+    twin = sys.modules.get("mani_skill.envs.tasks.digital_twins.base_env")
+    cls = getattr(twin, "BaseDigitalTwinEnv", None)
+    if cls is not None and isinstance(cls.__dict__.get("_objects_to_remove_from_greenscreen"), list):
+        cls._objects_to_remove_from_greenscreen = []
+
+
+def env_instruction(env: Any) -> str | None:
+    """The env's own instruction (the digital twins state one per episode), if it has one."""
+    get = getattr(env, "get_language_instruction", None)
+    if get is None:
+        return None
+    text = get()
+    if isinstance(text, list | tuple):
+        text = text[0] if text else None
+    return str(text) if text else None
 
 
 class ManiSkillBackend(Backend):
@@ -43,46 +90,66 @@ class ManiSkillBackend(Backend):
         self._env: Any = None
         self._task: TaskSpec | None = None
         self._gripper_limits: tuple[float, ...] | None = None
+        self._ee_link: Any = None
+        self._instruction: str | None = None
         os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
         os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 
     def describe(self) -> dict[str, Any]:
         return {"sim_backend": self.sim_backend, "render_backend": self.render_backend, "num_envs": self.num_envs}
 
-    def env_kwargs(self, task: TaskSpec) -> dict[str, Any]:
-        """Keyword arguments for ManiSkill's gym.make() of `task`."""
-        width, height = task.resolution
-        return dict(
-            obs_mode="rgb",
-            control_mode=task.control_mode,
-            sim_backend=self.sim_backend,
-            render_backend=self.render_backend,
-            num_envs=self.num_envs,
-            sensor_configs={"width": width, "height": height},
-            max_episode_steps=task.max_steps,
-            **task.env_kwargs,
-        )
+    def env_kwargs(self, task: TaskSpec, cell: EpisodeCell | None = None) -> dict[str, Any]:
+        """Keyword arguments for ManiSkill's gym.make() of `task` (of grid cell `cell`, when it has a grid)."""
+        kwargs: dict[str, Any] = dict(
+            obs_mode="rgb", control_mode=task.control_mode, sim_backend=self.sim_backend,
+            render_backend=self.render_backend, num_envs=self.num_envs, max_episode_steps=task.max_steps,
+        )  # fmt: skip
+        if task.resolution is not None:
+            kwargs["sensor_configs"] = {"width": task.resolution[0], "height": task.resolution[1]}
+        freqs = {k: v for k, v in (("sim_freq", task.sim_freq), ("control_freq", task.control_freq)) if v is not None}
+        if freqs:
+            kwargs["sim_config"] = freqs
+        return {**kwargs, **(cell.make if cell is not None else task.env_kwargs)}
 
     def make(self, task: TaskSpec) -> None:
         self._task = task
-        key = task.model_dump_json()
+        missing = missing_assets(task.env_id)
+        if missing:  # say what to download before ManiSkill fails somewhere inside its loaders
+            raise BackendError(missing)
+        if task.grid is None:
+            self._use_env(task.model_dump_json(), task.env_id, self.env_kwargs(task))
+        else:  # other cells' envs are built when an episode first needs them; this one fails early if it must
+            cell = task.cell(task.seeds[0])
+            assert cell is not None
+            self._use_env(cell.env_key, cell.env_id, self.env_kwargs(task, cell))
+
+    def _use_env(self, key: str, env_id: str, kwargs: dict[str, Any]) -> None:
         if key not in self._envs:
             gym = require("gymnasium", purpose="the ManiSkill backend")
             require("mani_skill.envs", purpose="the ManiSkill backend")
             # ManiSkill warns on every env build about actor poses it then sets itself; keep run output readable.
             require("mani_skill.utils.logging_utils").logger.setLevel(logging.ERROR)
             try:
-                self._envs[key] = gym.make(task.env_id, **self.env_kwargs(task))
+                _fresh_greenscreen_list()
+                self._envs[key] = gym.make(env_id, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any build failure becomes one actionable error
-                text = str(exc)
-                hint = VULKAN_HINT if ("rendering device" in text or "vulkan" in text.lower()) else ""
-                if self.sim_backend == "gpu" and not hint:
-                    hint = "the GPU sim backend needs a CUDA device and a CUDA build of torch; use --sim-backend cpu"
-                raise BackendError(
-                    f"cannot build ManiSkill env {task.env_id!r}: {type(exc).__name__}: {text}. {hint}".strip()
-                ) from exc
-        self._env = self._envs[key]
-        self._gripper_limits = None  # per env: re-read after switching tasks
+                raise BackendError(f"cannot build ManiSkill env {env_id!r}: {type(exc).__name__}: {exc}. "
+                                   f"{self._hint(env_id, exc)}".strip()) from exc  # fmt: skip
+        if self._envs[key] is not self._env:
+            self._env = self._envs[key]
+            self._gripper_limits = None  # per env: re-read after switching
+            self._ee_link = None
+
+    def _hint(self, env_id: str, exc: Exception) -> str:
+        text = str(exc)
+        if "rendering device" in text or "vulkan" in text.lower():
+            return VULKAN_HINT
+        missing = missing_assets(env_id)
+        if missing:
+            return missing
+        if self.sim_backend == "gpu":
+            return "the GPU sim backend needs a CUDA device and a CUDA build of torch; use --sim-backend cpu"
+        return ""
 
     def _observation(self, obs: dict[str, Any], step: int, info: dict[str, Any] | None = None) -> Observation:
         assert self._task is not None
@@ -94,15 +161,16 @@ class ManiSkillBackend(Backend):
             image = _np(sensors[self._task.camera]["rgb"])[0].astype(np.uint8)
         qpos = _np(agent.robot.get_qpos())[0].astype(np.float64)
         qvel = _np(agent.robot.get_qvel())[0].astype(np.float64)
-        ee_pose = normalise_quat_pose(agent.tcp.pose.raw_pose)
+        if self._ee_link is None:
+            self._ee_link = ee_link(agent)
+        ee_pose = normalise_quat_pose(self._ee_link.pose.raw_pose)
         # Parallel-jaw grippers are the last joints; normalise the opening by that joint's (constant) limits.
         if self._gripper_limits is None:
             self._gripper_limits = tuple(float(v) for v in _np(agent.robot.get_qlimits())[0][-1])
         lo, hi = self._gripper_limits
         gripper = float(np.clip((qpos[-1] - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else 0.0
-        objects = {
-            role: normalise_quat_pose(getattr(env, attr).pose.raw_pose) for role, attr in self._task.objects.items()
-        }
+        objects = {role: normalise_quat_pose(lookup(env, path).pose.raw_pose)
+                   for role, path in self._task.objects.items()}  # fmt: skip
         # Tasks name the flag differently (is_grasped, is_cubeA_grasped, is_obj_grasped): take the first.
         key = next((k for k in (info or {}) if k.startswith("is_") and k.endswith("grasped")), None)
         grasped = bool(_np(info[key]).reshape(-1)[0]) if info and key else False
@@ -111,13 +179,20 @@ class ManiSkillBackend(Backend):
             proprio={"qpos": qpos, "qvel": qvel, "ee_pose": ee_pose},
             privileged=PrivilegedState(ee_pose=ee_pose, gripper=gripper, objects=objects, is_grasped=grasped),
             step=step,
+            instruction=self._instruction,
         )
 
     def reset(self, seed: int) -> Observation:
-        if self._env is None:
+        if self._task is None:
             raise RuntimeError("call make(task) before reset()")
-        obs, info = self._env.reset(seed=seed)
+        cell = self._task.cell(seed)
+        options: dict[str, Any] = {}
+        if cell is not None:
+            self._use_env(cell.env_key, cell.env_id, self.env_kwargs(self._task, cell))
+            options = cell.reset
+        obs, info = self._env.reset(seed=seed, options=dict(options))
         self._step = 0
+        self._instruction = env_instruction(self._env.unwrapped)
         return self._observation(obs, 0, info)
 
     def step(self, action: np.ndarray) -> StepResult:

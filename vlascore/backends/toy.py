@@ -45,7 +45,7 @@ class ToyBackend(Backend):
         return self._obs()
 
     def _render(self) -> np.ndarray:
-        width, height = self._task.resolution if self._task else (32, 32)
+        width, height = (self._task.resolution if self._task else None) or (32, 32)
         img = np.full((height, width, 3), 40, dtype=np.uint8)
 
         def dot(p: np.ndarray, color: tuple[int, int, int]) -> None:

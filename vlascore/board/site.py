@@ -110,6 +110,30 @@ class SuccessRow(BaseModel):
     """Episodes recorded over all tasks."""
     errored: int
     """Errored episodes over all tasks."""
+    columns: list[float | None] = []
+    """The suite's declared column rates x 100, in SuiteSection.columns order (empty when it declares none)."""
+    averages: list[float | None] = []
+    """Its headline averages x 100, in SuiteSection.averages order."""
+
+
+class ColumnHead(BaseModel):
+    """A declared result column of a suite (SimplerEnv's Pick Coke Can = the mean of three orientation tasks)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    title: str
+    key: str
+    tasks: list[str]
+    in_mean: bool
+
+
+class AverageHead(BaseModel):
+    """A headline average and the columns it averages (the same for every row: rows share the suite fingerprint)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    title: str
+    columns: list[str]
 
 
 class VlaRow(BaseModel):
@@ -174,6 +198,12 @@ class SuiteSection(BaseModel):
     """Suite protocol version."""
     tasks: list[str]
     """Task ids, in suite order."""
+    columns: list[ColumnHead] = []
+    """Declared columns (empty: one per task, the task table says it all)."""
+    averages: list[AverageHead] = []
+    """Headline averages, each over the same columns in every row."""
+    mean_columns: list[str] = []
+    """Column ids the Mean averages."""
     success: list[SuccessRow]
     """Every submission on this suite, best suite mean first."""
     judges: list[JudgeSection]
@@ -282,16 +312,19 @@ def _vla_row(ref: ModelRef, v: VlaScoreResult, source: Literal["submitted", "boa
                   judged=v.judged, failed=v.failed)  # fmt: skip
 
 
-def _success_rows(group: list[Entry], tasks: list[str], refs: dict[str, ModelRef]) -> list[SuccessRow]:
+def _success_rows(group: list[Entry], tasks: list[str], refs: dict[str, ModelRef],
+                  declared: bool = False) -> list[SuccessRow]:  # fmt: skip
     rows = []
     for e in group:
         r, by_task = e.results, {t.task: t for t in e.results.tasks}
         cells = [TaskCell(task=t, rate=_pct(by_task[t].success_rate, by_task[t].ci_low, by_task[t].ci_high),
                           successes=by_task[t].successes, episodes=by_task[t].episodes, errored=by_task[t].errored)
                  for t in tasks if t in by_task]  # fmt: skip
+        cols = [None if c.success_rate is None else 100 * c.success_rate for c in r.columns] if declared else []
+        avgs = [None if a.value is None else 100 * a.value for a in r.averages]
         rows.append(SuccessRow(model=refs[e.record.id], tasks=cells,
                                mean=_pct(r.suite_mean, r.suite_ci_low, r.suite_ci_high), episodes=r.episodes,
-                               errored=r.errored))  # fmt: skip
+                               errored=r.errored, columns=cols, averages=avgs))  # fmt: skip
     return sorted(rows, key=lambda row: (_best_first(row.mean.value), row.model.name))
 
 
@@ -351,9 +384,15 @@ def site_data(title: str, description: str, entries: list[Entry], refs: dict[str
     for fingerprint, group in sorted(by_suite.items(), key=lambda kv: (kv[1][0].results.suite, kv[0])):
         first = group[0].results
         tasks = [t.task for t in first.tasks]
+        # a fingerprint fixes the columns and what each average averages, so rows of a group always compare
+        declared = bool(first.averages) or any(c.tasks != [c.id] for c in first.columns)
+        columns = [ColumnHead(id=c.id, title=c.title or c.id, key=c.key, tasks=c.tasks, in_mean=c.in_mean)
+                   for c in first.columns] if declared else []  # fmt: skip
+        averages = [AverageHead(id=a.id, title=a.title or a.id, columns=a.columns) for a in first.averages]
         suites.append(SuiteSection(anchor=_anchor("suite", fingerprint), suite=first.suite, fingerprint=fingerprint,
-                                   protocol_version=first.protocol_version, tasks=tasks,
-                                   success=_success_rows(group, tasks, refs),
+                                   protocol_version=first.protocol_version, tasks=tasks, columns=columns,
+                                   averages=averages, mean_columns=first.suite_mean_columns,
+                                   success=_success_rows(group, tasks, refs, declared),
                                    judges=_judge_sections(fingerprint, group, refs)))  # fmt: skip
     return SiteData(title=title, description=description, generated_at=utcnow(), vlascore_version=__version__,
                     submissions=len(entries), suites=suites, qa=qa_section(entries, refs))  # fmt: skip

@@ -60,7 +60,7 @@ class CombinedRow(BaseModel):
     sim: float | None = None
     """Suite mean success rate x 100."""
     sim_columns: dict[str, float | None] = {}
-    """"<suite>/<task>" -> success rate x 100."""
+    """Column key (`<suite>/<task>`, or a suite's declared key such as `google_vm/pick_coke_can`) -> rate x 100."""
     vla: float | None = None
     vla_label: str = ""
     qa: dict[str, float | None] = {}
@@ -109,8 +109,8 @@ def combined_row(run_dir: str | Path, label: str | None = None, results: Any = N
     row = CombinedRow(label=label or Path(run_dir).name)
     if results is not None:
         row.sim = None if results.suite_mean is None else 100 * results.suite_mean
-        row.sim_columns = {f"{results.suite}/{t.task}": None if t.success_rate is None else 100 * t.success_rate
-                           for t in results.tasks}  # fmt: skip
+        # the suite's column keys (`<suite>/<task>` for suites without declared columns, `google_vm/pick_coke_can`...)
+        row.sim_columns = {c.key: None if c.success_rate is None else 100 * c.success_rate for c in results.columns}
         if results.vla:
             v = results.vla[0]
             row.vla, row.vla_label = v.vla_score.value, v.label
