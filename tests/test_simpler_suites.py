@@ -230,3 +230,20 @@ def test_gr_and_wr_average_the_simplerenv_columns_of_the_dualvla_suite() -> None
     assert vm_only["GR"].value == 20.0 and vm_only["GR"].partial and len(vm_only["GR"].missing) == 3
     # the ManiSkill 3 twins are another protocol: their columns do not fill WR
     assert summarise({"bridge_ms3/put_spoon_on_towel": 50.0})["WR"].value is None
+
+
+def test_tasks_list_states_grids_shared_settings_and_averages() -> None:
+    from typer.testing import CliRunner
+
+    from vlascore.cli import app
+
+    shown = CliRunner().invoke(app, ["tasks", "list", "simpler-dualvla"])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "average simpler_9: mean of vm_pick_coke_can, vm_move_near, vm_drawer, va_pick_coke_can" in text
+    assert "vm_drawer = mean of vm_open_drawer+vm_close_drawer" in text
+    bridge = " ".join(CliRunner().invoke(app, ["tasks", "list", "simpler-bridge"]).output.split())
+    assert "5 Hz control / 500 Hz physics" in bridge and "success: final" in bridge
+    paths = [str(p) for p in sorted((Path(__file__).resolve().parents[1] / "tasks").glob("*.yaml"))]
+    ok = CliRunner().invoke(app, ["tasks", "validate", *paths])
+    assert ok.exit_code == 0, ok.output

@@ -738,15 +738,38 @@ def tasks_list(
         s = load_suite(suite)
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    table = Table(title=f"{s.name} (protocol {s.protocol_version}, fingerprint {s.fingerprint})")
-    for col in ("task", "env", "category", "control", "camera", "max steps", "episodes", "instruction"):
-        table.add_column(col, no_wrap=col in ("task", "env"))
-    for t in s.tasks:
-        size = f"{t.resolution[0]}x{t.resolution[1]}" if t.resolution else "native"
+    console.print(suite_tasks_table(s))
+    if s.columns or s.averages:
+        console.print(f"columns: {', '.join(f'{c.id} = mean of {chr(43).join(c.tasks)}' for c in s.result_columns)}",
+                      soft_wrap=True)  # fmt: skip
+    for a in s.averages:
+        console.print(f"average {a.id}: mean of {', '.join(a.columns)}", soft_wrap=True)
+
+
+def _task_settings(t: Any) -> dict[str, str]:
+    size = f"{t.resolution[0]}x{t.resolution[1]}" if t.resolution else "native size"
+    freq = (f"{t.control_freq:g} Hz control / {t.sim_freq} Hz physics" if t.control_freq and t.sim_freq
+            else "simulator's frequencies")  # fmt: skip
+    return {"control": t.control_mode, "camera": f"{t.camera} {size}", "frequencies": freq,
+            "success": t.success_mode, "max steps": str(t.max_steps)}  # fmt: skip
+
+
+def suite_tasks_table(s: Any) -> Table:
+    """A suite's tasks; settings every task shares go in the caption instead of a column of repeats."""
+    settings = [_task_settings(t) for t in s.tasks]
+    shared = [k for k in settings[0] if len({row[k] for row in settings}) == 1]
+    caption = " | ".join(f"{k}: {settings[0][k]}" for k in shared)
+    table = Table(title=f"{s.name} (protocol {s.protocol_version}, fingerprint {s.fingerprint}, backend {s.backend})",
+                  caption=caption)  # fmt: skip
+    own = [k for k in settings[0] if k not in shared]
+    for col in ("task", "env", "category", *own, "episodes", "instruction"):
+        table.add_column(col, no_wrap=col == "task")
+    for t, row in zip(s.tasks, settings, strict=True):
+        envs = sorted({t.cell(i).env_id for i in t.seeds}) if t.grid else [t.env_id]
+        env = envs[0] if len(envs) == 1 else f"{t.env_id} (+{len(envs) - 1} more)"
         episodes = f"{len(t.seeds)} (grid)" if t.grid else str(len(t.seeds))
-        table.add_row(t.id, t.env_id, t.category, t.control_mode, f"{t.camera} {size}", str(t.max_steps), episodes,
-                      t.instruction)  # fmt: skip
-    console.print(table)
+        table.add_row(t.id, env, t.category, *(row[k] for k in own), episodes, t.instruction)
+    return table
 
 
 @tasks_app.command("validate")
