@@ -111,3 +111,10 @@ def test_cli_exits_1_listing_the_problems(tmp_path: Path) -> None:
     assert good.exit_code == 0 and "passes the adapter checks on 1 task(s)" in good.stdout
     typo = cli.invoke(app, ["adapter", "check", "check-god", "-s", "toy"])
     assert typo.exit_code == 1 and "Did you mean 'check-good'" in typo.stderr
+
+
+def test_random_passes_on_every_simplerenv_suite_in_its_own_convention() -> None:
+    for suite in ("simpler-bridge", "simpler-google-vm", "simpler-widowx"):
+        result = CliRunner().invoke(app, ["adapter", "check", "random", "-s", suite])
+        assert result.exit_code == 0, result.output
+        assert "speaks each task's convention" in " ".join(result.output.split())

@@ -116,8 +116,9 @@ def _run_checks(adapter: Adapter, task: TaskSpec, report: CheckReport, seed: int
         add("info", "fail", f"info() must return JSON-serialisable data: {type(exc).__name__}: {exc}")
     try:
         conv = check_conventions(adapter, task)
-        space = adapter.action_space
-        desc = f"{space.mode} {space.rotation} dim {space.dim} normalised={space.normalized}"
+        space = task.action_space if adapter.speaks_task_convention else adapter.action_space
+        desc = f"{space.mode} {space.rotation} dim {space.dim} normalised={space.normalized}" + (
+            " (the task's own: it speaks each task's convention)" if adapter.speaks_task_convention else "")
         add("conventions", "ok", desc + (f"; converted for {task.id}: {', '.join(conv.steps)}" if conv else ""))
     except Exception as exc:  # noqa: BLE001
         add("conventions", "fail", str(exc))

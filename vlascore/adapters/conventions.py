@@ -339,6 +339,8 @@ class ConvertedAdapter(Adapter):
 def check_conventions(adapter: Adapter, task: TaskSpec) -> ActionConverter | None:
     """The conversion `adapter` needs on `task` (None: none); ConventionError for bad chunking or no conversion."""
     check_chunking(adapter)
+    if adapter.speaks_task_convention:
+        return None
     return plan_conversion(adapter.action_space, task)
 
 
