@@ -229,3 +229,16 @@ def test_a_task_the_judge_has_no_subgoals_for_is_a_clear_error(tmp_path: Path) -
 def test_cli_judge_list_shows_the_grounded_judge() -> None:
     res = CliRunner().invoke(app, ["judge", "list"])
     assert res.exit_code == 0 and "grounded" in res.output and load_judge("grounded").effective_version in res.output
+
+
+def test_the_grounded_judge_refuses_simplerenv_tasks_it_cannot_judge_up_front() -> None:
+    from vlascore.judging.grounded import GroundedJudge
+
+    spec = load_judge("grounded")
+    vm = load_suite("simpler-google-vm")
+    with pytest.raises(JudgeError, match="names 1 object role.*-j vla-score"):
+        GroundedJudge(spec, "reasoning", [vm.task("pick_coke_can_horizontal")])
+    with pytest.raises(JudgeError, match="category 'Move'"):
+        GroundedJudge(spec, "reasoning", [vm.task("move_near")])
+    widowx = load_suite("simpler-widowx")
+    GroundedJudge(spec, "reasoning", list(widowx.tasks))  # object and target: judged with tabletop thresholds
