@@ -104,7 +104,7 @@ class TaskSpec(BaseModel):
     all the task's episodes."""
     sim_freq: int | None = None
     """Physics steps per second; None: the simulator's default."""
-    control_freq: float | None = None
+    control_freq: int | None = None
     """Control steps (actions) per second; None: the simulator's default."""
 
     @property

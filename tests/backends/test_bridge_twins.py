@@ -115,6 +115,7 @@ def test_a_bridge_run_follows_the_twin_protocol(fake_twins: list, tmp_path: Path
     assert env_id == "PutCarrotOnPlateInScene-v1"
     assert kwargs["obs_mode"] == "rgb+segmentation" and "sensor_configs" not in kwargs  # the twin's 640x480
     assert kwargs["sim_config"] == {"sim_freq": 500, "control_freq": 5} and kwargs["max_episode_steps"] == 60
+    assert all(type(v) is int for v in kwargs["sim_config"].values())  # ManiSkill's SimConfig refuses 5.0
     assert kwargs["control_mode"] == "arm_pd_ee_target_delta_pose_align2_gripper_pd_joint_pos"
     run = load_run(out)
     eps = run.episodes
