@@ -122,11 +122,6 @@ def results_table(results: RunResults) -> Table:
     return table
 
 
-def has_own_columns(results: RunResults) -> bool:
-    """Whether the suite declares columns or averages beyond one column per task (SimplerEnv suites)."""
-    return bool(results.averages) or any(c.tasks != [c.id] for c in results.columns)
-
-
 def columns_table(results: RunResults) -> Table:
     """The suite's result columns and headline averages, each average with the columns it used."""
     table = Table(title=f"columns of {results.suite}", caption="a column is the unweighted mean of its tasks' rates; "
@@ -192,7 +187,7 @@ def vla_table(v: Any) -> Table:
 
 def _print_results(results: RunResults, path: Path) -> None:
     console.print(results_table(results))
-    if has_own_columns(results):
+    if results.declares_columns:
         console.print(columns_table(results))
     for v in results.vla:
         console.print(vla_table(v))

@@ -70,10 +70,11 @@ class EpisodeCell(BaseModel):
     labels: dict[str, str]
     """`variant` and axis name -> the value's label."""
 
-    @property
-    def env_key(self) -> str:
-        """Cells with the same key share one built environment."""
-        return json.dumps([self.env_id, self.make], sort_keys=True, default=str)
+
+
+def env_key(env_id: str, build_kwargs: dict[str, Any]) -> str:
+    """Episodes whose env id and complete build keyword arguments match share one built environment."""
+    return json.dumps([env_id, build_kwargs], sort_keys=True, default=str)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

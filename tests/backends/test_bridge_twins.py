@@ -182,3 +182,14 @@ def test_real_bridge_twin_runs_an_episode(tmp_path: Path) -> None:
     runner.run(model="random", suite=load_suite("simpler-bridge"), out=out, tasks=["put_carrot_on_plate"], episodes=1)
     ep = load_run(out).episodes.iloc[0]
     assert ep["status"] == "ok" and ep["num_steps"] == 60, ep["failure_reason"]
+
+
+def test_tasks_that_differ_only_in_task_settings_get_their_own_env(fake_twins: list, tmp_path: Path) -> None:
+    bridge = load_suite("simpler-bridge")
+    carrot = bridge.task("put_carrot_on_plate")
+    short = carrot.model_copy(update={"id": "carrot_short", "max_steps": 10})
+    suite = bridge.model_copy(update={"tasks": [carrot, short], "columns": [], "averages": []})
+    runner.run(model="random", suite=suite, out=tmp_path / "run", episodes=2)
+    assert [kw["max_episode_steps"] for _, kw in fake_twins] == [60, 10]  # same env id and cell, another horizon
+    eps = load_run(tmp_path / "run").episodes
+    assert dict(zip(eps["episode_id"], eps["num_steps"], strict=True))["carrot_short-1"] == 10

@@ -15,7 +15,7 @@ import numpy as np
 
 from vlascore.backends.assets import missing_assets
 from vlascore.backends.base import Backend, BackendError, Observation, PrivilegedState, StepResult, normalise_quat_pose
-from vlascore.episode_grid import EpisodeCell
+from vlascore.episode_grid import EpisodeCell, env_key
 from vlascore.extras import require
 from vlascore.suites import TaskSpec
 
@@ -116,14 +116,13 @@ class ManiSkillBackend(Backend):
         missing = missing_assets(task.env_id)
         if missing:  # say what to download before ManiSkill fails somewhere inside its loaders
             raise BackendError(missing)
-        if task.grid is None:
-            self._use_env(task.model_dump_json(), task.env_id, self.env_kwargs(task))
-        else:  # other cells' envs are built when an episode first needs them; this one fails early if it must
-            cell = task.cell(task.seeds[0])
-            assert cell is not None
-            self._use_env(cell.env_key, cell.env_id, self.env_kwargs(task, cell))
+        # a grid task's other cells build their envs when an episode first needs them; the first fails early here
+        self._use_env(task, task.cell(task.seeds[0]) if task.grid else None)
 
-    def _use_env(self, key: str, env_id: str, kwargs: dict[str, Any]) -> None:
+    def _use_env(self, task: TaskSpec, cell: EpisodeCell | None) -> None:
+        env_id = cell.env_id if cell is not None else task.env_id
+        kwargs = self.env_kwargs(task, cell)
+        key = env_key(env_id, kwargs)
         if key not in self._envs:
             gym = require("gymnasium", purpose="the ManiSkill backend")
             require("mani_skill.envs", purpose="the ManiSkill backend")
@@ -188,7 +187,7 @@ class ManiSkillBackend(Backend):
         cell = self._task.cell(seed)
         options: dict[str, Any] = {}
         if cell is not None:
-            self._use_env(cell.env_key, cell.env_id, self.env_kwargs(self._task, cell))
+            self._use_env(self._task, cell)
             options = cell.reset
         obs, info = self._env.reset(seed=seed, options=dict(options))
         self._step = 0

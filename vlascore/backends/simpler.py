@@ -10,7 +10,7 @@ its second subtask by itself once 100 steps have run; vlascore never calls `adva
 
 Differences from SimplerEnv, and why:
 - SimplerEnv builds a new env for every episode; building costs seconds, so one env is built per distinct build
-  setting (`cell.env_key` plus the task's controller, frequencies and horizon) and reused; the `max_envs` most
+  setting (the env id and every gym.make keyword: `episode_grid.env_key`) and reused; the `max_envs` most
   recently used stay open (a SimplerEnv grid runs each setting's cells one after another, and a suite has hundreds
   of settings, too many to keep). A fresh env's first episode draws its RNG seed from the fixed main seed 2022
   that every env sets at build, so a reused env is reset with that same seed (`FRESH_ENV_EPISODE_SEED`) and each
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 import sys
 from collections import OrderedDict
@@ -38,7 +37,7 @@ import numpy as np
 
 from vlascore.backends.base import Backend, BackendError, Observation, PrivilegedState, StepResult, normalise_quat_pose
 from vlascore.backends.maniskill import _np, env_instruction, lookup
-from vlascore.episode_grid import EpisodeCell
+from vlascore.episode_grid import EpisodeCell, env_key
 from vlascore.suites import TaskSpec
 
 PACKAGE = "mani_skill2_real2sim"
@@ -208,8 +207,7 @@ class SimplerBackend(Backend):
     def _use_env(self, task: TaskSpec, cell: EpisodeCell | None) -> None:
         env_id = cell.env_id if cell is not None else task.env_id
         kwargs = self.env_kwargs(task, cell)
-        # The cell's env_key plus the task-level build settings (control mode, frequencies, horizon) it leaves out.
-        key = json.dumps([env_id, kwargs], sort_keys=True, default=str)
+        key = env_key(env_id, kwargs)
         if self.rebuild_each_episode and key == self._key and self._used:
             self._envs.pop(key).close()
         if key not in self._envs:

@@ -385,7 +385,7 @@ def site_data(title: str, description: str, entries: list[Entry], refs: dict[str
         first = group[0].results
         tasks = [t.task for t in first.tasks]
         # a fingerprint fixes the columns and what each average averages, so rows of a group always compare
-        declared = bool(first.averages) or any(c.tasks != [c.id] for c in first.columns)
+        declared = first.declares_columns
         columns = [ColumnHead(id=c.id, title=c.title or c.id, key=c.key, tasks=c.tasks, in_mean=c.in_mean)
                    for c in first.columns] if declared else []  # fmt: skip
         averages = [AverageHead(id=a.id, title=a.title or a.id, columns=a.columns) for a in first.averages]

@@ -74,12 +74,6 @@ class RunView:
     failures: RunFailures
     adapter_config: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def declared_columns(self) -> bool:
-        """Whether the suite declares columns or averages of its own (the SimplerEnv suites)."""
-        r = self.results
-        return bool(r.averages) or any(c.tasks != [c.id] for c in r.columns)
-
 
 def _labels(names: list[str], paths: Sequence[str | Path]) -> list[str]:
     """Run names; the path where two runs share a name."""

@@ -131,6 +131,11 @@ class RunResults(BaseModel):
     averages: list[AverageResult] = []
     """The suite's headline averages."""
 
+    @property
+    def declares_columns(self) -> bool:
+        """Whether the suite declares columns or averages beyond one column per task (the SimplerEnv suites)."""
+        return bool(self.averages) or any(c.tasks != [c.id] for c in self.columns)
+
 
 def _group_rates(rows: Any, task: TaskSpec | None, n_of: Any) -> tuple[list[str], dict[str, float | None]]:
     """Per-group rates of a task whose rate is a mean over grid groups (SimplerEnv's per-variant averaging)."""
