@@ -71,7 +71,6 @@ class EpisodeCell(BaseModel):
     """`variant` and axis name -> the value's label."""
 
 
-
 def env_key(env_id: str, build_kwargs: dict[str, Any]) -> str:
     """Episodes whose env id and complete build keyword arguments match share one built environment."""
     return json.dumps([env_id, build_kwargs], sort_keys=True, default=str)

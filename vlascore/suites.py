@@ -109,7 +109,8 @@ class TaskSpec(BaseModel):
 
     @property
     def episode_count(self) -> int:
-        return grid_size(self.grid) if self.grid else len(self.seeds)
+        """Episodes a full run of the task has (a grid task's seeds are its cells, all of them unless listed)."""
+        return len(self.seeds)
 
     def cell(self, index: int) -> EpisodeCell | None:
         """What episode `index` builds and resets with (None for a seeded task)."""
@@ -174,7 +175,7 @@ class Suite(BaseModel):
     columns: list[Column] = []
     """Result columns; empty: one column per task."""
     averages: list[Average] = []
-    """Headline averages over columns (the suite mean is always the mean of all columns)."""
+    """Headline averages over columns (the suite mean is the mean of the columns with `in_mean`)."""
 
     @field_validator("tasks")
     @classmethod
