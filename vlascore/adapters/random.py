@@ -26,6 +26,7 @@ class RandomAdapter(Adapter):
         self.scale = float(scale)
         self.seed_offset = int(seed_offset)
         self._rng = np.random.default_rng(seed_offset)
+        self._box = np.full(self.action_space.dim, self.scale)  # until reset() reads the task's convention
 
     def reset(self, context: EpisodeContext) -> None:
         self._rng = np.random.default_rng(context.seed + self.seed_offset)
@@ -37,5 +38,4 @@ class RandomAdapter(Adapter):
             self._box[:3], self._box[3:-1] = pos * self.scale, rot * self.scale
 
     def act(self, obs: Observation, instruction: str) -> PolicyStep:
-        box = getattr(self, "_box", np.full(self.action_space.dim, self.scale))  # act() before reset(): the class box
-        return PolicyStep(action=self._rng.uniform(-box, box))
+        return PolicyStep(action=self._rng.uniform(-self._box, self._box))
