@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 from vlascore.adapters import ADAPTERS, Adapter, EpisodeContext, PolicyStep
 from vlascore.backends import Observation
+from vlascore.judging.base import JudgeContext
+from vlascore.judging.endpoint import Endpoint
 from vlascore.suites import Suite, load_suite
 
 pytest_plugins = ["browser"]  # tests/browser.py: chromium `browser` and `page` fixtures
@@ -84,3 +87,11 @@ def write_suite(suite: Suite, path: Path) -> Path:
 
     path.write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
     return path
+
+
+def jctx(model: str | None = None, **options: object) -> JudgeContext:
+    """A JudgeContext from flat keywords: endpoint settings (base_url, api_key_env, timeout_s, max_retries,
+    concurrency) go into its Endpoint with `model`, the rest (cache_dir, use_cache, kb_dir, retrieval, price) stay."""
+    fields = {f.name for f in dataclasses.fields(Endpoint)}
+    endpoint = Endpoint(model=model, **{k: v for k, v in options.items() if k in fields})  # type: ignore[arg-type]
+    return JudgeContext(endpoint=endpoint, **{k: v for k, v in options.items() if k not in fields})  # type: ignore[arg-type]

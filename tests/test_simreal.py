@@ -15,9 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from vlascore import simreal
 from vlascore.cli import app
-from vlascore.simreal import (
+from vlascore.paths import data_dir
+from vlascore.scoring import simreal
+from vlascore.scoring.simreal import (
     COLUMN_KEYS,
     Protocol,
     RealSuccessData,
@@ -206,7 +207,7 @@ def test_data_file_is_valid_and_traceable(data: RealSuccessData) -> None:
     assert mapped == COLUMN_KEYS  # every SimplerEnv column has its real task
     assert {t.id for t in data.tasks if t.metric == "grasp"} == {f"{t}_grasp" for t in simreal._BRIDGE_COLUMNS}
     assert all(not t.columns for t in data.tasks if t.metric == "grasp")  # no vlascore column records a grasp rate
-    text = (Path(simreal.__file__).parent.parent / "tasks" / simreal.REAL_SUCCESS_FILE).read_text()
+    text = (data_dir("tasks") / simreal.REAL_SUCCESS_FILE).read_text()
     assert "openvla-7b:" not in text.lower()  # the unmerged OpenVLA rates are not bundled
 
 
@@ -250,7 +251,7 @@ def test_built_in_simpler_suites_produce_every_column_the_data_maps() -> None:
     ],
 )
 def test_invalid_data_is_refused(tmp_path: Path, edit: Any, message: str) -> None:
-    raw = yaml.safe_load((Path(simreal.__file__).parent.parent / "tasks" / simreal.REAL_SUCCESS_FILE).read_text())
+    raw = yaml.safe_load((data_dir("tasks") / simreal.REAL_SUCCESS_FILE).read_text())
     edit(raw)
     with pytest.raises(SimRealError, match=message):
         read_real_success(write_yaml(tmp_path / "bad.yaml", raw))

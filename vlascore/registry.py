@@ -28,23 +28,30 @@ class UnknownPluginError(KeyError):
         return str(self.args[0])
 
 
-class Registry(Generic[T]):
-    """Name -> plugin object, resolved on first use."""
+class PluginTypeError(TypeError):
+    """A registry entry that resolves to something other than a subclass of the registry's base class."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+
+class Registry(Generic[T]):
+    """Name -> plugin class, resolved on first use and checked against the registry's base class, so callers never
+    need `getattr` fallbacks for what the base class declares."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None, base: type | None = None) -> None:
         self.kind = kind
         self.group = entry_point_group
+        self.base = base
         self._targets: dict[str, str] = {}
         self._loaded: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self._scanned = False
 
     def register(self, name: str, target: str | T) -> None:
-        """Add `name`; `target` is an object or a lazy "module:attr" string."""
+        """Add `name`; `target` is a class or a lazy "module:attr" string."""
         if isinstance(target, str):
             self._targets[name] = target
             self._loaded.pop(name, None)
         else:
+            self._check(name, target)
             self._loaded[name] = target
             self._targets[name] = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', name)}"
 
@@ -83,5 +90,13 @@ class Registry(Generic[T]):
         obj: object = importlib.import_module(module_name)
         for part in attr.split(".") if attr else []:
             obj = getattr(obj, part)
+        self._check(name, obj)
         self._loaded[name] = obj  # type: ignore[assignment]
         return obj  # type: ignore[return-value]
+
+    def _check(self, name: str, obj: object) -> None:
+        if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
+            raise PluginTypeError(
+                f"{self.kind} {name!r} ({self._targets.get(name, obj)!r}) is not a subclass of "
+                f"{self.base.__module__}.{self.base.__qualname__}"
+            )

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from vlascore import __version__
-from vlascore.adapters import ADAPTERS, Adapter, EpisodeContext, adapt_to_tasks
+from vlascore.adapters import Adapter, EpisodeContext, adapt_to_tasks, make_adapter
 from vlascore.adapters.base import validate_actions
-from vlascore.backends import BACKENDS, Backend, Observation
+from vlascore.backends import Backend, Observation, make_backend
 from vlascore.provenance import git_revision, hardware, package_versions
 from vlascore.records import EpisodeRecord, RunRecord, StepRecord, utcnow
 from vlascore.store import RunStore, StoreError
@@ -190,22 +190,6 @@ def _check_resumable(old: RunRecord, new: RunRecord) -> None:
         raise StoreError("cannot resume: the run was made with different settings; " + "; ".join(problems))
 
 
-def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
-    cls = ADAPTERS.get(name)
-    try:
-        return cls(**(config or {}))
-    except TypeError as exc:
-        raise ValueError(f"bad --model-arg for adapter {name!r}: {exc}") from exc
-
-
-def make_backend(suite: Suite, **options: Any) -> Backend:
-    cls = BACKENDS.get(suite.backend)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ValueError(f"bad --backend-arg for backend {suite.backend!r}: {exc}") from exc
-
-
 def run(
     *,
     model: str,
@@ -237,7 +221,7 @@ def run(
     except Exception:
         adapter.close()
         raise
-    backend = make_backend(suite, **(backend_options or {}))
+    backend = make_backend(suite.backend, **(backend_options or {}))
     try:
         record = _run_record(store.path.name, model, adapter, suite, plan, backend, frame_stride)
         if store.exists:

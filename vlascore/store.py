@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from vlascore.records import EpisodeRecord, RunRecord, StepRecord
+from vlascore.versioned import RecordError, check_version, parse_record, read_record
 
 _NPZ_LOCK = threading.Lock()
 
@@ -74,7 +75,7 @@ class StepScan:
         return cls(blocks, np.zeros(0, dtype=np.int64), "[]", {c: ([], []) for c in _TEXT_COLUMNS})
 
 
-class StoreError(RuntimeError):
+class StoreError(RecordError):
     """A run directory that is missing, incompatible or unreadable."""
 
 
@@ -127,10 +128,15 @@ class RunStore:
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path / DB_FILE)
-            self._conn.execute(f"CREATE TABLE IF NOT EXISTS episodes ({_columns_sql(EpisodeRecord, 'episode_id')})")
-            self._conn.execute(f"CREATE TABLE IF NOT EXISTS steps ({_columns_sql(StepRecord, 'episode_id, step')})")
-            self._conn.commit()
+            conn = sqlite3.connect(self.path / DB_FILE)
+            conn.execute(f"CREATE TABLE IF NOT EXISTS episodes ({_columns_sql(EpisodeRecord, 'episode_id')})")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS steps ({_columns_sql(StepRecord, 'episode_id, step')})")
+            conn.commit()
+            for table, model in (("episodes", EpisodeRecord), ("steps", StepRecord)):  # rows newer than this reader
+                (newest,) = conn.execute(f"SELECT MAX(schema_version) FROM {table}").fetchone()
+                if newest is not None:
+                    check_version(newest, model, f"the {table} table of {self.path / DB_FILE}", error=StoreError)
+            self._conn = conn
         return self._conn
 
     def close(self) -> None:
@@ -147,10 +153,7 @@ class RunStore:
             raise StoreError(
                 f"{self.path} is not a vlascore run directory (no {RUN_FILE}); create one with `vlascore run`"
             )
-        try:
-            return RunRecord.model_validate_json((self.path / RUN_FILE).read_text())
-        except ValueError as exc:
-            raise StoreError(f"cannot read {self.path / RUN_FILE}: {exc}") from exc
+        return read_record(self.path / RUN_FILE, RunRecord, error=StoreError)
 
     # -- episodes -----------------------------------------------------------------------------------
     def write_frames(self, episode_id: str, frames: list[np.ndarray], steps: list[int]) -> str | None:
@@ -190,6 +193,21 @@ class RunStore:
         if not (self.path / DB_FILE).exists():
             return {}
         return dict(self.conn.execute("SELECT episode_id, status FROM episodes").fetchall())
+
+    def episode_records(self, episode_ids: list[str] | None = None) -> list[EpisodeRecord]:
+        """The committed episodes as records, in commit order (`episode_ids`: only those). Read row by row through
+        the record reader, not through pandas, which turns a missing text into NaN."""
+        if not (self.path / DB_FILE).exists():
+            return []
+        cursor = self.conn.execute(f"SELECT {', '.join(_EPISODE_COLUMNS)} FROM episodes ORDER BY rowid")
+        wanted = None if episode_ids is None else set(episode_ids)
+        where = self.path / DB_FILE
+        return [
+            parse_record(dict(zip(_EPISODE_COLUMNS, row, strict=True)), EpisodeRecord, f"episode {row[0]!r} of {where}",
+                error=StoreError)
+            for row in cursor
+            if wanted is None or row[0] in wanted
+        ]
 
     def episodes_frame(self) -> pd.DataFrame:
         if not (self.path / DB_FILE).exists():

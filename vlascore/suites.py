@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vlascore.episode_grid import EpisodeBlock, EpisodeCell, expand_grid, grid_cell, grid_size
 from vlascore.paths import data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
+from vlascore.versioned import check_version
 
 SUITE_SCHEMA_VERSION = 1
 
@@ -301,6 +302,7 @@ def _include(spec: Any, backend: str) -> tuple[list[dict[str, Any]], list[dict[s
 def load_suite_file(path: str | Path) -> Suite:
     path = Path(path)
     raw = read_yaml_mapping(path, "suite", "`name`, `protocol_version` and `tasks`", SuiteError)
+    check_version(raw.get("schema_version", 1), Suite, f"suite {path}", error=SuiteError)
     try:
         return Suite.model_validate(_normalise(raw))
     except ValidationError as exc:

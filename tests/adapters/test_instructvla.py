@@ -14,7 +14,7 @@ from tiny_instructvla import MODULE, fake_instructvla_code, tiny_instructvla_che
 
 import vlascore
 from vlascore import runner
-from vlascore.adapters import EpisodeContext
+from vlascore.adapters import EpisodeContext, make_adapter
 from vlascore.adapters.check import check_adapter, synthetic_observation
 from vlascore.adapters.instructvla import clean_reasoning
 from vlascore.backends import Observation
@@ -64,7 +64,7 @@ def run(code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make(name: str = "instructvla", **options: Any) -> Any:
-    return runner.make_adapter(name, {"unnorm_key": "bridge_dataset", **options})
+    return make_adapter(name, {"unnorm_key": "bridge_dataset", **options})
 
 
 def obs(value: int = 0) -> Observation:
@@ -155,7 +155,7 @@ def test_chunk_execute_and_options(run: Path, code: Path, monkeypatch: pytest.Mo
     assert google.info()["ensemble"]["horizon"] == 2 and google.gripper.robot == "google"
     assert (google.action_space.gripper_open, google.action_space.gripper_binary) == (-1, False)
     with pytest.raises(ValueError, match=r"-M unnorm_key=KEY.*Keys: bridge_dataset, fractal20220817_data"):
-        runner.make_adapter("instructvla", {"path": str(run)})
+        make_adapter("instructvla", {"path": str(run)})
     with pytest.raises(ValueError, match="Did you mean 'bridge_dataset'"):
         make(path=str(run), unnorm_key="bridge_datset")
     with pytest.raises(ValueError, match="bfloat16"):
@@ -187,7 +187,7 @@ def test_stage1_is_a_specialist_and_dualvla_needs_a_reasoning_checkpoint(code: P
     with pytest.raises(ValueError, match="stage-2"):
         make("dualvla", path=str(expert), code=str(code))
     with pytest.raises(ValueError, match="DualVLA's weights are not public.*-M path="):
-        runner.make_adapter("dualvla", {"code": str(code)})
+        make_adapter("dualvla", {"code": str(code)})
 
 
 def test_independent_calls_and_conformance(code: Path, tmp_path: Path, toy_suite: Suite) -> None:

@@ -14,7 +14,7 @@ from tiny_openvla import BRIDGE, EMPTY, FRACTAL, centre, obs, openvla_tokenizer,
 
 import vlascore
 from vlascore import runner
-from vlascore.adapters import ADAPTERS
+from vlascore.adapters import ADAPTERS, make_adapter
 from vlascore.adapters.openvla import OpenVLAAdapter
 from vlascore.adapters.token_policy import ActionTokenPolicy, GripperPost
 from vlascore.suites import ActionSpace, Suite
@@ -123,7 +123,7 @@ def test_unnorm_key_must_be_chosen_and_errors_list_the_keys(planted: Path, tmp_p
     with pytest.raises(ValueError, match="unknown robot 'franka'"):
         adapter(planted, robot="franka")
     with pytest.raises(ValueError, match="bad --model-arg .*unknown option.*temperature"):
-        runner.make_adapter("openvla", {"path": str(planted), "device": "cpu", "unnorm_key": "bridge_orig",
+        make_adapter("openvla", {"path": str(planted), "device": "cpu", "unnorm_key": "bridge_orig",
                                         "temperature": 0.5})  # fmt: skip
 
 

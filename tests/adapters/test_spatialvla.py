@@ -12,7 +12,7 @@ from tiny_spatialvla import tiny_spatialvla
 
 import vlascore
 from vlascore import runner
-from vlascore.adapters import EpisodeContext
+from vlascore.adapters import EpisodeContext, make_adapter
 from vlascore.adapters.check import check_adapter, synthetic_observation
 from vlascore.adapters.conventions import plan_conversion
 from vlascore.backends import Observation
@@ -40,7 +40,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make(path: Path, **options: Any) -> Any:
-    return runner.make_adapter("spatialvla", {"path": str(path), "unnorm_key": "bridge_orig", **options})
+    return make_adapter("spatialvla", {"path": str(path), "unnorm_key": "bridge_orig", **options})
 
 
 def obs(value: int = 0, size: int = 32) -> Observation:
@@ -94,7 +94,7 @@ def test_temporal_ensemble_and_execute(ckpt: Path) -> None:
 
 def test_unnorm_key_choice_and_errors(ckpt: Path) -> None:
     with pytest.raises(ValueError, match=r"-M unnorm_key=KEY.*Keys: bridge_orig/1.0.0, fractal20220817_data/0.1.0"):
-        runner.make_adapter("spatialvla", {"path": str(ckpt)})
+        make_adapter("spatialvla", {"path": str(ckpt)})
     with pytest.raises(ValueError, match="Did you mean 'bridge_orig/1.0.0'"):
         make(ckpt, unnorm_key="bridge_orig/1.0")
     google = make(ckpt, unnorm_key="fractal20220817_data", ensemble="none")

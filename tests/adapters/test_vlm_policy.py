@@ -12,6 +12,7 @@ from conftest import small_suite, write_suite
 
 import vlascore
 from vlascore import runner
+from vlascore.adapters import make_adapter
 from vlascore.adapters.action_tokens import ActionTokenizer
 from vlascore.adapters.base import EpisodeContext
 from vlascore.adapters.vlm_policy import (
@@ -265,7 +266,7 @@ def test_bad_options_fail_at_construction(json_vlm: tuple[Path, list[float]]) ->
     with pytest.raises(TypeError, match=r"unknown option\(s\) formt\. Did you mean 'format'\?"):
         VLMPolicyAdapter(path=path, formt="json")
     with pytest.raises(ValueError, match="bad --model-arg for adapter 'vlm': unknown option"):
-        runner.make_adapter("vlm", {"path": path, "max_tokens": 5})
+        make_adapter("vlm", {"path": path, "max_tokens": 5})
     with pytest.raises(ValueError, match="unknown format 'yaml': use json or tokens"):
         VLMPolicyAdapter(path=path, format="yaml")
     with pytest.raises(ValueError, match="needs action_space.normalized=true"):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ToyExpert, small_suite
+from conftest import ToyExpert, jctx, small_suite
 from typer.testing import CliRunner
 
 from vlascore import runner
@@ -166,7 +166,7 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for model in ("toy-expert", "toy-random", "toy-liar"):
         runner.run(model=model, suite=suite, out=base / model)
-        judge_run(base / model, "grounded", concurrency=2)
+        judge_run(base / model, 'grounded', jctx(concurrency=2))
         out[model] = base / model
     return out
 

@@ -35,7 +35,7 @@ def test_scripted_beats_random_on_every_task_and_dimension(tmp_path: Path) -> No
         means[model] = {t: {d: float(np.mean([s[d] for s in ss])) for d in ss[0]} for t, ss in by_task.items()}
     scripted, rand = means["scripted"], means["random"]
     for task in TASKS:
-        # random declares no reasoning: it is a specialist, judged on Action and Intention only (spec §2).
+        # random declares no reasoning: it is a specialist, judged on Action and Intention only (docs/vla_score.md §2).
         assert set(rand[task]) == {"Action", "Intention"}
         for dim in ("Action", "Intention"):
             assert scripted[task][dim] >= rand[task][dim] + 4, (task, dim, scripted[task], rand[task])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small_suite
+from conftest import jctx, small_suite
 from typer.testing import CliRunner
 
 import vlascore
@@ -410,7 +410,7 @@ def test_judge_request_carries_the_retrieved_example(runs: dict[str, Path], kb: 
     entries = KnowledgeBase.load(kb).by_id
     opts = {"cache_dir": None, "use_cache": False, "concurrency": 1}
     with MockOpenAI() as server:
-        jf = judge_run(run, "vla-score", "m", base_url=server.url, retrieval=True, kb_dir=kb, **opts)  # type: ignore[arg-type]
+        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, retrieval=True, kb_dir=kb, **opts))  # type: ignore[arg-type]
         systems = [r["messages"][0]["content"] for r in server.requests]
     by_ep = {j.episode_id: j for j in jf.judgements}
     assert by_ep["ToyPick-1"].examples == ["x-ToyPick-1"]  # same seed: the visually closest Pick entry
@@ -423,16 +423,14 @@ def test_judge_request_carries_the_retrieved_example(runs: dict[str, Path], kb: 
     assert entries["x-ToyPush-0"].rationale in systems[1] and entries["x-ToyPick-1"].rationale not in systems[1]
 
     with MockOpenAI() as server:
-        off = judge_run(run, "vla-score", "m", base_url=server.url, retrieval=False, kb_dir=kb, **opts)  # type: ignore[arg-type]
+        off = judge_run(run, 'vla-score', jctx('m', base_url=server.url, retrieval=False, kb_dir=kb, **opts))  # type: ignore[arg-type]
         assert "## Example" not in server.requests[0]["messages"][0]["content"]
     assert all(j.examples == [] for j in off.judgements)
 
 
 def test_specialist_judge_is_shown_a_specialist_example(runs: dict[str, Path], kb: Path) -> None:
     with MockOpenAI() as server:
-        jf = judge_run(runs["random"], "vla-score", "m", base_url=server.url, retrieval=True, kb_dir=kb,
-                       cache_dir=None, use_cache=False, concurrency=1, episode_ids=["ToyPick-1"],
-                       label="t")  # fmt: skip
+        jf = judge_run(runs['random'], 'vla-score', jctx('m', base_url=server.url, retrieval=True, kb_dir=kb, cache_dir=None, use_cache=False, concurrency=1), episode_ids=['ToyPick-1'], label='t')  # fmt: skip
         system = server.requests[0]["messages"][0]["content"]
     assert jf.judgements[0].examples == ["r-ToyPick-0"]
     assert '- Result: {"Action": 2, "Intention": 1}' in system and "Alignment" not in system
@@ -440,8 +438,7 @@ def test_specialist_judge_is_shown_a_specialist_example(runs: dict[str, Path], k
 
 def test_a_judge_is_never_shown_the_episode_it_judges(runs: dict[str, Path], kb: Path) -> None:
     with MockOpenAI() as server:
-        jf = judge_run(runs["random"], "vla-score", "m", base_url=server.url, retrieval=True, kb_dir=kb,
-                       cache_dir=None, use_cache=False, concurrency=1, label="t")  # fmt: skip
+        jf = judge_run(runs['random'], 'vla-score', jctx('m', base_url=server.url, retrieval=True, kb_dir=kb, cache_dir=None, use_cache=False, concurrency=1), label='t')  # fmt: skip
     examples = {j.episode_id: j.examples for j in jf.judgements}
     # r-ToyPick-0 records random's ToyPick-0 itself: that episode gets the nearest other entry instead.
     assert examples["ToyPick-1"] == ["r-ToyPick-0"] and examples["ToyPick-0"] not in ([], ["r-ToyPick-0"])
@@ -451,7 +448,7 @@ def test_judge_with_a_stale_kb_stops_before_any_call(runs: dict[str, Path], kb: 
     add(kb, runs["expert"], "ToyPut-1", entry_id="late")
     with MockOpenAI() as server:
         with pytest.raises(KBError, match="not indexed: late"):
-            judge_run(runs["expert"], "vla-score", "m", base_url=server.url, kb_dir=kb, cache_dir=None)
+            judge_run(runs['expert'], 'vla-score', jctx('m', base_url=server.url, kb_dir=kb, cache_dir=None))
         assert server.chat_calls == 0
 
 

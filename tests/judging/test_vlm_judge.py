@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ToyExpert, small_suite
+from conftest import ToyExpert, jctx, small_suite
 from typer.testing import CliRunner
 
 from vlascore import runner
@@ -94,9 +94,7 @@ def test_reasoning_policy_scores_and_eq8_match_hand_computed_values(fresh_run, t
         "```json\n" + verdict(Reasoning=4, Action=2, Intention=3, Alignment=5) + "\n```",
     )
     with MockOpenAI(replies) as server:
-        jf = judge_run(
-            run, "vla-score", "judge-m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS
-        )
+        jf = judge_run(run, 'vla-score', jctx('judge-m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
         assert server.chat_calls == 4
         reask = server.requests[3]["messages"]
         assert reask[-2] == {"role": "assistant", "content": "Sure! Here is my evaluation: the robot did well."}
@@ -130,9 +128,7 @@ def test_specialist_policy_is_asked_action_and_intention_only(fresh_run, tmp_pat
     run = fresh_run("toy-specialist")
     replies = script(verdict(Action=6, Intention=5), verdict(Action=9, Intention=8), verdict(Action=10, Intention=10))
     with MockOpenAI(replies) as server:
-        jf = judge_run(
-            run, "vla-score", "judge-m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS
-        )
+        jf = judge_run(run, 'vla-score', jctx('judge-m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
         system, user = server.requests[0]["messages"]
     assert jf.judge == "vla-score-specialist"
     assert "Alignment" not in system["content"] and "policy_reasoning" not in user["content"][0]["text"]
@@ -147,8 +143,7 @@ def test_429_and_500_are_retried_by_the_client(fresh_run, tmp_path) -> None:  # 
     run = fresh_run("toy-expert")
     ok = verdict(Reasoning=7, Action=7, Intention=7, Alignment=7)
     with MockOpenAI(script(MockReply(status=429), MockReply(status=500), MockReply(status=503), ok)) as server:
-        jf = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=1, cache_dir=None, use_cache=False,
-                       episode_ids=["ToyPick-0"], **OPTS)  # fmt: skip
+        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=None, use_cache=False, **OPTS), episode_ids=['ToyPick-0'])  # fmt: skip
         assert server.chat_calls == 4  # three refused, then answered
     (j,) = jf.judgements
     assert j.status == "ok" and j.attempts == 1 and j.scores["Action"] == 7
@@ -165,7 +160,7 @@ def test_a_permanent_failure_is_recorded_failed_counted_and_excluded(fresh_run, 
         return bad if n < 8 else good
 
     with MockOpenAI(by_episode) as server:
-        jf = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=3, cache_dir=tmp_path / "c", **OPTS)
+        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=3, cache_dir=tmp_path / 'c', **OPTS))
     by_ep = {j.episode_id: j for j in jf.judgements}
     failed = by_ep["ToyPick-2"]
     assert failed.status == "failed" and failed.scores == {}
@@ -182,11 +177,11 @@ def test_a_permanent_failure_is_recorded_failed_counted_and_excluded(fresh_run, 
 def test_rejudge_hits_the_cache_and_makes_no_calls(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = fresh_run("toy-expert")
     with MockOpenAI() as server:
-        first = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=4, cache_dir=tmp_path / "c", **OPTS)
+        first = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=4, cache_dir=tmp_path / 'c', **OPTS))
         calls = server.chat_calls
-        again = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=4, cache_dir=tmp_path / "c", **OPTS)
+        again = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=4, cache_dir=tmp_path / 'c', **OPTS))
         assert server.chat_calls == calls == 3
-        other_model = judge_run(run, "vla-score", "m2", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+        other_model = judge_run(run, 'vla-score', jctx('m2', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
         assert server.chat_calls == 6  # the model is part of the key
     assert not any(j.cached for j in first.judgements) and all(j.cached for j in again.judgements)
     assert [j.scores for j in again.judgements] == [j.scores for j in first.judgements]
@@ -201,7 +196,7 @@ def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_p
 
     run = fresh_run("toy-expert")
     with MockOpenAI() as server:
-        first = judge_run(run, "vla-score", "m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+        first = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
         assert all(j.input_key and j.request_hash for j in first.judgements)
         written = judgements_path(run, "vla-score-reasoning--m").stat().st_mtime_ns
 
@@ -211,7 +206,7 @@ def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_p
         with monkeypatch.context() as patch:
             patch.setattr(RunStore, "frames", untouchable)
             patch.setattr(RunStore, "steps_frame", untouchable)
-            again = judge_run(run, "vla-score", "m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+            again = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
         assert all(j.cached for j in again.judgements) and server.chat_calls == 3
         assert [j.scores for j in again.judgements] == [j.scores for j in first.judgements]
         # Nothing new: the judgement file is left as it was.
@@ -219,7 +214,7 @@ def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_p
         # A frames file that changed on disk is read again: same content, so the content cache still answers.
         frames = run / "frames" / "ToyPick-0.npz"
         os.utime(frames, ns=(frames.stat().st_atime_ns, frames.stat().st_mtime_ns + 1000))
-        third = judge_run(run, "vla-score", "m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS)
+        third = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
         assert all(j.cached for j in third.judgements) and server.chat_calls == 3
         assert third.judgements[0].input_key != first.judgements[0].input_key
         assert third.judgements[0].request_hash == first.judgements[0].request_hash
@@ -229,7 +224,7 @@ def test_rejected_credentials_abort_the_pass_and_write_nothing(fresh_run, tmp_pa
     run = fresh_run("toy-expert")
     with MockOpenAI(script(MockReply("invalid api key", status=401))) as server:
         with pytest.raises(JudgeAbort, match="AuthenticationError"):
-            judge_run(run, "vla-score", "m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+            judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
         assert server.chat_calls == 1  # not retried, and the pass stops instead of failing every episode
     assert not judgements_path(run, "vla-score-reasoning--m").exists()
 
@@ -237,8 +232,7 @@ def test_rejected_credentials_abort_the_pass_and_write_nothing(fresh_run, tmp_pa
 def test_timeouts_are_retried_then_recorded_as_failed(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = fresh_run("toy-expert")
     with MockOpenAI(latency_s=0.5) as server:
-        jf = judge_run(run, "vla-score", "m", base_url=server.url, episode_ids=["ToyPick-0"], cache_dir=None,
-                       use_cache=False, retrieval=False, max_retries=1, timeout_s=0.1)  # fmt: skip
+        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=None, use_cache=False, retrieval=False, max_retries=1, timeout_s=0.1), episode_ids=['ToyPick-0'])  # fmt: skip
         assert server.chat_calls == 2
     (j,) = jf.judgements
     assert j.status == "failed" and "timed out" in str(j.failure_reason)
@@ -273,8 +267,7 @@ def test_audit_measures_retest_agreement_and_a_gullible_judge(fresh_run, tmp_pat
         return verdict(Reasoning=6, Action=6, Intention=6, Alignment=6)
 
     with MockOpenAI(gullible) as server:
-        report = audit_run(run, "vla-score", "m", base_url=server.url, repeats=2, against="grounded",
-                           cache_dir=tmp_path / "c", **OPTS)  # fmt: skip
+        report = audit_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS), repeats=2, against='grounded')  # fmt: skip
         assert server.chat_calls == 3 * (2 + 3)  # 2 repeats + 3 probes, on 3 episodes
     assert all(r.mean_abs_diff == 0 and r.exact_agreement == 1 for r in report.retest)
     assert {a.dimension for a in report.agreement} == {"Reasoning", "Action", "Intention", "Alignment"}
@@ -321,8 +314,8 @@ def test_failure_modes_are_tagged_from_the_rationale_fresh_and_cached(fresh_run,
 
     replies = script(*(json.dumps({"Thought": t, "Result": {"Action": 5, "Intention": 5}}) for t in thoughts.values()))
     with MockOpenAI(replies) as server:  # concurrency 1: asked in run order
-        first = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
-        again = judge_run(run, "vla-score", "m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        first = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
+        again = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
         assert server.chat_calls == 3  # the second pass is served from the cache, and tags the same way
     for jf in (first, again):
         modes = {j.episode_id: j.failure_modes for j in jf.judgements}

@@ -13,6 +13,7 @@ from qa_kit import bench_data_fixture, needs_lmms, offline_hf_fixture  # noqa: F
 from typer.testing import CliRunner
 
 from vlascore.cli import app
+from vlascore.judging.endpoint import Endpoint
 from vlascore.judging.mockserver import MockOpenAI
 from vlascore.qa.benchmarks import resolve
 from vlascore.qa.records import read_results, read_samples
@@ -58,7 +59,7 @@ def test_a_scripted_model_gets_the_hand_computed_score_on_every_benchmark(bench_
 
     # Run again: every benchmark is up to date, nothing is asked or graded again (no lmms-eval process at all).
     outcome = run_qa(model="scripted-qa", model_args={"answers": str(answers)}, benchmarks=resolve("all"), out=out,
-                     data_dir=bench_data, options=QAOptions(judge_model="grader", base_url=server.url,
+                     data_dir=bench_data, options=QAOptions(grader=Endpoint(model="grader", base_url=server.url),
                                                             cache_dir=tmp_path / "cache"))  # fmt: skip
     assert sorted(outcome.skipped) == sorted(EXPECTED) and outcome.log is None and not outcome.failed
 
@@ -121,7 +122,7 @@ def test_mmvet_grades_that_fail_leave_it_incomplete_then_a_later_call_grades_the
     with MockOpenAI(_grade_by_question) as good:
         outcome = run_qa(model="scripted-qa", model_args={"answers": str(answers)}, benchmarks=resolve("mmvet"),
                          out=out, data_dir=bench_data,
-                         options=QAOptions(judge_model="grader", base_url=good.url, cache_dir=cache))  # fmt: skip
+                         options=QAOptions(grader=Endpoint(model="grader", base_url=good.url), cache_dir=cache))  # fmt: skip
         assert good.chat_calls == 3
     assert outcome.log is None  # graded from the stored replies: the model was not asked again
     r = outcome.results["mmvet"]

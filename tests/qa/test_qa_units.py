@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from vlascore.adapters import ADAPTERS, NoVLMSideError, Question
 from vlascore.cli import app
+from vlascore.judging.endpoint import Endpoint
 from vlascore.judging.mockserver import MockOpenAI, MockReply
 from vlascore.qa.benchmarks import data_source, load_benchmarks, resolve
 from vlascore.qa.run import result_from_raw
@@ -122,7 +123,7 @@ def test_mmvet_grades_come_from_the_judge_endpoint_are_cached_and_failures_are_n
             parse_grade(bad)
     replies = iter(["0.8", "no", "later", MockReply(status=500), MockReply(status=500)])
     with MockOpenAI(lambda body: next(replies, MockReply(status=500))) as server:
-        grader = MMVetGrader("judge", base_url=server.url, cache_dir=tmp_path, max_retries=0)
+        grader = MMVetGrader(Endpoint(model="judge", base_url=server.url, max_retries=0), cache_dir=tmp_path)
         ok = grader.grade("Q?", "yes", "yes")
         assert (ok.status, ok.score, ok.cached) == ("ok", 0.8, False)
         again = grader.grade("Q?", "yes", "yes")
@@ -132,7 +133,7 @@ def test_mmvet_grades_come_from_the_judge_endpoint_are_cached_and_failures_are_n
         assert bad.status == "failed" and bad.score is None and bad.raw_replies == ["no", "later"]
         assert "InternalServerError" in bad.failure_reason
     with pytest.raises(JudgeAbort, match="set \\$OPENAI_API_KEY"):
-        MMVetGrader("judge")
+        MMVetGrader(Endpoint(model="judge"))
 
 
 def test_scripted_qa_answers_from_its_file_and_does_not_act(tmp_path: Path) -> None:

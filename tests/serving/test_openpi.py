@@ -15,7 +15,7 @@ from websockets.sync.server import ServerConnection, serve
 
 import vlascore
 from vlascore import runner
-from vlascore.adapters.remote import RemoteAdapter
+from vlascore.serving.remote import RemoteAdapter
 from vlascore.serving.wire import ProtocolError
 from vlascore.suites import Suite
 

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 import vlascore
 from vlascore import runner
 from vlascore.adapters import ADAPTERS, Adapter, EpisodeContext, PolicyStep
-from vlascore.adapters.remote import RemoteAdapter
 from vlascore.backends import Observation
 from vlascore.cli import app
 from vlascore.serving.client import ServerRefusedError, ServerUnreachableError
+from vlascore.serving.remote import RemoteAdapter
 from vlascore.serving.server import PolicyServer, ServingError
 from vlascore.serving.wire import ProtocolError
 from vlascore.suites import Suite

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 import vlascore
 from vlascore import runner
 from vlascore.adapters import ADAPTERS, EpisodeContext, PolicyStep
-from vlascore.adapters.remote import RemoteAdapter
 from vlascore.backends import Observation
 from vlascore.cli import app
 from vlascore.extras import available
 from vlascore.serving.client import ServerUnreachableError
+from vlascore.serving.remote import RemoteAdapter
 from vlascore.suites import Suite
 
 
@@ -150,7 +150,7 @@ def test_without_the_serve_extra_vlascore_imports_and_names_it(tmp_path: Path) -
         import sys
         for name in ("websockets", "msgpack"):
             sys.modules[name] = None  # makes `import name` raise ImportError
-        import vlascore, vlascore.cli, vlascore.serving, vlascore.serving.wire, vlascore.adapters.remote
+        import vlascore, vlascore.cli, vlascore.serving, vlascore.serving.wire, vlascore.serving.remote
         from typer.testing import CliRunner
         cli = CliRunner()
         assert cli.invoke(vlascore.cli.app, ["serve", "--help"]).exit_code == 0

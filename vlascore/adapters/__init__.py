@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vlascore.adapters.base import (
     Adapter,
     ConventionError,
@@ -14,19 +16,28 @@ from vlascore.adapters.base import (
 from vlascore.adapters.conventions import adapt_to_tasks, check_conventions
 from vlascore.registry import Registry
 
-ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "vlascore.adapters")
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "vlascore.adapters", base=Adapter)
 ADAPTERS.register("scripted", "vlascore.adapters.scripted:ScriptedAdapter")
 ADAPTERS.register("random", "vlascore.adapters.random:RandomAdapter")
 ADAPTERS.register("replay", "vlascore.adapters.replay:ReplayAdapter")
 ADAPTERS.register("openvla", "vlascore.adapters.openvla:OpenVLAAdapter")
 ADAPTERS.register("ecot", "vlascore.adapters.ecot:ECoTAdapter")
 ADAPTERS.register("magma", "vlascore.adapters.magma:MagmaAdapter")
-ADAPTERS.register("remote", "vlascore.adapters.remote:RemoteAdapter")
+ADAPTERS.register("remote", "vlascore.serving.remote:RemoteAdapter")
 ADAPTERS.register("vlm", "vlascore.adapters.vlm_policy:VLMPolicyAdapter")
 ADAPTERS.register("spatialvla", "vlascore.adapters.spatialvla:SpatialVLAAdapter")
 ADAPTERS.register("instructvla", "vlascore.adapters.instructvla:InstructVLAAdapter")
 ADAPTERS.register("dualvla", "vlascore.adapters.instructvla:DualVLAAdapter")
 ADAPTERS.register("scripted-qa", "vlascore.adapters.scripted_qa:ScriptedQAAdapter")
+
+
+def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
+    """An instance of the registered adapter `name` with its options (`-M key=value`)."""
+    cls = ADAPTERS.get(name)
+    try:
+        return cls(**(config or {}))
+    except TypeError as exc:
+        raise ValueError(f"bad --model-arg for adapter {name!r}: {exc}") from exc
 
 __all__ = [
     "ADAPTERS",
@@ -39,4 +50,5 @@ __all__ = [
     "Question",
     "adapt_to_tasks",
     "check_conventions",
+    "make_adapter",
 ]

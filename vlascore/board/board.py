@@ -18,7 +18,6 @@ coverage, honesty). Only then is the staging folder renamed into submissions/<id
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -27,9 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from vlascore.board.archive import (
     DEFAULT_MAX_BYTES,
@@ -49,7 +48,6 @@ from vlascore.board.validate import (
     SUITES_DIR,
     check_manifest,
     check_run,
-    first_error,
     known_judges,
     known_suites,
     shown,
@@ -60,6 +58,10 @@ from vlascore.qa.summary import Summary
 from vlascore.records import utcnow
 from vlascore.scoring import RunResults, score_run
 from vlascore.store import StoreError, atomic_write_text, load_run
+from vlascore.versioned import parse_record, read_record
+
+if TYPE_CHECKING:
+    from vlascore.judging.base import JudgeContext
 
 CONFIG_FILE = "board.yaml"
 INDEX_FILE = "index.json"
@@ -119,8 +121,8 @@ class BoardRecord(BaseModel):
     """DIR/submissions/<id>/record.json: what the board knows about one accepted submission."""
 
     model_config = ConfigDict(extra="forbid")
-    schema_version: int = BOARD_SCHEMA_VERSION
-    """Version of this record's format."""
+    schema_version: int = RECORD_SCHEMA_VERSION
+    """Version of this record's format (1 when it holds no QA figures, so older vlascore versions read it)."""
     id: str
     """Submission id: a slug of the display name and the first 10 hex digits of the manifest hash."""
     name: str
@@ -250,14 +252,8 @@ class Board:
         if not self.config_path.is_file():
             return BoardConfig()
         raw = read_yaml_mapping(self.config_path, "board config", "`title` and limits", BoardError)
-        try:
-            config = BoardConfig.model_validate(raw)
-        except ValidationError as exc:
-            raise BoardError(f"invalid {self.config_path} ({first_error(exc)}): fix it, or delete it to get the "
-                             "defaults back") from None  # fmt: skip
-        if config.schema_version > BOARD_SCHEMA_VERSION:
-            raise BoardError(f"{self.config_path} has schema version {config.schema_version}: upgrade vlascore")
-        return config
+        return parse_record(raw, BoardConfig, str(self.config_path), error=BoardError,
+                            fix="fix it, or delete it to get the defaults back")  # fmt: skip
 
     def _write_default_config(self) -> None:
         import yaml
@@ -288,26 +284,15 @@ class Board:
         if not self.submissions_dir.is_dir():
             return []
         for path in sorted(self.submissions_dir.glob(f"*/{RECORD_FILE}")):
-            try:
-                raw = json.loads(path.read_text())
-                version = raw.get("schema_version", 1) if isinstance(raw, dict) else 1
-                if isinstance(version, int) and version > RECORD_SCHEMA_VERSION:
-                    raise BoardError(f"{path} has schema version {version}, newer than this vlascore reads "
-                                     f"({RECORD_SCHEMA_VERSION}): upgrade vlascore")  # fmt: skip
-                out.append(BoardRecord.model_validate(raw))
-            except (OSError, ValueError) as exc:
-                raise BoardError(f"cannot read {path} ({exc}): restore it from a backup, or remove "
-                                 f"{path.parent} to drop that submission") from None  # fmt: skip
+            fix = f"restore it from a backup, or remove {path.parent} to drop that submission"
+            out.append(read_record(path, BoardRecord, error=BoardError, fix=fix))
         return sorted(out, key=lambda r: (r.added_at, r.id))
 
     def entry(self, record: BoardRecord) -> Entry:
         folder = self.folder(record.id)
-        try:
-            submission = Submission.model_validate_json((folder / SUBMISSION_FILE).read_text())
-            results = RunResults.model_validate_json((folder / SCORES_FILE).read_text())
-        except (OSError, ValueError) as exc:
-            raise BoardError(f"cannot read submission {record.id} in {folder} ({exc}); remove the folder to drop it, "
-                             "or restore it") from None  # fmt: skip
+        fix = f"remove {folder} to drop submission {record.id}, or restore it"
+        submission = read_record(folder / SUBMISSION_FILE, Submission, error=BoardError, fix=fix)
+        results = read_record(folder / SCORES_FILE, RunResults, error=BoardError, fix=fix)
         return Entry(record, submission, results, folder)
 
     def entries(self) -> list[Entry]:
@@ -324,7 +309,7 @@ class Board:
         import hashlib
 
         folder = self.folder(record.id)
-        manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+        manifest = read_record(folder / MANIFEST_FILE, Manifest, error=BoardError, fix="restore it from a backup")
         problems = []
         for name, want in manifest.files.items():
             path = folder.joinpath(*name.split("/"))
@@ -418,29 +403,29 @@ class Board:
     def rejudge(
         self,
         judge: str,
-        model: str | None = None,
+        context: JudgeContext | None = None,
         *,
-        concurrency: int = 8,
         on_start: Callable[[Entry, str], None] | None = None,
         on_done: Callable[[RejudgeOutcome], None] | None = None,
-        **options: Any,
     ) -> list[RejudgeOutcome]:
         """Judge every stored submission's traces with `judge` into a new, board-made judgement file labelled
         `<label>@<effective version>` (so no submitted file is overwritten or superseded) and rescore it. A failure
         on one submission is recorded in its outcome and the others go on; a JudgeAbort (a bad key or model, which
         would fail every submission alike) stops the pass."""
+        from vlascore.judging.base import JUDGES, JudgeContext
         from vlascore.judging.definitions import JudgeError, load_judge
 
+        context = context or JudgeContext()
         self.check_folder(must_exist=True)
         probe = load_judge(judge, reasons=True)  # a bad judge name or file fails once, up front
-        if probe.kind == "vlm" and not model:
+        if JUDGES.get(probe.kind).calls_model and not context.endpoint.model:
             raise JudgeError(
                 f"judge {probe.name!r} calls a VLM: pass --judge-model (and --base-url for a local server)"
             )
         outcomes = []
         try:
             for record in self.records():
-                outcome = self._rejudge_one(record, judge, model, concurrency, on_start, options)
+                outcome = self._rejudge_one(record, judge, context, on_start)
                 outcomes.append(outcome)
                 if on_done:
                     on_done(outcome)
@@ -453,25 +438,24 @@ class Board:
         self,
         record: BoardRecord,
         judge: str,
-        model: str | None,
-        concurrency: int,
+        context: JudgeContext,
         on_start: Callable[[Entry, str], None] | None,
-        options: dict[str, Any],
     ) -> RejudgeOutcome:
+        from vlascore.judging.base import JUDGES
         from vlascore.judging.definitions import JudgeError, load_judge
+        from vlascore.judging.endpoint import JudgeAbort
         from vlascore.judging.engine import judge_run, label_for
-        from vlascore.judging.vlm import JudgeAbort
 
         outcome = RejudgeOutcome(record.id, record.name)
         try:
             entry = self.entry(record)
             spec = load_judge(judge, reasons=record.reasons)
-            used_model = model if spec.kind == "vlm" else None
+            used_model = context.endpoint.model if JUDGES.get(spec.kind).calls_model else None
             label = outcome.label = f"{label_for(spec, used_model)}@{spec.effective_version}"
             outcome.old = {v.label: v.vla_score.value for v in entry.results.vla if v.label != label}
             if on_start:
                 on_start(entry, label)
-            result = judge_run(entry.run_dir, judge, used_model, concurrency=concurrency, label=label, **options)
+            result = judge_run(entry.run_dir, judge, context, label=label)
             with self._locked():  # record the file as the board's before anything else can fail
                 if all(j.label != label for j in record.board_judgements):
                     record.board_judgements.append(BoardJudgement(

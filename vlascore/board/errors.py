@@ -6,7 +6,16 @@ these the same way.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from vlascore.store import StoreError
+from vlascore.versioned import NewerRecordError, RecordError, read_record
+
+M = TypeVar("M", bound=BaseModel)
+BUNDLE_FIX = "re-create the bundle with `vlascore submit RUN -o bundle.zip`"
 
 
 class BoardError(StoreError):
@@ -23,3 +32,13 @@ class Rejected(BoardError):
         self.reason = reason
         self.fix = fix
         super().__init__(f"{reason}; {fix}" if fix else reason)
+
+
+def read_bundled(path: Path, model: type[M], what: str) -> M:
+    """A versioned file of an untrusted bundle, through the record reader; any problem is a Rejected."""
+    try:
+        return read_record(path, model, what)
+    except NewerRecordError as exc:
+        raise Rejected(str(exc), "upgrade vlascore on the board") from None
+    except RecordError as exc:
+        raise Rejected(str(exc), BUNDLE_FIX) from None

@@ -17,9 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from vlascore.board.errors import Rejected
+from vlascore.board.errors import Rejected, read_bundled
 from vlascore.qa.benchmarks import Benchmark, load_benchmarks
-from vlascore.qa.records import QA_DIR, QA_SCHEMA_VERSION, QAResult, QASample, qa_dir, read_samples_file
+from vlascore.qa.records import QA_DIR, QAResult, QASample, qa_dir, read_samples_file
 from vlascore.qa.summary import Summary, summarise
 
 SAMPLES_SUFFIX = ".samples.jsonl"
@@ -131,8 +131,6 @@ def _check(r: QAResult, bench: Benchmark, samples: list[QASample] | None, where:
 def check_qa(run_dir: str | Path, adapter: str, where: str = QA_DIR) -> tuple[list[QAFigure], Summary | None]:
     """The run's QA results, checked, in benchmarks.yaml order, and MM over them (None: no QA results). Raises
     Rejected for a result whose figures do not add up; `where` names the folder in messages."""
-    from vlascore.board.validate import read_versioned  # validate imports bundle, which imports this module
-
     known = load_benchmarks().benchmarks
     figures = []
     for path in _results(Path(run_dir)):
@@ -140,7 +138,7 @@ def check_qa(run_dir: str | Path, adapter: str, where: str = QA_DIR) -> tuple[li
         bench = known.get(path.stem)
         if bench is None:
             raise Rejected(f"{name} is not a benchmark vlascore knows ({', '.join(known)})", QA_FIX)
-        r = read_versioned(path, QAResult, QA_SCHEMA_VERSION, name)
+        r = read_bundled(path, QAResult, name)
         if r.benchmark != bench.name:
             raise Rejected(f"{name} holds the result of {r.benchmark!r}", QA_FIX)
         if r.model != adapter:

@@ -15,7 +15,6 @@ figures that do not add up are refused, and submission.json's QA figures and MM 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import sqlite3
@@ -27,25 +26,24 @@ from pydantic import BaseModel, ValidationError
 
 from vlascore.board.bundle import (
     MANIFEST_FILE,
-    MANIFEST_SCHEMA_VERSION,
     RESULTS_FILE,
     RUN_DIR,
     SUBMISSION_FILE,
-    SUBMISSION_SCHEMA_VERSION,
     Manifest,
     Submission,
     completeness_problems,
     make_submission,
 )
-from vlascore.board.errors import BoardError, Rejected
+from vlascore.board.errors import BUNDLE_FIX, BoardError, Rejected, read_bundled
 from vlascore.board.qa import QA_DIR, QAFigure, check_qa
 from vlascore.judging.definitions import JudgeSpec
 from vlascore.judging.judgement import JUDGEMENTS_DIR, JudgementFile
 from vlascore.qa.summary import Summary
-from vlascore.records import RUN_SCHEMA_VERSION, EpisodeRecord, RunRecord, StepRecord
-from vlascore.scoring import RESULTS_SCHEMA_VERSION, RunResults, read_judgement_files, score_run
+from vlascore.records import EpisodeRecord, RunRecord, StepRecord
+from vlascore.scoring import RunResults, read_judgement_files, score_run
 from vlascore.store import DB_FILE, RUN_FILE, LoadedRun, StoreError, load_run
 from vlascore.suites import Suite, SuiteError, builtin_suite_paths, load_suite_file
+from vlascore.versioned import first_error
 
 SUITES_DIR = "suites"
 JUDGES_DIR = "judges"
@@ -54,35 +52,6 @@ _REL_TOL = 1e-9
 _SHOWN = 5
 
 M = TypeVar("M", bound=BaseModel)
-
-
-# -- reading untrusted JSON --------------------------------------------------------------------------------
-def first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "file"
-    return f"{where}: {first['msg']}"
-
-
-def read_versioned(path: Path, model: type[M], known: int, what: str) -> M:
-    """Parse `path` as `model`; a newer schema_version is refused with 'upgrade vlascore' before validation
-    (its fields may have changed meaning)."""
-    try:
-        raw = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise Rejected(f"{what} is not valid JSON ({exc})", "re-create the bundle with `vlascore submit`") from None
-    if not isinstance(raw, dict):
-        raise Rejected(f"{what} must hold a JSON object", "re-create the bundle with `vlascore submit`")
-    version = raw.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise Rejected(f"{what} has schema_version {version!r}, not an integer", "re-create the bundle")
-    if version > known:
-        raise Rejected(f"{what} has schema version {version}, newer than this vlascore reads ({known})",
-                       "upgrade vlascore (pip install -U vlascore) on the board")  # fmt: skip
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise Rejected(f"{what} does not validate ({first_error(exc)})",
-                       "re-create the bundle with `vlascore submit`") from None  # fmt: skip
 
 
 def shown(items: list[str]) -> str:
@@ -158,14 +127,13 @@ def known_judges(board_dir: Path) -> dict[tuple[str, str], JudgeSpec]:
 
 
 # -- checks of an extracted bundle -------------------------------------------------------------------------
-BUNDLE_FIX = "re-create the bundle with `vlascore submit RUN -o bundle.zip`"
 
 
 def check_manifest(root: Path, names: list[str]) -> Manifest:
     """MANIFEST.json present and valid, every listed file present with its hash and size, nothing unlisted."""
     if MANIFEST_FILE not in names:
         raise Rejected(f"the bundle has no {MANIFEST_FILE}", BUNDLE_FIX)
-    manifest = read_versioned(root / MANIFEST_FILE, Manifest, MANIFEST_SCHEMA_VERSION, MANIFEST_FILE)
+    manifest = read_bundled(root / MANIFEST_FILE, Manifest, MANIFEST_FILE)
     present = set(names) - {MANIFEST_FILE}
     listed = set(manifest.files)
     if MANIFEST_FILE in listed:
@@ -349,13 +317,14 @@ def _check_grounded_verdicts(run: LoadedRun, files: list[JudgementFile],
                              judges: dict[tuple[str, str], JudgeSpec]) -> None:  # fmt: skip
     """Re-run every judgement file of a grounded judge (offline and deterministic, so cheap and exact) and refuse
     verdicts that differ: the honesty check proper only re-does the arithmetic over the verdicts it is given."""
+    from vlascore.judging.base import JUDGES
     from vlascore.judging.definitions import JudgeError
     from vlascore.judging.engine import judge_inputs, make_judge
     from vlascore.judging.inputs import episode_inputs
 
     for jf in files:
         spec = judges[(jf.judge, jf.judge_version)]
-        if spec.kind != "grounded":
+        if not JUDGES.get(spec.kind).reproducible:
             continue
         ok = [j for j in jf.judgements if j.status == "ok"]
         try:
@@ -391,10 +360,10 @@ class Checked:
 def check_run(root: Path, suites: dict[str, Suite], judges: dict[tuple[str, str], JudgeSpec], board_dir: Path,
               min_episodes: int, verify_grounded: bool = True) -> Checked:  # fmt: skip
     """Every check after the manifest's, on the bundle extracted at `root`."""
-    submission = read_versioned(root / SUBMISSION_FILE, Submission, SUBMISSION_SCHEMA_VERSION, SUBMISSION_FILE)
-    submitted = read_versioned(root / RESULTS_FILE, RunResults, RESULTS_SCHEMA_VERSION, RESULTS_FILE)
+    submission = read_bundled(root / SUBMISSION_FILE, Submission, SUBMISSION_FILE)
+    submitted = read_bundled(root / RESULTS_FILE, RunResults, RESULTS_FILE)
     run_dir = root / RUN_DIR
-    record = read_versioned(run_dir / RUN_FILE, RunRecord, RUN_SCHEMA_VERSION, f"{RUN_DIR}/{RUN_FILE}")
+    record = read_bundled(run_dir / RUN_FILE, RunRecord, f"{RUN_DIR}/{RUN_FILE}")
     _check_database(run_dir / DB_FILE)
     suite = _check_suite(record, suites, board_dir)
     try:

@@ -1,7 +1,30 @@
-"""Judging: judge definitions (judges/*.yaml), the VLM judge engine, retrieval few-shot, the grounded judge,
-and the audit. Heavy pieces (openai client, embedders) are imported only by the code paths that use them."""
+"""Judging: judge definitions (judges/*.yaml), the judge registry, the VLM judge engine, retrieval few-shot, the
+grounded judge, and the audit. Names below load on first use, so importing a submodule (the endpoint settings, say)
+stays light; heavy pieces (openai client, embedders) are imported only by the code paths that use them."""
 
-from vlascore.judging.definitions import JudgeError, JudgeSpec, builtin_judge_paths, load_judge
-from vlascore.judging.judgement import DIMENSIONS, Judgement, JudgementFile
+from __future__ import annotations
 
-__all__ = ["DIMENSIONS", "JudgeError", "JudgeSpec", "Judgement", "JudgementFile", "builtin_judge_paths", "load_judge"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlascore.judging.definitions import JudgeError, JudgeSpec, builtin_judge_paths, load_judge
+    from vlascore.judging.judgement import DIMENSIONS, Judgement, JudgementFile
+
+_WHERE = {
+    "JudgeError": "definitions",
+    "JudgeSpec": "definitions",
+    "builtin_judge_paths": "definitions",
+    "load_judge": "definitions",
+    "DIMENSIONS": "judgement",
+    "Judgement": "judgement",
+    "JudgementFile": "judgement",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -12,18 +12,19 @@ from __future__ import annotations
 import random
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlascore.judging.base import JudgeContext
 from vlascore.judging.engine import judge_inputs, judgements_path, make_judge
 from vlascore.judging.inputs import JudgeInput, episode_inputs
 from vlascore.judging.judgement import Judgement, JudgementFile, dimensions_for
 from vlascore.paths import data_dir, load_yaml
 from vlascore.records import utcnow
-from vlascore.scoring.stats import spearman, weighted_kappa
+from vlascore.stats import spearman, weighted_kappa
 from vlascore.store import StoreError, atomic_write_text, load_run
+from vlascore.versioned import read_record
 
 AUDIT_SCHEMA_VERSION = 1
 AUDIT_DIR = "audit"
@@ -164,17 +165,19 @@ def read_set(run_dir: Path, label: str) -> JudgementFile:
         have = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.exists() else []
         raise StoreError(f"no judgement set {label!r} in {run_dir} (have: {', '.join(have) or 'none'}); "
                          f"make it with `vlascore judge {run_dir} --judge ...`")  # fmt: skip
-    return JudgementFile.model_validate_json(path.read_text())
+    return read_record(path, JudgementFile, error=StoreError)
 
 
-def audit_run(run_dir: str | Path, judge: str = "grounded", model: str | None = None, *, repeats: int = 3,
-              against: str | None = None, injection: bool = True, max_episodes: int = 20, seed: int = 0,
-              concurrency: int = 8, **options: Any) -> AuditReport:  # fmt: skip
+def audit_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContext | None = None, *,
+              repeats: int = 3, against: str | None = None, injection: bool = True, max_episodes: int = 20,
+              seed: int = 0) -> AuditReport:  # fmt: skip
     """Audit one judge on (a seeded sample of) a run's episodes; writes <run>/audit/<label>.json."""
     from vlascore.judging.engine import label_for
 
+    context = context or JudgeContext()
+    concurrency = context.endpoint.concurrency
     run = load_run(run_dir)
-    episode_judge = make_judge(run, judge, model, **options)
+    episode_judge = make_judge(run, judge, context)
     spec, mode = episode_judge.spec, episode_judge.mode
     dims = dimensions_for(mode)
     inputs = episode_inputs(run)

@@ -28,7 +28,7 @@ class JudgeError(ValueError):
 
 
 class FrameSettings(BaseModel):
-    """**[decision]** how the trajectory is shown to a VLM judge (spec §1)."""
+    """**[decision]** how the trajectory is shown to a VLM judge (docs/vla_score.md §1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     count: int = Field(default=8, ge=2)
@@ -42,7 +42,7 @@ class FrameSettings(BaseModel):
 
 
 class TraceSettings(BaseModel):
-    """**[decision]** how the policy's per-step reasoning is serialised (spec §1)."""
+    """**[decision]** how the policy's per-step reasoning is serialised (docs/vla_score.md §1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     collapse_repeats: bool = True
@@ -56,7 +56,7 @@ class TraceSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """**[decision]** retrieval-augmented few-shot (spec §5)."""
+    """**[decision]** retrieval-augmented few-shot (docs/vla_score.md §5)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = True

@@ -1,4 +1,4 @@
-"""Pluggable text and image embedders for retrieval-augmented judging (spec §5).
+"""Pluggable text and image embedders for retrieval-augmented judging (docs/vla_score.md §5).
 
 A text embedder has `embed_texts(list[str]) -> N x D`; an image embedder has `embed_images(N x H x W x 3
 uint8) -> N x D`. Rows are L2-normalised float32 (an all-zero input row stays zero), so a dot product is the

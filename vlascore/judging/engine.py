@@ -8,24 +8,13 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
 
-from vlascore.judging.cache import JudgeCache, default_cache_dir
+from vlascore.judging.base import JUDGES, EpisodeJudge, JudgeContext
 from vlascore.judging.definitions import JudgeError, JudgeSpec, load_judge
 from vlascore.judging.inputs import JudgeInput, episode_inputs
-from vlascore.judging.judgement import JUDGEMENTS_DIR, Judgement, JudgementFile, Mode, Usage
+from vlascore.judging.judgement import JUDGEMENTS_DIR, Judgement, JudgementFile, Usage
 from vlascore.store import LoadedRun, atomic_write_text, load_run
-
-
-class EpisodeJudge(Protocol):
-    @property
-    def spec(self) -> JudgeSpec: ...
-    @property
-    def mode(self) -> Mode: ...
-    @property
-    def model(self) -> str | None: ...
-
-    def judge(self, inp: JudgeInput, use_cache: bool = True) -> Judgement: ...
+from vlascore.versioned import NewerRecordError, RecordError, read_record
 
 
 def label_for(spec: JudgeSpec, model: str | None) -> str:
@@ -33,34 +22,11 @@ def label_for(spec: JudgeSpec, model: str | None) -> str:
     return spec.name if model is None else f"{spec.name}--{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}"
 
 
-def make_judge(run: LoadedRun, judge: str, model: str | None = None, *, base_url: str | None = None,
-               api_key_env: str = "OPENAI_API_KEY", cache_dir: str | Path | None = None, use_cache: bool = True,
-               kb_dir: str | Path | None = None, retrieval: bool | None = None, timeout_s: float = 120.0,
-               max_retries: int = 5, price: tuple[float, float] | None = None) -> EpisodeJudge:  # fmt: skip
+def make_judge(run: LoadedRun, judge: str, context: JudgeContext | None = None) -> EpisodeJudge:
     """The judge for this run's policy kind (reasoning or specialist, from the adapter's declaration)."""
     reasons = bool(run.run.adapter_info.get("reasons", False))
     spec = load_judge(judge, reasons=reasons)
-    mode = spec.mode_for(reasons)
-    if spec.kind == "grounded":
-        from vlascore.judging.grounded import GroundedJudge
-        from vlascore.suites import Suite
-
-        suite = Suite.model_validate(run.run.suite_spec)
-        return GroundedJudge(spec, mode, [suite.task(t) for t in run.run.tasks])
-    if not model:
-        raise JudgeError(f"judge {spec.name!r} calls a VLM: pass --judge-model (e.g. gpt-4o, or the model name your "
-                         "vLLM / llama.cpp / Ollama server serves, with --base-url)")  # fmt: skip
-    from vlascore.judging.vlm import VlmJudge
-
-    kb = None
-    if spec.retrieval.enabled and retrieval is not False:
-        from vlascore.judging.retrieval import KnowledgeBase
-        from vlascore.paths import data_dir
-
-        kb = KnowledgeBase.load(Path(kb_dir) if kb_dir else data_dir("judges") / "kb")
-    cache = JudgeCache((cache_dir or default_cache_dir()) if use_cache else None)
-    return VlmJudge(spec, mode, model, base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
-                    max_retries=max_retries, cache=cache, kb=kb, price=price)  # fmt: skip
+    return JUDGES.get(spec.kind).for_run(spec, spec.mode_for(reasons), run, context or JudgeContext())
 
 
 def judge_inputs(judge: EpisodeJudge, inputs: Iterable[JudgeInput], concurrency: int = 1, use_cache: bool = True,
@@ -71,9 +37,9 @@ def judge_inputs(judge: EpisodeJudge, inputs: Iterable[JudgeInput], concurrency:
     thread pool would only add overhead to a re-judge."""
     inputs = list(inputs)
     results: list[Judgement | None] = [None] * len(inputs)
-    if use_cache and (cached := getattr(judge, "cached", None)) is not None:
+    if use_cache:
         for k, inp in enumerate(inputs):
-            results[k] = hit = cached(inp)
+            results[k] = hit = judge.cached(inp)
             if hit is not None and on_judgement:
                 on_judgement(hit)
     todo = [k for k, r in enumerate(results) if r is None]
@@ -101,35 +67,36 @@ def judgements_path(run_dir: str | Path, label: str) -> Path:
     return Path(run_dir) / JUDGEMENTS_DIR / f"{label}.json"
 
 
-def judge_run(run_dir: str | Path, judge: str = "grounded", model: str | None = None, *, concurrency: int = 8,
+def judge_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContext | None = None, *,
               episode_ids: list[str] | None = None, label: str | None = None,
               on_start: Callable[[int], None] | None = None,
-              on_judgement: Callable[[Judgement], None] | None = None, **options: Any) -> JudgementFile:  # fmt: skip
+              on_judgement: Callable[[Judgement], None] | None = None) -> JudgementFile:  # fmt: skip
     """Judge a run's completed episodes and write the judgement file; returns it."""
     started = time.perf_counter()
+    context = context or JudgeContext()
     run = load_run(run_dir)
-    episode_judge = make_judge(run, judge, model, **options)
+    episode_judge = make_judge(run, judge, context)
     inputs = episode_inputs(run, episode_ids)
     label = label or label_for(episode_judge.spec, episode_judge.model)
     path = judgements_path(run.path, label)
     previous = _read(path) if path.exists() else None
     if (
         previous is not None
-        and hasattr(episode_judge, "prime")
         and (previous.judge_version, previous.judge_model)
         == (episode_judge.spec.effective_version, episode_judge.model)
     ):
         episode_judge.prime(previous)
     if on_start:
         on_start(len(inputs))
-    judgements = judge_inputs(episode_judge, inputs, concurrency, options.get("use_cache", True), on_judgement)
+    judgements = judge_inputs(episode_judge, inputs, context.endpoint.concurrency, context.use_cache, on_judgement)
     usage = Usage(cost_usd=0.0)
     for j in judgements:
         usage.add(j.usage)
     spec = episode_judge.spec
     result = JudgementFile(
         label=label, run_id=run.run.run_id, judge=spec.name,
-        judge_version=spec.effective_version, judge_model=episode_judge.model, base_url=options.get("base_url"),
+        judge_version=spec.effective_version, judge_model=episode_judge.model,
+        base_url=context.endpoint.base_url if episode_judge.calls_model else None,
         settings=spec.model_dump(mode="json", include={"frames", "trace", "retrieval", "request", "params"}),
         duration_s=time.perf_counter() - started, usage=usage, judgements=judgements,
     )  # fmt: skip
@@ -139,10 +106,12 @@ def judge_run(run_dir: str | Path, judge: str = "grounded", model: str | None = 
 
 
 def _read(path: Path) -> JudgementFile | None:
-    """A judgement file, or None when absent or unreadable (it is then archived, not trusted)."""
+    """A judgement file, or None when unreadable (it is then archived, not trusted); a newer version is refused."""
     try:
-        return JudgementFile.model_validate_json(path.read_text())
-    except (OSError, ValueError):
+        return read_record(path, JudgementFile)
+    except NewerRecordError as exc:
+        raise JudgeError(str(exc)) from None
+    except RecordError:
         return None
 
 

@@ -36,10 +36,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vlascore.judging.base import EpisodeJudge, JudgeContext
 from vlascore.judging.definitions import JudgeError, JudgeSpec
 from vlascore.judging.inputs import JudgeInput
 from vlascore.judging.judgement import Judgement, Mode
-from vlascore.suites import TaskSpec
+from vlascore.store import LoadedRun
+from vlascore.suites import Suite, TaskSpec
 
 SubgoalTest = Literal["reach", "reach_side", "grasp", "lift", "moved", "above_target", "at_goal", "released"]
 Expectation = Literal[
@@ -482,10 +484,15 @@ def category_of(task: TaskSpec, spec: JudgeSpec) -> Category:
     return p.categories[task.category]
 
 
-class GroundedJudge:
+class GroundedJudge(EpisodeJudge):
     """The offline judge; checks at construction that it can judge every task of the run."""
 
-    model = None
+    reproducible = True
+
+    @classmethod
+    def for_run(cls, spec: JudgeSpec, mode: Mode, run: LoadedRun, context: JudgeContext) -> GroundedJudge:
+        suite = Suite.model_validate(run.run.suite_spec)
+        return cls(spec, mode, [suite.task(t) for t in run.run.tasks])
 
     def __init__(self, spec: JudgeSpec, mode: Mode, tasks: list[TaskSpec]) -> None:
         self.spec, self.mode = spec, mode

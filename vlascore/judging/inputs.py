@@ -101,18 +101,17 @@ def episode_inputs(run: LoadedRun, episode_ids: list[str] | None = None) -> list
     """Inputs for the run's completed episodes (errored ones are not judged), in run order."""
     suite = Suite.model_validate(run.run.suite_spec)
     reasons = bool(run.run.adapter_info.get("reasons", False))
-    eps = run.episodes
-    eps = eps[eps["status"] == "ok"]
+    episodes = [e for e in run.store.episode_records() if e.status == "ok"]
     if episode_ids is not None:
-        unknown = sorted(set(episode_ids) - set(eps["episode_id"]))
+        unknown = sorted(set(episode_ids) - {e.episode_id for e in episodes})
         if unknown:
             raise KeyError(f"no completed episode(s) {', '.join(unknown)} in run {run.run.run_id}")
-        eps = eps[eps["episode_id"].isin(episode_ids)]
-    table = _StepTable(run.path, list(eps["episode_id"]))
+        wanted = set(episode_ids)
+        episodes = [e for e in episodes if e.episode_id in wanted]
+    table = _StepTable(run.path, [e.episode_id for e in episodes])
     root = os.fspath(run.path)
     out = []
-    for row in eps.to_dict("records"):
-        episode = EpisodeRecord.model_validate(row)
+    for episode in episodes:
         eid = episode.episode_id
         try:
             stat = os.stat(os.path.join(root, episode.frames_file)) if episode.frames_file else None

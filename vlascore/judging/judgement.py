@@ -16,7 +16,7 @@ from vlascore.records import utcnow
 JUDGEMENT_SCHEMA_VERSION = 2
 JUDGEMENTS_DIR = "judgements"
 
-# The JSON keys of the paper's judge contract (spec §3) and the short names used in tables.
+# The JSON keys of the paper's judge contract (docs/vla_score.md §3) and the short names used in tables.
 DIMENSIONS: dict[str, str] = {"Reasoning": "R", "Action": "A", "Intention": "I", "Alignment": "RA"}
 SPECIALIST_DIMENSIONS = ("Action", "Intention")
 REASONING_DIMENSIONS = ("Reasoning", "Action", "Intention", "Alignment")
@@ -24,7 +24,7 @@ Mode = Literal["reasoning", "specialist"]
 
 
 def dimensions_for(mode: Mode) -> tuple[str, ...]:
-    """Specialist (non-reasoning) policies are judged on Action and Intention only (spec §2)."""
+    """Specialist (non-reasoning) policies are judged on Action and Intention only (docs/vla_score.md §2)."""
     return REASONING_DIMENSIONS if mode == "reasoning" else SPECIALIST_DIMENSIONS
 
 

@@ -1,4 +1,4 @@
-"""Retrieval-augmented few-shot (spec §5): the knowledge base (KB) of reviewed reference trajectories.
+"""Retrieval-augmented few-shot (docs/vla_score.md §5): the knowledge base (KB) of reviewed reference trajectories.
 
 A KB is a folder (the shipped one is `judges/kb/`):
 
@@ -49,6 +49,7 @@ from vlascore.judging.embedders import EmbedderError, embed_scene, image_embedde
 from vlascore.judging.judgement import DIMENSIONS, Mode, dimensions_for
 from vlascore.records import utcnow
 from vlascore.store import atomic_write, atomic_write_text, read_npz
+from vlascore.versioned import load_json, parse_record, read_record
 
 KB_SCHEMA_VERSION = 1
 INDEX_SCHEMA_VERSION = 1
@@ -160,6 +161,30 @@ class KBEntry(BaseModel):
         return all(d in self.scores for d in dimensions_for(mode))
 
 
+class KBIndex(BaseModel):
+    """index.json: how the KB's embeddings (index.npz) were made, and of which entries."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = INDEX_SCHEMA_VERSION
+    """Version of this record's format."""
+    built_at: str
+    """UTC time of the build."""
+    text_embedder: dict[str, Any]
+    """Spec, name, version, dimension and options (endpoint, key variable) of the instruction embedder."""
+    image_embedder: dict[str, Any]
+    """Spec, name, version and dimension of the frame embedder."""
+    frames_per_entry: int
+    """Frames embedded per entry."""
+    frame_max_side: int
+    """Longest side frames were shrunk to before embedding."""
+    ids: list[str]
+    """Entry ids, in the order of index.npz's rows."""
+    input_digests: dict[str, str]
+    """Entry id -> digest of what was embedded (instruction, category, frames): a change means a rebuild."""
+    npz_sha256: str
+    """sha256 of index.npz."""
+
+
 # -- reading and writing reviewed.jsonl -------------------------------------------------------------------
 def read_entries(path: str | Path) -> list[KBEntry]:
     """Entries of a reviewed JSONL (a KB folder or the file itself), validated, ids unique."""
@@ -172,14 +197,8 @@ def read_entries(path: str | Path) -> list[KBEntry]:
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            entry = KBEntry.model_validate_json(line)
-        except ValidationError as exc:
-            raise KBError(f"{path}:{lineno}: invalid entry:\n{exc}") from None
-        if entry.schema_version != KB_SCHEMA_VERSION:
-            raise KBError(
-                f"{path}:{lineno}: entry schema {entry.schema_version}, this vlascore reads {KB_SCHEMA_VERSION}"
-            )
+        what = f"{path}:{lineno}"
+        entry = parse_record(load_json(line, what, error=KBError), KBEntry, what, error=KBError)
         if entry.id in seen:
             raise KBError(f"{path}:{lineno}: duplicate entry id {entry.id!r}")
         seen.add(entry.id)
@@ -270,14 +289,14 @@ def kb_add(
         run = load_run(run_dir)
     except StoreError as exc:
         raise KBError(str(exc)) from None
-    eps = run.episodes.set_index("episode_id")
-    if episode_id not in eps.index:
-        known = ", ".join(list(eps.index)[:10])
+    episodes = run.store.episode_records()
+    ep = next((e for e in episodes if e.episode_id == episode_id), None)
+    if ep is None:
+        known = ", ".join(e.episode_id for e in episodes[:10])
         raise KBError(f"no episode {episode_id!r} in run {run.path}; episodes include: {known}")
-    ep = eps.loc[episode_id]
-    if ep["status"] != "ok":
+    if ep.status != "ok":
         raise KBError(
-            f"episode {episode_id!r} errored ({ep['failure_reason']}); only completed episodes can be references"
+            f"episode {episode_id!r} errored ({ep.failure_reason}); only completed episodes can be references"
         )
     bad = {k: v for k, v in scores.items() if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10}
     if bad:
@@ -290,9 +309,9 @@ def kb_add(
             f"got {', '.join(scores) or 'no scores'}"
         )
     suite = Suite.model_validate(run.run.suite_spec)
-    category = category or suite.task(ep["task"]).category
+    category = category or suite.task(ep.task).category
     if not category:
-        raise KBError(f"task {ep['task']!r} declares no category in its suite; pass one (--category Pick)")
+        raise KBError(f"task {ep.task!r} declares no category in its suite; pass one (--category Pick)")
     entry_id = entry_id or f"{run.run.run_id}-{episode_id}"
     existing = read_entries(kb_dir) if (kb_dir / REVIEWED_FILE).is_file() else []
     if any(e.id == entry_id for e in existing):
@@ -304,9 +323,9 @@ def kb_add(
             raise KBError(f"episode {episode_id!r} of run {run.run.run_id!r} is already in the KB as {e.id!r}")
     try:
         entry = KBEntry(
-            id=entry_id, task=ep["task"], category=category, instruction=ep["instruction"], mode=mode,
-            success=bool(ep["success"]), scores=scores, rationale=rationale, source=source,
-            frames_file=f"{FRAMES_DIR}/{entry_id}.npz", num_steps=int(ep["num_steps"]), reviewed_by=reviewed_by,
+            id=entry_id, task=ep.task, category=category, instruction=ep.instruction, mode=mode,
+            success=ep.success, scores=scores, rationale=rationale, source=source,
+            frames_file=f"{FRAMES_DIR}/{entry_id}.npz", num_steps=ep.num_steps, reviewed_by=reviewed_by,
         )  # fmt: skip
     except ValidationError as exc:
         raise KBError(f"invalid entry:\n{exc}") from None
@@ -386,6 +405,7 @@ def kb_build(
     }  # fmt: skip
     if source.resolve() != (kb_dir / REVIEWED_FILE).resolve():
         _write_entries(kb_dir, entries)
+    meta = KBIndex.model_validate(meta).model_dump()  # what the reader will check, checked before it is written
     atomic_write_text(kb_dir / INDEX_JSON, json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -431,15 +451,12 @@ class KnowledgeBase:
         root = Path(kb_dir) if kb_dir is not None else default_kb_dir()
         entries = read_entries(root)
         rebuild = f"rebuild it with `vlascore kb build --kb {root}`"
+        if not (root / INDEX_JSON).is_file():
+            raise KBError(f"{root} has no index ({INDEX_JSON}); {rebuild}")
         try:
-            meta = json.loads((root / INDEX_JSON).read_text())
-        except FileNotFoundError:
-            raise KBError(f"{root} has no index ({INDEX_JSON}); {rebuild}") from None
-        except (OSError, ValueError) as exc:
-            raise KBError(f"cannot read {root / INDEX_JSON}: {exc}; {rebuild}") from None
-        if meta.get("schema_version") != INDEX_SCHEMA_VERSION:
-            raise KBError(f"index {root / INDEX_JSON} has schema {meta.get('schema_version')}, expected "
-                          f"{INDEX_SCHEMA_VERSION}; {rebuild}")  # fmt: skip
+            meta = read_record(root / INDEX_JSON, KBIndex, error=KBError).model_dump()
+        except KBError as exc:
+            raise KBError(f"{exc}; {rebuild}") from None
         npz = root / INDEX_NPZ
         if not npz.is_file() or _sha256(npz) != meta.get("npz_sha256"):
             raise KBError(f"{npz} is missing or does not match {INDEX_JSON} (interrupted build?); {rebuild}")

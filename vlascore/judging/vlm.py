@@ -1,7 +1,7 @@
 """The VLM judge: a rendered request -> any OpenAI-compatible chat endpoint -> a validated verdict.
 
 Transport failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff by the
-`openai` client itself (`max_retries`); a reply that is not the JSON contract of spec §3 is re-asked with
+`openai` client itself (`max_retries`); a reply that is not the JSON contract of docs/vla_score.md §3 is re-asked with
 the validation error; after `max_reasks` re-asks the judgement is recorded as **failed** with every raw
 reply, never as a score. Credentials or a model name the endpoint rejects abort the whole pass instead of
 recording one failure per episode.
@@ -11,26 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vlascore.judging.cache import JudgeCache, cache_key
-from vlascore.judging.definitions import JudgeSpec
+from vlascore.judging.base import EpisodeJudge, JudgeContext
+from vlascore.judging.cache import JudgeCache, cache_key, default_cache_dir
+from vlascore.judging.definitions import JudgeError, JudgeSpec
+from vlascore.judging.endpoint import Endpoint, JudgeAbort, LazyClient
 from vlascore.judging.inputs import JudgeInput
 from vlascore.judging.judgement import Judgement, Mode, Usage, dimensions_for
 from vlascore.judging.prompt import JudgeRequest, render_request, sample_frames
 from vlascore.paths import data_dir, load_yaml
+from vlascore.store import LoadedRun
 
 Score = Annotated[int, Field(ge=0, le=10)]
-
-
-class JudgeAbort(RuntimeError):
-    """A failure that would repeat on every episode (bad key, unknown model): stop the pass."""
 
 
 class _Result(BaseModel):
@@ -43,7 +41,7 @@ class _Result(BaseModel):
 
 
 class Verdict(BaseModel):
-    """The judge's JSON contract (spec §3): {"Thought": str, "Result": {...}}."""
+    """The judge's JSON contract (docs/vla_score.md §3): {"Thought": str, "Result": {...}}."""
 
     model_config = ConfigDict(extra="ignore")
     Thought: str = ""
@@ -109,49 +107,37 @@ def _kb_fingerprint(kb: Any) -> str:
     return h.hexdigest()
 
 
-class LazyClient:
-    """An `openai` client for an OpenAI-compatible endpoint, built on first use; thread-safe. Without an API key it
-    needs a --base-url (local servers ignore the key, but the client requires one)."""
-
-    def __init__(self, *, base_url: str | None, api_key_env: str, timeout_s: float, max_retries: int,
-                 needs: str) -> None:  # fmt: skip
-        key = os.environ.get(api_key_env)
-        if not key:
-            if base_url is None:
-                raise JudgeAbort(f"{needs}: set ${api_key_env} (or --api-key-env NAME), or point --base-url at a local "
-                                 "OpenAI-compatible server (vLLM, llama.cpp, Ollama), which needs none")  # fmt: skip
-            key = "not-needed"
-        self._args: dict[str, Any] = {"api_key": key, "base_url": base_url, "timeout": timeout_s,
-                                      "max_retries": max_retries}  # fmt: skip
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                from openai import OpenAI
-
-                self._client = OpenAI(**self._args)
-        return self._client
-
-
-class VlmJudge:
+class VlmJudge(EpisodeJudge):
     """Judges episodes with one judge spec and one chat model. Thread-safe: `judge()` may run concurrently."""
 
-    def __init__(self, spec: JudgeSpec, mode: Mode, model: str, *, base_url: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, max_retries: int = 5,
-                 cache: JudgeCache | None = None, kb: Any = None,
-                 price: tuple[float, float] | None = None) -> None:  # fmt: skip
-        self._client = LazyClient(base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
-                                  max_retries=max_retries, needs="no API key")  # fmt: skip
-        self.spec, self.mode, self.model, self.base_url = spec, mode, model, base_url
+    calls_model = True
+
+    @classmethod
+    def for_run(cls, spec: JudgeSpec, mode: Mode, run: LoadedRun, context: JudgeContext) -> VlmJudge:
+        kb = None
+        if spec.retrieval.enabled and context.retrieval is not False:
+            from vlascore.judging.retrieval import KnowledgeBase
+
+            kb = KnowledgeBase.load(Path(context.kb_dir) if context.kb_dir else data_dir("judges") / "kb")
+        cache = JudgeCache((context.cache_dir or default_cache_dir()) if context.use_cache else None)
+        return cls(spec, mode, context.endpoint, cache=cache, kb=kb, price=context.price)
+
+    def __init__(self, spec: JudgeSpec, mode: Mode, endpoint: Endpoint, *, cache: JudgeCache | None = None,
+                 kb: Any = None, price: tuple[float, float] | None = None) -> None:  # fmt: skip
+        if not endpoint.model:
+            raise JudgeError(f"judge {spec.name!r} calls a VLM: pass --judge-model (e.g. gpt-4o, or the model name "
+                             "your vLLM / llama.cpp / Ollama server serves, with --base-url)")  # fmt: skip
+        self._client = LazyClient(endpoint, needs="no API key")
+        self.spec, self.mode, self.endpoint = spec, mode, endpoint
+        self.model: str = endpoint.model
+        self.base_url = endpoint.base_url
         self.cache = cache or JudgeCache(None)
         self.kb = kb
         self._kb_fingerprint = _kb_fingerprint(kb) if kb is not None else None
         self.memo: dict[str, str] = {}
         """Input key -> request hash of earlier verdicts (see `prime`)."""
-        if price is None and model in (prices := load_prices()):
-            price = (float(prices[model]["input"]), float(prices[model]["output"]))
+        if price is None and self.model in (prices := load_prices()):
+            price = (float(prices[self.model]["input"]), float(prices[self.model]["output"]))
         self.price = price
 
     @property

@@ -55,7 +55,7 @@ class VlascoreLMM(lmms):
 
     def __init__(self, spec: str, batch_size: int | str = 1, device: str | None = None, **_: Any) -> None:
         super().__init__()
-        from vlascore.runner import make_adapter
+        from vlascore.adapters import make_adapter
 
         cfg = json.loads(Path(spec).read_text())
         benches = [Benchmark.model_validate(item["benchmark"]) for item in cfg.get("benchmarks", [])]

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from vlascore.judging.cache import JudgeCache, cache_key
+from vlascore.judging.endpoint import Endpoint, LazyClient
 from vlascore.judging.judgement import Usage
-from vlascore.judging.vlm import CallFailed, LazyClient, complete
+from vlascore.judging.vlm import CallFailed, complete
 from vlascore.qa.records import Grade
 
 GRADER_VERSION = "mmvet-grader-1"
@@ -67,12 +68,11 @@ def parse_grade(text: str) -> float:
 class MMVetGrader:
     """Grades MM-Vet replies; thread-safe."""
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 cache_dir: str | Path | None = None, timeout_s: float = 120.0, max_retries: int = 5,
-                 prompt: str | None = None) -> None:  # fmt: skip
-        self._client = LazyClient(base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
-                                  max_retries=max_retries, needs="MM-Vet is graded by an LLM")  # fmt: skip
-        self.model, self.base_url = model, base_url
+    def __init__(self, endpoint: Endpoint, *, cache_dir: str | Path | None = None, prompt: str | None = None) -> None:
+        if not endpoint.model:
+            raise ValueError("MM-Vet's grader needs a model name (--judge-model)")
+        self._client = LazyClient(endpoint, needs="MM-Vet is graded by an LLM")
+        self.model, self.base_url = endpoint.model, endpoint.base_url
         self.prompt = prompt if prompt is not None else grading_prompt()
         self.version = f"{GRADER_VERSION}+{hashlib.sha256(self.prompt.encode()).hexdigest()[:12]}"
         self.cache = JudgeCache(cache_dir)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlascore.qa.benchmarks import DataSource, load_benchmarks
 from vlascore.records import utcnow
 from vlascore.store import StoreError, atomic_write_text
+from vlascore.versioned import NewerRecordError, RecordError, read_record
 
 QA_SCHEMA_VERSION = 1
 QA_DIR = "qa"
@@ -107,8 +108,10 @@ def write_result(run_dir: str | Path, result: QAResult, samples: list[QASample] 
     current = folder / f"{result.benchmark}.json"
     if current.is_file():
         try:
-            old = QAResult.model_validate_json(current.read_text())
-        except ValueError:
+            old = read_record(current, QAResult)
+        except NewerRecordError:
+            raise
+        except RecordError:  # unreadable: replaced below (a newer vlascore's file is never overwritten)
             old = None
         if old is not None and old.key != result.key:
             keep = folder / SUPERSEDED_DIR
@@ -130,10 +133,7 @@ def read_results(run_dir: str | Path) -> dict[str, QAResult]:
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
-        try:
-            out[path.stem] = QAResult.model_validate_json(path.read_text())
-        except ValueError as exc:
-            raise StoreError(f"{path} is not a QA result vlascore can read: {exc}") from exc
+        out[path.stem] = read_record(path, QAResult, f"QA result {path}", error=StoreError)
     order = {name: i for i, name in enumerate(load_benchmarks().benchmarks)}  # the paper's column order
     return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 

@@ -22,7 +22,9 @@ from typing import Any
 
 from vlascore import __version__
 from vlascore.extras import MissingExtraError, available
+from vlascore.judging.endpoint import Endpoint
 from vlascore.provenance import package_versions
+from vlascore.qa import MMVET_GRADER_MODEL
 from vlascore.qa.benchmarks import Benchmark, DataSource, data_source
 from vlascore.qa.overlay import OVERLAY_VERSION
 from vlascore.qa.records import QAResult, QASample, qa_dir, read_results, read_samples, write_result
@@ -40,13 +42,9 @@ class QAOptions:
     seed: int = 0
     rerun: bool = False
     """Run benchmarks again even when their result is up to date."""
-    judge_model: str = "gpt-4o-2024-11-20"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    grader: Endpoint = Endpoint(model=MMVET_GRADER_MODEL)
+    """The endpoint that grades MM-Vet (its concurrency: grading requests in flight)."""
     cache_dir: str | Path | None = None
-    timeout_s: float = 120.0
-    max_retries: int = 5
-    concurrency: int = 8
     python: str = sys.executable
 
 
@@ -152,7 +150,7 @@ def result_from_raw(bench: Benchmark, raw: dict[str, Any], base: dict[str, Any])
 def grade(bench: Benchmark, result: QAResult, samples: list[QASample], grader: Any,
           concurrency: int) -> tuple[QAResult, list[QASample]]:  # fmt: skip
     """Judge grades for a judge-graded benchmark's replies; incomplete (no score) when any grade failed."""
-    from vlascore.judging.vlm import JudgeAbort
+    from vlascore.judging.endpoint import JudgeAbort
 
     items = []
     for s in samples:
@@ -215,9 +213,7 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
     if any(b.grader == "judge" for b in benchmarks):
         from vlascore.qa.mmvet import MMVetGrader
 
-        grader = MMVetGrader(options.judge_model, base_url=options.base_url, api_key_env=options.api_key_env,
-                             cache_dir=options.cache_dir, timeout_s=options.timeout_s,
-                             max_retries=options.max_retries)  # fmt: skip
+        grader = MMVetGrader(options.grader, cache_dir=options.cache_dir)
     existing = read_results(run_dir)
     outcome = QAOutcome()
     todo: list[tuple[Benchmark, dict[str, Any]]] = []
@@ -240,7 +236,7 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
                 and old.status != "failed" and old.versions.get("generation") == gen_key
                 and (stored := read_samples(run_dir, b.name))):  # fmt: skip
             # the replies are stored and still valid: grade them (again), without asking the model
-            result, samples = grade(b, old.model_copy(update=base), stored, grader, options.concurrency)
+            result, samples = grade(b, old.model_copy(update=base), stored, grader, options.grader.concurrency)
             write_result(run_dir, result, samples)
             outcome.results[b.name] = result
             continue
@@ -275,7 +271,7 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
         if result.status == "failed":
             result = result.model_copy(update={"failure_reason": f"{b.name}: {result.failure_reason}"})
         elif b.grader == "judge" and grader is not None:
-            result, samples = grade(b, result, samples, grader, options.concurrency)
+            result, samples = grade(b, result, samples, grader, options.grader.concurrency)
         write_result(run_dir, result, samples if result.status != "failed" else None)
         outcome.results[b.name] = result
     return outcome

@@ -12,18 +12,6 @@ from vlascore.scoring.paired import (
     mcnemar_exact,
     sign_flip_test,
 )
-from vlascore.scoring.stats import (
-    Z95,
-    bootstrap_ci,
-    bootstrap_cis,
-    exact_agreement,
-    mean_abs_diff,
-    rank_average,
-    spearman,
-    stratified_bootstrap_means,
-    weighted_kappa,
-    wilson_interval,
-)
 from vlascore.scoring.success import (
     RESULTS_FILE,
     RESULTS_SCHEMA_VERSION,
@@ -44,6 +32,18 @@ from vlascore.scoring.vla import (
     read_judgement_files,
     trajectory_scores,
     vla_score,
+)
+from vlascore.stats import (
+    Z95,
+    bootstrap_ci,
+    bootstrap_cis,
+    exact_agreement,
+    mean_abs_diff,
+    rank_average,
+    spearman,
+    stratified_bootstrap_means,
+    weighted_kappa,
+    wilson_interval,
 )
 
 __all__ = [

@@ -29,8 +29,8 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
 
 from vlascore.judging.judgement import JudgementFile
-from vlascore.scoring.stats import stratified_bootstrap_means
 from vlascore.scoring.vla import judgement_mode, trajectory_scores
+from vlascore.stats import stratified_bootstrap_means
 from vlascore.store import LoadedRun
 
 PAIRED_SCHEMA_VERSION = 1

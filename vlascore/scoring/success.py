@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vlascore.judging.judgement import JudgementFile
 from vlascore.records import utcnow
-from vlascore.scoring.stats import wilson_interval
 from vlascore.scoring.vla import VlaScoreResult, read_judgement_files, vla_score
+from vlascore.stats import wilson_interval
 from vlascore.store import LoadedRun, atomic_write_text, load_run
 from vlascore.suites import Suite, TaskSpec
 

@@ -1,4 +1,4 @@
-"""VLA Score (spec §4, DualVLA Eq. 8) of a run from its judgement files, with bootstrap 95% intervals.
+"""VLA Score (docs/vla_score.md §4, DualVLA Eq. 8) of a run from its judgement files, with bootstrap 95% intervals.
 
 Per trajectory, every dimension normalised to [0, 1] (score / 10):
     reasoning VLA:  score = ((R + A * I) / 2) * RA * B
@@ -6,7 +6,7 @@ Per trajectory, every dimension normalised to [0, 1] (score / 10):
 B is the simulator's success flag from the run's episodes table, never the judge's `success_claim`.
 
 **[decision]** The paper's specialist branch also multiplies RA, but RA is never asked of specialists
-(spec §2), so RA := 1 for them; the R and RA columns of a specialist are None (not asked), not 100.
+(docs/vla_score.md §2), so RA := 1 for them; the R and RA columns of a specialist are None (not asked), not 100.
 
 The model's VLA Score is the mean of the per-trajectory scores x 100, NOT the product of the averaged
 dimensions (only the per-trajectory form fits the paper's tables). The R/A/I/RA columns are means over
@@ -29,18 +29,18 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from vlascore.judging.judgement import (
     DIMENSIONS,
-    JUDGEMENT_SCHEMA_VERSION,
     JUDGEMENTS_DIR,
     JudgementFile,
     Mode,
     dimensions_for,
 )
-from vlascore.scoring.stats import bootstrap_cis
+from vlascore.stats import bootstrap_cis
 from vlascore.store import LoadedRun, StoreError
+from vlascore.versioned import read_record
 
 VLA_SCHEMA_VERSION = 1
 SCORE_MAX = 10
@@ -265,6 +265,12 @@ def vla_score(run: LoadedRun, jf: JudgementFile, n_boot: int = 2000, seed: int =
     )  # fmt: skip
 
 
+def read_judgement_file(path: Path, what: str | None = None) -> JudgementFile:
+    """One judgement file, through the record reader; JudgementFileError says what to do about an unreadable one."""
+    fix = f"re-run the judge pass that wrote it (`vlascore judge {path.parent.parent}`), or delete the file"
+    return read_record(path, JudgementFile, what, error=JudgementFileError, fix=fix)
+
+
 def read_judgement_files(run_dir: str | Path) -> list[JudgementFile]:
     """Every <run_dir>/judgements/*.json, sorted by label; [] when the run has not been judged."""
     folder = Path(run_dir) / JUDGEMENTS_DIR
@@ -274,21 +280,6 @@ def read_judgement_files(run_dir: str | Path) -> list[JudgementFile]:
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):  # a writer's temp file
             continue
-        try:
-            jf = JudgementFile.model_validate_json(path.read_text())
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "file"
-            raise JudgementFileError(
-                f"cannot read judgement file {path} ({where}: {first['msg']}): re-run the judge pass that wrote it "
-                f"(`vlascore judge {run_dir}`), or delete the file to score the run without it"
-            ) from exc
-        except OSError as exc:
-            raise JudgementFileError(f"cannot read judgement file {path} ({exc}): check its permissions") from exc
-        if jf.schema_version > JUDGEMENT_SCHEMA_VERSION:
-            raise JudgementFileError(
-                f"judgement file {path} has schema version {jf.schema_version}, newer than this vlascore reads "
-                f"({JUDGEMENT_SCHEMA_VERSION}): upgrade vlascore"
-            )
+        jf = read_judgement_file(path, f"judgement file {path}")
         files.append((jf.label, path.name, jf))
     return [jf for _, _, jf in sorted(files, key=lambda t: (t[0], t[1]))]

@@ -1,5 +1,5 @@
 """Policies over the network: `vlascore serve` exposes any adapter over WebSocket + msgpack, and the `remote`
-adapter (vlascore/adapters/remote.py) drives such a server, or an openpi-style one, from `vlascore run`.
+adapter (vlascore/serving/remote.py) drives such a server, or an openpi-style one, from `vlascore run`.
 
 The point is dependency isolation: a model that needs its own transformers, torch or CUDA runs in its own
 environment, and the evaluation environment only needs the `serve` extra. Wire format: docs/serving.md.

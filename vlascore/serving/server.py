@@ -65,7 +65,7 @@ class PolicyServer:
     def __init__(self, model: str, config: dict[str, Any] | None = None, *, host: str = "127.0.0.1",
                  port: int = 8765, max_clients: int = 1, stateless: bool = False,
                  log: Callable[[str], None] | None = None) -> None:  # fmt: skip
-        from vlascore.runner import make_adapter
+        from vlascore.adapters import make_adapter
 
         if max_clients < 1:
             raise ValueError(f"--max-clients must be >= 1, got {max_clients}")

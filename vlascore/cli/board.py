@@ -1,8 +1,5 @@
-"""`vlascore submit` and `vlascore leaderboard ...`: submission bundles and the HTML leaderboard (docs/leaderboard.md).
-
-Like kb_cli, this module imports vlascore.cli (for its consoles and `fail`) only inside the commands, so that
-vlascore.cli can import it at any point without an import cycle; heavy modules load inside the commands too.
-"""
+"""`vlascore submit` and `vlascore leaderboard ...`: submission bundles and the HTML leaderboard
+(docs/leaderboard.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +8,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
+
+from vlascore.cli._common import (
+    ENDPOINT,
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    JudgeModelOpt,
+    JudgeOpt,
+    RunArg,
+    console,
+    endpoint,
+    err,
+    fail,
+    judge_context,
+    say,
+)
 
 if TYPE_CHECKING:
     from vlascore.board import Rejected, RejudgeOutcome
@@ -34,22 +48,20 @@ BoardOpt = Annotated[Path, typer.Option("--board", "-b", help="Board folder (cre
 BoardArg = Annotated[Path, typer.Argument(metavar="DIR", help="Board folder (`vlascore leaderboard add --board DIR`).")]
 
 
-def _say(message: str) -> None:
-    from vlascore.cli import err
-
-    err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
-
-
 def _rejection(source: str, exc: Rejected) -> None:
-    from vlascore.cli import err
 
     err.print(f"[bold red]rejected[/] {escape(source)}: {escape(exc.reason)}", highlight=False, soft_wrap=True)
     if exc.fix:
         err.print(f"  [bold]fix:[/] {escape(exc.fix)}", highlight=False, soft_wrap=True)
 
 
+def register(app: typer.Typer) -> None:
+    app.command("submit")(submit_cmd)
+    app.add_typer(leaderboard_app, name="leaderboard")
+
+
 def submit_cmd(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")],
+    run_dir: RunArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle to write (a .zip).")],
     name: Annotated[
         str | None, typer.Option("--name", help="Display name on the leaderboard [default: the adapter name].")
@@ -72,7 +84,6 @@ def submit_cmd(
     """
     from vlascore.board.archive import format_bytes
     from vlascore.board.bundle import pack
-    from vlascore.cli import console, fail
     from vlascore.store import StoreError
 
     if out.suffix.lower() != ".zip":
@@ -127,7 +138,6 @@ def add_cmd(
 
     from vlascore.board import Board, Rejected
     from vlascore.board.archive import parse_size
-    from vlascore.cli import console, fail
     from vlascore.store import StoreError
 
     b = Board(board)
@@ -142,7 +152,7 @@ def add_cmd(
     rejected = 0
     for bundle in bundles:
         try:
-            record = b.add(bundle, limits=limits, min_episodes=min_episodes, progress=_say if progress else None)
+            record = b.add(bundle, limits=limits, min_episodes=min_episodes, progress=say if progress else None)
         except Rejected as exc:
             _rejection(str(bundle), exc)
             rejected += 1
@@ -164,7 +174,6 @@ def list_cmd(board: BoardOpt) -> None:
     from rich.table import Table
 
     from vlascore.board import Board
-    from vlascore.cli import console, fail
     from vlascore.store import StoreError
 
     b = Board(board)
@@ -226,11 +235,10 @@ def build_cmd(
       vlascore leaderboard build board/ -o site/ && vlascore leaderboard serve site/
     """
     from vlascore.board import build_site
-    from vlascore.cli import console, err, fail
     from vlascore.store import StoreError
 
     try:
-        summary = build_site(board, out, force=force, progress=_say)
+        summary = build_site(board, out, force=force, progress=say)
     except StoreError as exc:
         raise fail(str(exc), 1) from None
     console.print(f"site written to {escape(str(out / 'index.html'))} ({summary.submissions} submission(s), "
@@ -260,7 +268,6 @@ def serve_cmd(
     import threading
 
     from vlascore.board.serve import make_server, url_of
-    from vlascore.cli import console, fail
     from vlascore.store import StoreError
 
     try:
@@ -286,24 +293,15 @@ def serve_cmd(
     console.print("stopped")
 
 
-JudgeOpt = Annotated[
-    str, typer.Option("--judge", "-j", help="Judge name (`vlascore judge list`), `vla-score` (the reasoning or "
-                      "specialist VLM judge, per submission), or a judge YAML path.")
-]  # fmt: skip
-JudgeModelOpt = Annotated[str | None, typer.Option("--judge-model", help="Chat model behind a VLM judge.")]
-BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint [default: OpenAI].")]
-ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key.")]
-
-
 @leaderboard_app.command("rejudge")
 def rejudge_cmd(
     board: BoardArg,
     judge: JudgeOpt,
     judge_model: JudgeModelOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight at once.")] = 8,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Judgement cache folder.")] = None,
+    api_key_env: ApiKeyEnvOpt = ENDPOINT.api_key_env,
+    concurrency: ConcurrencyOpt = ENDPOINT.concurrency,
+    cache_dir: CacheDirOpt = None,
 ) -> None:
     """Re-judge every stored submission's traces with another judge and print the old and new VLA Scores.
 
@@ -323,23 +321,21 @@ def rejudge_cmd(
     from rich.table import Table
 
     from vlascore.board import Board
-    from vlascore.cli import console, err, fail
     from vlascore.judging import JudgeError
-    from vlascore.judging.vlm import JudgeAbort
+    from vlascore.judging.endpoint import JudgeAbort
     from vlascore.store import StoreError
 
     def on_start(entry: Entry, label: str) -> None:
-        _say(f"judging {entry.record.id} ({entry.record.name}) -> {label}")
+        say(f"judging {entry.record.id} ({entry.record.name}) -> {label}")
 
     def on_done(o: RejudgeOutcome) -> None:
         if o.error:
             err.print(f"[bold red]failed[/] {escape(o.id)}: {escape(o.error)}", highlight=False, soft_wrap=True)
 
-    options = {"base_url": base_url, "api_key_env": api_key_env, "cache_dir": cache_dir}
     try:
-        outcomes = Board(board).rejudge(judge, judge_model, concurrency=concurrency, on_start=on_start,
-                                        on_done=on_done, **options)  # fmt: skip
-    except (StoreError, JudgeError, JudgeAbort) as exc:
+        context = judge_context(endpoint(judge_model, base_url, api_key_env, concurrency), cache_dir)
+        outcomes = Board(board).rejudge(judge, context, on_start=on_start, on_done=on_done)
+    except (StoreError, JudgeError, JudgeAbort, ValueError) as exc:
         raise fail(str(exc), 1) from None
     table = Table(title=f"VLA Score before and after re-judging with {escape(judge)}")
     for col in ("model", "id", "old judgement", "old", "new judgement", "new", "delta"):
@@ -373,7 +369,6 @@ def verify_cmd(board: BoardArg) -> None:
     Example: vlascore leaderboard verify board/
     """
     from vlascore.board import Board
-    from vlascore.cli import console, err, fail
     from vlascore.store import StoreError
 
     b = Board(board)

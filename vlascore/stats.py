@@ -4,7 +4,7 @@
 - `bootstrap_ci` / `bootstrap_cis`: percentile bootstrap, resampling within strata (tasks) so every
   resample keeps the per-task episode counts; a suite's mix of tasks is fixed by design, not sampled.
 - `spearman`, `weighted_kappa`, `mean_abs_diff`, `exact_agreement`: judge-vs-judge (or judge-vs-human)
-  agreement on 0-10 scores, used to validate judges instead of assuming them (spec §5).
+  agreement on 0-10 scores, used to validate judges instead of assuming them (docs/vla_score.md §5).
 
 Conventions: every function returns plain floats; a statistic that is undefined on the data (a constant
 side for Spearman, no expected disagreement for kappa, no pairs) is `nan`, never an exception, so a table

@@ -1,8 +1,4 @@
-"""`vlascore kb`: the retrieval knowledge base of reviewed reference trajectories (spec §5).
-
-Heavy modules are imported inside the commands so `vlascore --help` stays fast; so is vlascore.cli (for its
-consoles and `fail`), so that vlascore.cli can import `kb_app` at any point without an import cycle.
-"""
+"""`vlascore kb`: the retrieval knowledge base of reviewed reference trajectories (docs/vla_score.md §5)."""
 
 from __future__ import annotations
 
@@ -13,10 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from vlascore.cli._common import KbOpt, ProgressOpt, RunArg, console, err, fail
+
 kb_app = typer.Typer(
     help=(
         "The knowledge base of reviewed reference trajectories used for retrieval-augmented judging "
-        "(few-shot examples, spec §5). Default KB: the one shipped in judges/kb/.\n\n"
+        "(few-shot examples, docs/vla_score.md §5). Default KB: the one shipped in judges/kb/.\n\n"
         "Workflow: record a run, look at an episode, write its rationale and scores by hand, add it, rebuild:\n\n"
         "  vlascore kb add runs/scripted PickCube-3 --kb judges/kb --rationale-file r.txt "
         '--scores "A=9,I=9,R=8,RA=9" --reviewed-by "Ada"\n\n'
@@ -26,7 +24,8 @@ kb_app = typer.Typer(
     no_args_is_help=True,
 )
 
-KbOption = Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder [default: the shipped judges/kb].")]
+def register(app: typer.Typer) -> None:
+    app.add_typer(kb_app, name="kb")
 
 
 def _kb_dir(kb: Path | None) -> Path:
@@ -37,7 +36,7 @@ def _kb_dir(kb: Path | None) -> Path:
 
 @kb_app.command("add")
 def add_cmd(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")],
+    run_dir: RunArg,
     episode_id: Annotated[str, typer.Argument(help="Episode id in that run, e.g. PickCube-3.")],
     scores: Annotated[
         str,
@@ -48,7 +47,7 @@ def add_cmd(
         ),
     ],
     reviewed_by: Annotated[str, typer.Option("--reviewed-by", help="Who wrote and checked the rationale.")],
-    kb: KbOption = None,
+    kb: KbOpt = None,
     rationale: Annotated[str | None, typer.Option("--rationale", help="The hand-written rationale text.")] = None,
     rationale_file: Annotated[
         Path | None, typer.Option("--rationale-file", help="Read the rationale from this file instead.")
@@ -68,7 +67,6 @@ def add_cmd(
       vlascore kb add runs/scripted StackCube-4 --kb judges/kb --scores "R=8,A=7,I=8,RA=9"
       --rationale "Grasps the red cube cleanly, ..." --reviewed-by "Ada"
     """
-    from vlascore.cli import console, fail
     from vlascore.judging.retrieval import KBError, kb_add, parse_scores
 
     if (rationale is None) == (rationale_file is None):
@@ -99,7 +97,7 @@ def build_cmd(
         Path | None,
         typer.Argument(help="Reviewed JSONL to build from (replaces the KB's reviewed.jsonl) [default: the KB's]."),
     ] = None,
-    kb: KbOption = None,
+    kb: KbOpt = None,
     text_embedder: Annotated[
         str, typer.Option("--text-embedder", help="hashing (offline), openai[:MODEL], clip[:MODEL].")
     ] = "hashing",
@@ -112,7 +110,7 @@ def build_cmd(
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="openai embedder: variable holding the API key.")
     ] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """(Re)build the retrieval index (index.npz + index.json) of a knowledge base, atomically.
 
@@ -128,7 +126,6 @@ def build_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from vlascore.cli import console, err, fail
     from vlascore.judging.retrieval import KBError, kb_build
 
     options = {k: v for k, v in {"base_url": base_url, "api_key_env": api_key_env}.items() if v is not None}
@@ -164,14 +161,13 @@ def _fmt_scores(scores: dict[str, int]) -> str:
 
 @kb_app.command("list")
 def list_cmd(
-    kb: KbOption = None,
+    kb: KbOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Also print every entry's rationale.")] = False,
 ) -> None:
     """The entries of a knowledge base, and whether its index is up to date.
 
     Examples: vlascore kb list; vlascore kb list --kb my-kb --full
     """
-    from vlascore.cli import console, fail
     from vlascore.judging.retrieval import KBError, KnowledgeBase, read_entries
 
     kb_dir = _kb_dir(kb)
@@ -209,7 +205,7 @@ def search_cmd(
         Path | None, typer.Argument(metavar="[RUN]", help="Run whose episode's frames drive scene retrieval.")
     ] = None,
     episode_id: Annotated[str | None, typer.Argument(help="Episode id in RUN.")] = None,
-    kb: KbOption = None,
+    kb: KbOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="reasoning or specialist (which scores are needed).")] = (
         "reasoning"
     ),
@@ -225,7 +221,6 @@ def search_cmd(
 
       vlascore kb search "push the cube to the target" runs/scripted PushCube-0 --mode reasoning --top-k 3
     """
-    from vlascore.cli import console, fail
     from vlascore.judging.definitions import RetrievalSettings
     from vlascore.judging.retrieval import KBError, KnowledgeBase
     from vlascore.store import StoreError, load_run

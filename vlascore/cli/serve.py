@@ -1,14 +1,16 @@
-"""`vlascore serve`: expose a registered adapter over WebSocket for `vlascore run --model remote` (docs/serving.md).
-
-Like board_cli, this module imports vlascore.cli (for its consoles, `fail` and the -M parser) only inside the
-command, so vlascore.cli can register it at its bottom without an import cycle.
-"""
+"""`vlascore serve`: expose a registered adapter over WebSocket for `vlascore run --model remote` (docs/serving.md)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+
+from vlascore.cli._common import ModelArgOpt, console, err, fail, parse_model_args
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
 
 
 def serve_cmd(
@@ -17,9 +19,7 @@ def serve_cmd(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface; there is no authentication).")
     ] = "127.0.0.1",
-    model_arg: Annotated[
-        list[str] | None, typer.Option("--model-arg", "-M", help="Adapter option key=value (repeatable).")
-    ] = None,
+    model_arg: ModelArgOpt = None,
     max_clients: Annotated[
         int, typer.Option("--max-clients", min=1, help="Clients served at once, each with its own adapter instance.")
     ] = 1,
@@ -55,7 +55,6 @@ def serve_cmd(
 
     from rich.markup import escape
 
-    from vlascore.cli import console, err, fail, parse_model_args
     from vlascore.extras import MissingExtraError
     from vlascore.registry import UnknownPluginError
     from vlascore.serving.server import PolicyServer, ServingError

@@ -1,9 +1,5 @@
 """`vlascore simreal`: SimplerEnv's sim-to-real metrics (MMRV, Pearson r) of simulated success rates against the
-bundled real-robot ones (vlascore/simreal.py, docs/simreal.md).
-
-Like qa_cli, this module imports vlascore.cli (consoles, `fail`) only inside functions, so vlascore.cli registers
-it at its bottom without an import cycle.
-"""
+bundled real-robot ones (vlascore/scoring/simreal.py, docs/simreal.md)."""
 
 from __future__ import annotations
 
@@ -15,8 +11,10 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from vlascore.cli._common import console, fail
+
 if TYPE_CHECKING:
-    from vlascore.simreal import Protocol, RealSuccessData, SimRealResult
+    from vlascore.scoring.simreal import Protocol, RealSuccessData, SimRealResult
 
 _HELP = """Check a simulated evaluation against the real robot the way SimplerEnv does (Li et al., CoRL 2024,
 arXiv:2405.05941): for each task, over the policies that have both a simulated and a real success rate,
@@ -48,6 +46,10 @@ A --real file maps each policy to {task id or column key: real success rate}, e.
 """
 
 
+def register(app: typer.Typer) -> None:
+    app.command("simreal")(simreal_cmd)
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -59,7 +61,7 @@ def _pair_fmt(mmrv: float | None, r: float | None) -> str:
 def results_table(result: SimRealResult) -> Table:
     """One section per task: its policies' sim and real rates, MMRV and r (and the paper's, where it prints one);
     then the summaries."""
-    from vlascore.simreal import PROTOCOL_TITLES
+    from vlascore.scoring.simreal import PROTOCOL_TITLES
 
     table = Table(title=f"Sim-to-real agreement, {PROTOCOL_TITLES[result.protocol]}", box=box.SIMPLE_HEAD,
                   caption="MMRV: 0-1, lower is better; Pearson r: higher is better; SimplerEnv: MMRV / r of "
@@ -92,8 +94,7 @@ def results_table(result: SimRealResult) -> Table:
 
 
 def _print_result(result: SimRealResult) -> None:
-    from vlascore.cli import console
-    from vlascore.simreal import NEITHER, PROTOCOL_TITLES
+    from vlascore.scoring.simreal import NEITHER, PROTOCOL_TITLES
 
     console.print(results_table(result))
     grasp = " (grasp tasks: whether the object was grasped)" if any(t.metric == "grasp" for t in result.tasks) else ""
@@ -122,8 +123,7 @@ def _print_result(result: SimRealResult) -> None:
 
 
 def _print_list(data: RealSuccessData) -> None:
-    from vlascore.cli import console
-    from vlascore.simreal import REAL_SUCCESS_FILE
+    from vlascore.scoring.simreal import REAL_SUCCESS_FILE
 
     c = data.citation
     console.print(f"[bold]{escape(c.title)}[/]\n{escape(', '.join(c.authors))}\n{escape(c.venue)}, "
@@ -179,8 +179,7 @@ def simreal_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to FILE.")] = None,
     list_: Annotated[bool, typer.Option("--list", help="Print the bundled policies, tasks and real rates.")] = False,
 ) -> None:
-    from vlascore.cli import console, fail
-    from vlascore.simreal import (
+    from vlascore.scoring.simreal import (
         COLUMN_KEYS,
         PROTOCOL_TITLES,
         REAL_SUCCESS_FILE,

@@ -1,22 +1,35 @@
-"""`vlascore qa` and the QA / combined tables `vlascore score` prints (docs/qa.md).
-
-Like serve_cli, this module imports vlascore.cli (consoles, `fail`, the -M parser, the judge options) only inside
-functions, so vlascore.cli registers it at its bottom without an import cycle.
-"""
+"""`vlascore qa`: the multimodal QA benchmarks through lmms-eval (docs/qa.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
-if TYPE_CHECKING:
-    from vlascore.qa.records import QAResult
-    from vlascore.qa.summary import CombinedRow
+from vlascore.cli._common import (
+    ENDPOINT,
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    JudgeModelOpt,
+    ModelArgOpt,
+    ProgressOpt,
+    console,
+    endpoint,
+    err,
+    fail,
+    parse_model_args,
+)
+from vlascore.cli._tables import data_notes, print_combined, qa_table
+from vlascore.qa import MMVET_GRADER_MODEL
+
+
+def register(app: typer.Typer) -> None:
+    app.command("qa")(qa_cmd)
+
 
 _QA_HELP = """Ask a model's VLM side the multimodal QA benchmarks (MMMU, MM-Vet, MMStar, OCRBench, MMBench, TextVQA,
 InfoVQA, DocVQA) through lmms-eval, and store the scores in a run directory next to (or without) a simulated run.
@@ -54,72 +67,6 @@ Examples:
 """
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def qa_table(results: dict[str, QAResult], title: str) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, caption="score in percent; OCRBench: correct per 1000 questions")
-    for col, justify in (("benchmark", "left"), ("score", "right"), ("MM scale", "right"), ("questions", "right"),
-                         ("status", "left")):  # fmt: skip
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for name, r in results.items():
-        status = "[green]ok[/]" if r.status == "ok" else f"[red]{r.status}[/]"
-        subset = f" [yellow](first {r.limit})[/]" if r.subset else ""
-        table.add_row(escape(f"{name}: {r.title}"), _fmt(r.score), _fmt(r.mm_value), f"{r.samples}{subset}", status)
-    return table
-
-
-def data_notes(results: dict[str, QAResult]) -> list[str]:
-    return [f"{name} data: {r.data.describe()}" for name, r in results.items()]
-
-
-def combined_table(rows: list[CombinedRow]) -> tuple[Table, list[str]]:
-    """The combined table, one column per run (so it fits a terminal), and the notes that state each summary's
-    columns."""
-    from vlascore.qa.benchmarks import load_benchmarks
-
-    present = {b for r in rows for b in r.qa}
-    order = list(load_benchmarks().benchmarks)
-    benches = [b for b in order if b in present] + sorted(present - set(order))
-    names = list(dict.fromkeys(s for r in rows for s in r.summaries))
-    table = Table(title="Combined: simulation, VLA Score, multimodal QA", box=box.SIMPLE_HEAD,
-                  caption="percent; OCRBench out of 1000 (MM: / 10); * partial, ~ subset (see notes)")  # fmt: skip
-    table.add_column("")
-    for r in rows:
-        table.add_column(escape(r.label), justify="right")
-    table.add_row("Sim (success %)", *[_fmt(r.sim) for r in rows])
-    table.add_row("VLA Score", *[_fmt(r.vla) for r in rows], end_section=True)
-    for b in benches:
-        table.add_row(b, *[(_fmt(r.qa.get(b)) + ("~" if b in r.qa_subset else "")) if b in r.qa else "" for r in rows],
-                      end_section=b == benches[-1])  # fmt: skip
-    for n in names:
-        cells = []
-        for r in rows:
-            s = r.summaries.get(n)
-            cells.append("-" if s is None or s.value is None else _fmt(s.value) + ("*" if s.partial else ""))
-        table.add_row(f"[bold]{n}[/]", *cells)
-    notes: list[str] = []
-    for r in rows:
-        notes += [f"{r.label}: {s.describe()}" for s in r.summaries.values() if s.value is not None]
-        if r.qa_subset:
-            notes.append(f"{r.label}: ~ run on a subset (--limit): {', '.join(r.qa_subset)}")
-    for name in names:
-        sets = {tuple(s.columns) for r in rows if (s := r.summaries.get(name)) is not None and s.value is not None}
-        if len(sets) > 1:
-            notes.append(f"{name} averages different columns in different runs: those values are not comparable")
-    return table, notes
-
-
-def print_combined(rows: list[CombinedRow]) -> None:
-    from vlascore.cli import console
-
-    table, notes = combined_table(rows)
-    console.print(table)
-    for note in notes:
-        console.print(f"[dim]{escape(note)}[/]", highlight=False)
-
-
 def qa_cmd(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Adapter with a VLM side (`vlascore models list`).")
@@ -128,9 +75,7 @@ def qa_cmd(
         str, typer.Option("--benchmarks", "-b", help="Comma-separated benchmark names, or all.")
     ] = "all",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/MODEL-qa].")] = None,
-    model_arg: Annotated[
-        list[str] | None, typer.Option("--model-arg", "-M", help="Adapter option key=value (repeatable).")
-    ] = None,
+    model_arg: ModelArgOpt = None,
     data: Annotated[
         list[str] | None, typer.Option("--data", help="BENCHMARK=PATH_OR_HUB_ID: a local copy (repeatable).")
     ] = None,
@@ -142,27 +87,18 @@ def qa_cmd(
     ] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Ask again even where results are up to date.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for lmms-eval and sampling models.")] = 0,
-    judge_model: Annotated[
-        str, typer.Option("--judge-model", help="Chat model that grades MM-Vet.")
-    ] = "gpt-4o-2024-11-20",
-    base_url: Annotated[
-        str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint for MM-Vet grading [default: OpenAI].")
-    ] = None,
-    api_key_env: Annotated[
-        str, typer.Option("--api-key-env", help="Environment variable holding the API key (local servers need none).")
-    ] = "OPENAI_API_KEY",
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Judgement cache [default: $VLASCORE_CACHE_DIR or ~/.cache/...].")
-    ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Grading requests in flight.")] = 8,
+    judge_model: JudgeModelOpt = MMVET_GRADER_MODEL,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = ENDPOINT.api_key_env,
+    cache_dir: CacheDirOpt = None,
+    concurrency: ConcurrencyOpt = ENDPOINT.concurrency,
     list_: Annotated[bool, typer.Option("--list", help="List the benchmarks and their datasets, then exit.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vlascore.cli import console, err, fail, parse_model_args
     from vlascore.extras import MissingExtraError
-    from vlascore.judging.vlm import JudgeAbort
+    from vlascore.judging.endpoint import JudgeAbort
     from vlascore.qa.benchmarks import load_benchmarks, resolve
     from vlascore.qa.run import QAOptions, run_qa
     from vlascore.registry import UnknownPluginError
@@ -189,8 +125,8 @@ def qa_cmd(
     except ValueError as exc:
         raise fail(str(exc)) from None
     out = out or Path("runs") / f"{model}-qa"
-    options = QAOptions(limit=limit, seed=seed, rerun=rerun, judge_model=judge_model, base_url=base_url,
-                        api_key_env=api_key_env, cache_dir=cache_dir, concurrency=concurrency)  # fmt: skip
+    grader = endpoint(judge_model, base_url, api_key_env, concurrency)
+    options = QAOptions(limit=limit, seed=seed, rerun=rerun, grader=grader, cache_dir=cache_dir)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=err, disable=not progress)  # fmt: skip
     ids: dict[str, Any] = {}

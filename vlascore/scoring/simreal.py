@@ -22,15 +22,18 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vlascore.paths import data_dir, load_yaml
 from vlascore.registry import did_you_mean
+from vlascore.versioned import parse_record
 
 REAL_SUCCESS_FILE = "simpler/real_success.yaml"
 """Relative to the tasks/ data folder."""
 SIMREAL_SCHEMA_VERSION = 1
 """Of the JSON `vlascore simreal --json` writes (SimRealResult)."""
+REAL_SUCCESS_SCHEMA_VERSION = 1
+"""Of real-success data files (the bundled tasks/simpler/real_success.yaml, or yours through --real)."""
 
 Protocol = Literal["vm", "va", "ms3"]
 """SimplerEnv's two simulated protocols, Visual Matching and Variant Aggregation, and `ms3`: the ManiSkill 3
@@ -208,7 +211,7 @@ class Summary(_Strict):
 class RealSuccessData(_Strict):
     """tasks/simpler/real_success.yaml."""
 
-    schema_version: int
+    schema_version: int = REAL_SUCCESS_SCHEMA_VERSION
     citation: Citation
     sources: dict[str, Source]
     policies: dict[str, ReferencePolicy]
@@ -292,10 +295,7 @@ def load_real_success() -> RealSuccessData:
 
 def read_real_success(path: Path) -> RealSuccessData:
     raw = _read_mapping(path, "real-success data")
-    try:
-        return RealSuccessData.model_validate(raw)
-    except ValidationError as exc:
-        raise SimRealError(f"invalid real-success data {path}: {exc}") from None
+    return parse_record(raw, RealSuccessData, f"real-success data {path}", error=SimRealError)
 
 
 # ---------------------------------------------------------------------------------------------- rate files

@@ -1,0 +1,35 @@
+"""The `vlascore` command line: builds the Typer app and registers the command modules, in the order `--help` lists
+them. Each command group lives in its own module; shared options and helpers are in `_common`, tables in `_tables`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from vlascore.cli import board, catalog, judge, kb, qa, run, score, serve, simreal
+
+app = typer.Typer(
+    name="vlascore",
+    help=(
+        "Score Vision-Language-Action robot policies: run them in simulated episodes, record per-step traces, "
+        "and score success (and, with judges, the VLA Score).\n\n"
+        "Quick start:\n\n"
+        "  vlascore doctor\n\n"
+        "  vlascore run --model scripted --suite tabletop --episodes 5 --out runs/scripted\n\n"
+        "  vlascore score runs/scripted"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+
+# Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard).
+for module in (run, score, catalog, judge, kb, board, serve, qa, simreal):
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
