@@ -30,12 +30,11 @@ class Check:
     detail: str
 
 
-@dataclass
-class CheckReport:
-    adapter: str
-    task: str
-    checks: list[Check] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
+class Findings:
+    """The named checks of one report, shared by this checker's CheckReport and the backend checker's BackendReport
+    (vlascore/backends/check.py)."""
+
+    checks: list[Check]
 
     @property
     def problems(self) -> list[Check]:
@@ -43,6 +42,14 @@ class CheckReport:
 
     def add(self, name: str, status: Status, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
+
+
+@dataclass
+class CheckReport(Findings):
+    adapter: str
+    task: str
+    checks: list[Check] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
 
 
 def synthetic_observation(task: TaskSpec, rng: np.random.Generator, step: int = 0) -> Observation:
