@@ -36,8 +36,9 @@ def timed_pass(run: Path, url: str, cache: Path, concurrency: int) -> tuple[floa
     """(seconds, chat calls the server answered, cache hits) of one judge pass."""
     before = chat_calls(url)
     start = time.perf_counter()
-    result = judge_run(run, "vla-score", "mock-judge", base_url=url, concurrency=concurrency, cache_dir=cache,
-                       retrieval=False)  # fmt: skip
+    result = judge_run(
+        run, "vla-score", "mock-judge", base_url=url, concurrency=concurrency, cache_dir=cache, retrieval=False
+    )
     seconds = time.perf_counter() - start
     assert all(j.status == "ok" for j in result.judgements), "a judgement failed"
     return seconds, chat_calls(url) - before, result.usage.cache_hits
@@ -50,8 +51,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
 
-    server = subprocess.Popen([sys.executable, "-m", "vlascore.judging.mockserver", "--port", "0", "--latency",
-                               str(args.latency)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vlascore.judging.mockserver", "--port", "0", "--latency", str(args.latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().split(" at ")[1].split()[0]

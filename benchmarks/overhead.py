@@ -48,8 +48,14 @@ def bare_loop(task, seeds: list[int]) -> float:  # type: ignore[no-untyped-def]
 def vlascore_loop(suite, task_id: str, episodes: int, out: Path) -> float:  # type: ignore[no-untyped-def]
     """Seconds per step of `vlascore run -m random` for episodes 2..N (env built before episode 1)."""
     ends: list[float] = []
-    runner.run(model="random", suite=suite, tasks=[task_id], episodes=episodes, out=out,
-               on_episode=lambda _ep: ends.append(time.perf_counter()))  # fmt: skip
+    runner.run(
+        model="random",
+        suite=suite,
+        tasks=[task_id],
+        episodes=episodes,
+        out=out,
+        on_episode=lambda _ep: ends.append(time.perf_counter()),
+    )
     steps = int(load_run(out).episodes["num_steps"].iloc[1:].sum())
     return (ends[-1] - ends[0]) / steps
 

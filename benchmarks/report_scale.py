@@ -50,8 +50,7 @@ def one_size(root: Path, episodes: int) -> dict[str, float]:
     judge = synthetic_judge(board / "judges")
     print(f"{episodes} episodes: {RUNS} runs x {TASKS} tasks x {per_task} seeds", flush=True)
     start = time.perf_counter()
-    runs = [synthetic_run(root / f"model-{i}", suite, per_task, skill, judge, seed=i)
-            for i, skill in enumerate(SKILLS)]  # fmt: skip
+    runs = [synthetic_run(root / f"model-{i}", suite, per_task, skill, judge, seed=i) for i, skill in enumerate(SKILLS)]
     print(f"  (generated in {time.perf_counter() - start:.0f} s)", flush=True)
     out: dict[str, float] = {}
     out["report"], path = timed("report", lambda: write_report(runs, root / "report.html"))

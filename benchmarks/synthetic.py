@@ -42,8 +42,12 @@ def _frame(step: int, seed: int) -> np.ndarray:
 def synthetic_suite(per_task: int) -> Suite:
     """The tabletop suite with `per_task` seeds per task."""
     base = load_suite("tabletop")
-    return base.model_copy(update={"name": "tabletop-synthetic", "tasks": [
-        t.model_copy(update={"seeds": list(range(per_task))}) for t in base.tasks[:TASKS]]})  # fmt: skip
+    return base.model_copy(
+        update={
+            "name": "tabletop-synthetic",
+            "tasks": [t.model_copy(update={"seeds": list(range(per_task))}) for t in base.tasks[:TASKS]],
+        }
+    )
 
 
 JUDGE_YAML = """\
@@ -69,45 +73,91 @@ def synthetic_run(path: Path, suite: Suite, per_task: int, skill: float, judge: 
     drawn at random, higher on successes, failures flagged)."""
     rng = np.random.default_rng(seed)
     store = RunStore(path)
-    store.write_run(RunRecord(
-        run_id=path.name, adapter="synthetic", adapter_config={"skill": skill}, adapter_info={"reasons": True},
-        suite=suite.name, suite_fingerprint=suite.fingerprint, protocol_version=suite.protocol_version,
-        suite_spec=suite.model_dump(mode="json"), tasks=[t.id for t in suite.tasks],
-        seeds={t.id: list(range(per_task)) for t in suite.tasks}, backend="synthetic", vlascore_version=__version__,
-        frame_stride=FRAME_STRIDE,
-    ))  # fmt: skip
+    store.write_run(
+        RunRecord(
+            run_id=path.name,
+            adapter="synthetic",
+            adapter_config={"skill": skill},
+            adapter_info={"reasons": True},
+            suite=suite.name,
+            suite_fingerprint=suite.fingerprint,
+            protocol_version=suite.protocol_version,
+            suite_spec=suite.model_dump(mode="json"),
+            tasks=[t.id for t in suite.tasks],
+            seeds={t.id: list(range(per_task)) for t in suite.tasks},
+            backend="synthetic",
+            vlascore_version=__version__,
+            frame_stride=FRAME_STRIDE,
+        )
+    )
     judgements = []
     for task in suite.tasks:
         for s in range(per_task):
             eid = f"{task.id}-{s}"
             success = bool(rng.random() < skill)
             actions = np.clip(rng.normal(0, 0.4, size=(STEPS, 7)), -1, 1)
-            steps = [StepRecord.model_construct(  # the fields are right by construction: skip validation
-                episode_id=eid, step=i, action=actions[i].tolist(),
-                reasoning=f"Plan: reach, grasp, lift, place the object. Now: phase {i // 10} of {task.id}.",
-                intention=("reach", "grasp", "lift", "carry", "place", "release")[i // 10],
-                ee_pose=[0.1, 0.0, 0.2, 1, 0, 0, 0], gripper=1.0, reward=0.0, success=success and i == STEPS - 1,
-                frame=i // FRAME_STRIDE if i % FRAME_STRIDE == 0 else None,
-            ) for i in range(STEPS)]  # fmt: skip
+            steps = [
+                StepRecord.model_construct(  # the fields are right by construction: skip validation
+                    episode_id=eid,
+                    step=i,
+                    action=actions[i].tolist(),
+                    reasoning=f"Plan: reach, grasp, lift, place the object. Now: phase {i // 10} of {task.id}.",
+                    intention=("reach", "grasp", "lift", "carry", "place", "release")[i // 10],
+                    ee_pose=[0.1, 0.0, 0.2, 1, 0, 0, 0],
+                    gripper=1.0,
+                    reward=0.0,
+                    success=success and i == STEPS - 1,
+                    frame=i // FRAME_STRIDE if i % FRAME_STRIDE == 0 else None,
+                )
+                for i in range(STEPS)
+            ]
             frames = [_frame(i, s) for i in range(0, STEPS + 1, FRAME_STRIDE)]
             frames_file = store.write_frames(eid, frames, [*range(0, STEPS, FRAME_STRIDE), STEPS])
-            store.write_episode(EpisodeRecord(
-                episode_id=eid, task=task.id, seed=s, instruction=task.instruction, success=success, num_steps=STEPS,
-                termination="success" if success else "max_steps", status="ok", started_at="2026-12-01T00:00:00+00:00",
-                duration_s=1.0, policy_time_s=0.5, sim_time_s=0.4, frames_file=frames_file,
-            ), steps)  # fmt: skip
-            scores = {k: int(rng.integers(3, 11) if success else rng.integers(0, 6))
-                      for k in ("Reasoning", "Action", "Intention", "Alignment")}  # fmt: skip
-            judgements.append(Judgement(
-                episode_id=eid, judge=judge.name, judge_version=judge.effective_version, judge_model=MODEL,
-                mode="reasoning", status="ok",
-                scores=scores, thought=f"Action {scores['Action']}: synthetic rationale for {eid}.",
-                failure_modes=[] if success else [str(m) for m in rng.choice(FLAGS, size=2, replace=False)],
-            ))  # fmt: skip
+            store.write_episode(
+                EpisodeRecord(
+                    episode_id=eid,
+                    task=task.id,
+                    seed=s,
+                    instruction=task.instruction,
+                    success=success,
+                    num_steps=STEPS,
+                    termination="success" if success else "max_steps",
+                    status="ok",
+                    started_at="2026-12-01T00:00:00+00:00",
+                    duration_s=1.0,
+                    policy_time_s=0.5,
+                    sim_time_s=0.4,
+                    frames_file=frames_file,
+                ),
+                steps,
+            )
+            scores = {
+                k: int(rng.integers(3, 11) if success else rng.integers(0, 6))
+                for k in ("Reasoning", "Action", "Intention", "Alignment")
+            }
+            judgements.append(
+                Judgement(
+                    episode_id=eid,
+                    judge=judge.name,
+                    judge_version=judge.effective_version,
+                    judge_model=MODEL,
+                    mode="reasoning",
+                    status="ok",
+                    scores=scores,
+                    thought=f"Action {scores['Action']}: synthetic rationale for {eid}.",
+                    failure_modes=[] if success else [str(m) for m in rng.choice(FLAGS, size=2, replace=False)],
+                )
+            )
     store.close()
     label = label_for(judge, MODEL)
-    jf = JudgementFile(label=label, run_id=path.name, judge=judge.name, judge_version=judge.effective_version,
-                       judge_model=MODEL, judgements=judgements)  # fmt: skip
+    jf = JudgementFile(
+        label=label,
+        run_id=path.name,
+        judge=judge.name,
+        judge_version=judge.effective_version,
+        judge_model=MODEL,
+        judgements=judgements,
+    )
     (path / "judgements").mkdir(exist_ok=True)
     (path / "judgements" / f"{label}.json").write_text(jf.model_dump_json())
     return path

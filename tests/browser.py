@@ -17,9 +17,14 @@ from typing import Any
 import pytest
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
@@ -37,8 +42,12 @@ class PageLog:
 
     @property
     def problems(self) -> list[str]:
-        return [*self.console_errors, *self.page_errors, *(f"dialog: {d}" for d in self.dialogs),
-                *(f"network request: {u}" for u in self.blocked)]  # fmt: skip
+        return [
+            *self.console_errors,
+            *self.page_errors,
+            *(f"dialog: {d}" for d in self.dialogs),
+            *(f"network request: {u}" for u in self.blocked),
+        ]
 
 
 def _unavailable(why: str) -> None:

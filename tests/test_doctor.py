@@ -76,8 +76,9 @@ def test_a_simpler_suite_fails_the_doctor_without_simplerenv(monkeypatch: pytest
     (check,) = doctor.check_simpler([], "simpler")
     assert check.status == "fail" and "sapien==2.2.2" in check.detail
     seen: list[tuple] = []
-    monkeypatch.setattr(doctor, "run_checks",
-                        lambda env_ids, backend="maniskill": seen.append((env_ids, backend)) or [])  # fmt: skip
+    monkeypatch.setattr(
+        doctor, "run_checks", lambda env_ids, backend="maniskill": seen.append((env_ids, backend)) or []
+    )
     assert CliRunner().invoke(app, ["doctor", "-s", "simpler-google-vm"]).exit_code == 0
     assert seen == [([], "simpler")]
 

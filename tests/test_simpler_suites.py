@@ -15,10 +15,15 @@ import pytest
 from vlascore.episode_grid import env_key, euler_sxyz_to_quat, rpy_quat
 from vlascore.suites import Suite, SuiteError, load_suite, load_suite_file
 
-GOOGLE_CONTROL = ("arm_pd_ee_delta_pose_align_interpolate_by_planner_"
-                  "gripper_pd_joint_target_delta_pos_interpolate_by_planner")
-URDFS = {"default", "recolor_tabletop_visual_matching_1", "recolor_tabletop_visual_matching_2",
-         "recolor_cabinet_visual_matching_1"}  # fmt: skip
+GOOGLE_CONTROL = (
+    "arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_interpolate_by_planner"
+)
+URDFS = {
+    "default",
+    "recolor_tabletop_visual_matching_1",
+    "recolor_tabletop_visual_matching_2",
+    "recolor_cabinet_visual_matching_1",
+}
 
 
 def cells(suite: Suite, task: str) -> list:
@@ -43,8 +48,11 @@ def va() -> Suite:
 def test_pick_coke_can_vm_is_3_orientations_x_4_urdfs_x_25_positions(vm: Suite) -> None:
     tasks = ["pick_coke_can_horizontal", "pick_coke_can_vertical", "pick_coke_can_standing"]
     assert sum(vm.task(t).episode_count for t in tasks) == 3 * 4 * 25 == 300
-    flags = {"pick_coke_can_horizontal": "lr_switch", "pick_coke_can_vertical": "laid_vertically",
-             "pick_coke_can_standing": "upright"}  # fmt: skip
+    flags = {
+        "pick_coke_can_horizontal": "lr_switch",
+        "pick_coke_can_vertical": "laid_vertically",
+        "pick_coke_can_standing": "upright",
+    }
     for t in tasks:
         task = vm.task(t)
         assert (task.max_steps, task.sim_freq, task.control_freq, task.success_mode) == (80, 513, 3, "final")
@@ -79,8 +87,9 @@ def test_drawer_vm_is_4_urdfs_x_3_drawers_x_9_overlay_poses_per_direction(vm: Su
         t = vm.task(task)
         assert t.episode_count == 4 * 3 * 9 == 108 and t.max_steps == 113 and t.mean_over == ["drawer", "urdf"]
         cs = cells(vm, task)
-        assert Counter(c.env_id for c in cs) == Counter({f"{verb}{d}DrawerCustomInScene-v0": 36
-                                                         for d in ("Top", "Middle", "Bottom")})  # fmt: skip
+        assert Counter(c.env_id for c in cs) == Counter(
+            {f"{verb}{d}DrawerCustomInScene-v0": 36 for d in ("Top", "Middle", "Bottom")}
+        )
         assert all(c.make["shader_dir"] == "rt" and c.make["station_name"] == "mk_station_recolor" for c in cs)
         assert all(c.make["light_mode"] == "simple" and c.make["scene_name"] == "dummy_drawer" for c in cs)
         a0 = next(c for c in cs if c.labels["robot_pose"] == "a0")
@@ -95,9 +104,22 @@ def test_va_grids_match_the_variant_aggregation_scripts(va: Suite) -> None:
     coke = ["pick_coke_can_horizontal", "pick_coke_can_vertical", "pick_coke_can_standing"]
     # 9 variants the metric uses (base, 2 table textures, 2 distractor sets, 2 backgrounds, 2 lightings) x 25
     assert sum(va.task(t).episode_count for t in coke) == 3 * 9 * 25 == 675
-    assert labels(va, "pick_coke_can_horizontal", "variant") == Counter({
-        v: 25 for v in ("base", "table_texture_1", "table_texture_2", "distractors", "more_distractors",
-                        "background_1", "background_2", "darker_lighting", "brighter_lighting")})  # fmt: skip
+    assert labels(va, "pick_coke_can_horizontal", "variant") == Counter(
+        {
+            v: 25
+            for v in (
+                "base",
+                "table_texture_1",
+                "table_texture_2",
+                "distractors",
+                "more_distractors",
+                "background_1",
+                "background_2",
+                "darker_lighting",
+                "brighter_lighting",
+            )
+        }
+    )
     more = next(c for c in cells(va, "pick_coke_can_standing") if c.labels["variant"] == "more_distractors")
     assert more.env_id == "GraspSingleOpenedCokeCanDistractorInScene-v0" and more.make["distractor_config"] == "more"
     assert more.make["upright"] is True and "rgb_overlay_path" not in more.make and "urdf_version" not in more.make
@@ -129,8 +151,10 @@ def test_bridge_suites_run_24_trials_per_paper_task() -> None:
     assert ms3.task("put_eggplant_in_basket").episode_count == 64  # the ManiSkill 3 twin's 8 x 8 configurations
     assert ms2.task("put_eggplant_in_basket").episode_count == 24
     spoon = ms2.task("put_spoon_on_towel").cell(5)
-    assert spoon.reset == {"robot_init_options": {"init_xy": [0.147, 0.028], "init_rot_quat": [0.0, 0.0, 0.0, 1.0]},
-                           "obj_init_options": {"episode_id": 5}}  # fmt: skip
+    assert spoon.reset == {
+        "robot_init_options": {"init_xy": [0.147, 0.028], "init_rot_quat": [0.0, 0.0, 0.0, 1.0]},
+        "obj_init_options": {"episode_id": 5},
+    }
     assert spoon.make["rgb_overlay_path"] == "real_inpainting/bridge_real_eval_1.png"
     assert [ms3.column_key(c) for c in ms3.result_columns][0] == "bridge_ms3/put_spoon_on_towel"
     assert ms2.column_key(ms2.result_columns[0]) == "bridge/put_spoon_on_towel"
@@ -143,9 +167,17 @@ def test_the_dualvla_suite_includes_the_other_suites_tasks_unchanged(vm: Suite, 
     assert d.task("va_open_drawer").grid == va.task("open_drawer").grid
     nine = next(a for a in d.averages if a.id == "simpler_9")
     keys = [d.column_key(next(c for c in d.result_columns if c.id == col)) for col in nine.columns]
-    assert keys == ["google_vm/pick_coke_can", "google_vm/move_near", "google_vm/drawer", "google_va/pick_coke_can",
-                    "google_va/move_near", "google_va/drawer", "bridge/put_spoon_on_towel",
-                    "bridge/put_carrot_on_plate", "bridge/stack_block"]  # fmt: skip
+    assert keys == [
+        "google_vm/pick_coke_can",
+        "google_vm/move_near",
+        "google_vm/drawer",
+        "google_va/pick_coke_can",
+        "google_va/move_near",
+        "google_va/drawer",
+        "bridge/put_spoon_on_towel",
+        "bridge/put_carrot_on_plate",
+        "bridge/stack_block",
+    ]
     assert sorted(c.id for c in d.result_columns if c.in_mean) == sorted(nine.columns)
 
 
@@ -190,14 +222,34 @@ def test_bad_grids_are_refused_with_the_reason(tmp_path: Path, grid: dict, messa
 def test_grid_cells_mix_blocks_axes_and_overrides(tmp_path: Path) -> None:
     import yaml
 
-    spec = {"name": "s", "protocol_version": "1", "backend": "toy", "tasks": [{
-        "id": "t", "env_id": "Base-v0", "instruction": "x", "env_kwargs": {"a": 1, "nested": {"p": 1}},
-        "grid": [
-            {"variant": "one", "reset": {"opt": {"u": 1}}, "axes": [
-                {"name": "k", "values": [{"label": "k0", "make": {"b": 0}}, {"label": "k1", "env_id": "K1-v0"}]},
-                {"name": "e", "range": {"key": "opt.episode_id", "start": 5, "count": 3}}]},
-            {"variant": "two", "env_id": "Two-v0", "make": {"nested": {"q": 2}}},
-        ]}], "columns": [{"id": "c", "tasks": ["t"]}]}  # fmt: skip
+    spec = {
+        "name": "s",
+        "protocol_version": "1",
+        "backend": "toy",
+        "tasks": [
+            {
+                "id": "t",
+                "env_id": "Base-v0",
+                "instruction": "x",
+                "env_kwargs": {"a": 1, "nested": {"p": 1}},
+                "grid": [
+                    {
+                        "variant": "one",
+                        "reset": {"opt": {"u": 1}},
+                        "axes": [
+                            {
+                                "name": "k",
+                                "values": [{"label": "k0", "make": {"b": 0}}, {"label": "k1", "env_id": "K1-v0"}],
+                            },
+                            {"name": "e", "range": {"key": "opt.episode_id", "start": 5, "count": 3}},
+                        ],
+                    },
+                    {"variant": "two", "env_id": "Two-v0", "make": {"nested": {"q": 2}}},
+                ],
+            }
+        ],
+        "columns": [{"id": "c", "tasks": ["t"]}],
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     t = load_suite_file(path).task("t")

@@ -115,8 +115,11 @@ EXTRA_VM = {
     "put_eggplant_in_basket_grasp": (0.0, 0.9946015794345869),
 }
 # printed to 6 decimals in the research notes (no published counterpart)
-ORIENTATIONS_VM = {"pick_coke_can_horizontal": (0.026667, 0.981496), "pick_coke_can_vertical": (0.026667, 0.963704),
-                   "pick_coke_can_standing": (0.053333, 0.942131)}  # fmt: skip
+ORIENTATIONS_VM = {
+    "pick_coke_can_horizontal": (0.026667, 0.981496),
+    "pick_coke_can_vertical": (0.026667, 0.963704),
+    "pick_coke_can_standing": (0.053333, 0.942131),
+}
 SIMPLER_VA = {
     "pick_coke_can": (0.084667, 0.959805),
     "pick_coke_can_horizontal": (0.093333, 0.947036),
@@ -187,8 +190,15 @@ def test_data_file_is_valid_and_traceable(data: RealSuccessData) -> None:
     assert data.schema_version == 1
     assert data.citation.arxiv == "2405.05941" and "CoRL 2024" in data.citation.line()
     assert data.sources["upstream"].commit == "4ab7178e83e84ee06894034ec6dbf9e7aad1e882"
-    assert list(data.policies) == ["rt-2-x", "rt-1-converged", "rt-1-15pct", "rt-1-x", "rt-1-begin", "octo-base",
-                                   "octo-small"]  # fmt: skip
+    assert list(data.policies) == [
+        "rt-2-x",
+        "rt-1-converged",
+        "rt-1-15pct",
+        "rt-1-x",
+        "rt-1-begin",
+        "octo-base",
+        "octo-small",
+    ]
     real = data.real_rates()
     for t in data.tasks:
         assert t.trials > 0
@@ -298,8 +308,16 @@ def test_cli_reference_prints_the_papers_values_and_writes_json(tmp_path: Path) 
     out = tmp_path / "simreal.json"
     res = invoke("--reference", "--json", out)
     assert res.exit_code == 0, res.output
-    for text in ("0.031 / 0.976", "0.111 / 0.855", "0.055 / 0.915", "0.000 / 0.969", "0.014 / 0.890",
-                 "google_vm/pick_coke_can", "Visual Matching", "arXiv:2405.05941"):  # fmt: skip
+    for text in (
+        "0.031 / 0.976",
+        "0.111 / 0.855",
+        "0.055 / 0.915",
+        "0.000 / 0.969",
+        "0.014 / 0.890",
+        "google_vm/pick_coke_can",
+        "Visual Matching",
+        "arXiv:2405.05941",
+    ):
         assert text in res.output, text
     result = SimRealResult.model_validate_json(out.read_text())
     assert result.protocol == "vm" and len(result.tasks) == 17
@@ -313,16 +331,25 @@ def test_cli_reference_prints_the_papers_values_and_writes_json(tmp_path: Path) 
 def test_cli_list_shows_policies_rates_and_citation() -> None:
     res = invoke("--list")
     assert res.exit_code == 0, res.output
-    for text in ("Evaluating Real-World Robot Manipulation Policies in Simulation", "CoRL 2024", "4ab7178",
-                 "rt_1_tf_trained_for_000400120", "google_va/move_near", "0.733", "0.871~", "octo-small"):  # fmt: skip
+    for text in (
+        "Evaluating Real-World Robot Manipulation Policies in Simulation",
+        "CoRL 2024",
+        "4ab7178",
+        "rt_1_tf_trained_for_000400120",
+        "google_va/move_near",
+        "0.733",
+        "0.871~",
+        "octo-small",
+    ):
         assert text in res.output, text
 
 
 def _reference_file(data: RealSuccessData, tmp_path: Path, policy: str, protocol: Protocol = "vm") -> Path:
     """A sim-rate file {column key: rate} holding SimplerEnv's numbers for `policy`."""
     sims = data.reference_sims(protocol)
-    columns = {t.columns[protocol]: sims[policy][t.id] for t in data.tasks
-               if protocol in t.columns and t.id in sims[policy]}  # fmt: skip
+    columns = {
+        t.columns[protocol]: sims[policy][t.id] for t in data.tasks if protocol in t.columns and t.id in sims[policy]
+    }
     return write_yaml(tmp_path / f"{policy}.yaml", columns)
 
 
@@ -335,8 +362,10 @@ def test_cli_on_sim_rate_files_matches_the_direct_computation(data: RealSuccessD
     real, sims = data.real_rates(), data.reference_sims("vm")
     for t in result.tasks:
         assert [r.policy for r in t.rates] == [p for p in policies if t.task in sims[p]]
-        s, r = [sims[p][t.task] for p in policies if t.task in sims[p]], [real[t.task][p] for p in policies
-                                                                       if t.task in sims[p]]  # fmt: skip
+        s, r = (
+            [sims[p][t.task] for p in policies if t.task in sims[p]],
+            [real[t.task][p] for p in policies if t.task in sims[p]],
+        )
         assert (t.mmrv, t.pearson) == pytest.approx((mmrv(s, r), pearson(s, r)), abs=EXACT)
         assert t.paper is None
         assert t.simpler is not None and (t.simpler.mmrv, t.simpler.pearson) == (t.mmrv, t.pearson)  # same numbers
@@ -384,8 +413,7 @@ def test_cli_errors(data: RealSuccessData, tmp_path: Path) -> None:
     clean_failure(invoke(f"rt-1-x={one}", f"octo-base={percent}"), "not a success rate in 0..1")
     # a policy whose rates are all of the other protocol: a missing column, with the fix
     va = _reference_file(data, tmp_path, "octo-base", "va")
-    clean_failure(invoke(f"rt-1-x={one}", f"octo-base={va}"), "no Visual Matching SimplerEnv column",
-                  "--protocol va")  # fmt: skip
+    clean_failure(invoke(f"rt-1-x={one}", f"octo-base={va}"), "no Visual Matching SimplerEnv column", "--protocol va")
     bad_real = write_yaml(tmp_path / "real.yaml", {"mine": {"move_nearly": 0.3}})
     clean_failure(invoke("--reference", "--real", bad_real), "unknown task 'move_nearly'")
 
@@ -401,8 +429,14 @@ def _run_as(tmp_path: Path, name: str, model: str, seeds: list[int]) -> Path:
     from vlascore.suites import Suite, load_suite
 
     toy = small_suite(load_suite("toy"), ["ToyPick"], seeds, max_steps=20)
-    spec = Suite.model_validate({**toy.model_dump(), "name": "toy-as-simpler", "key_prefix": "google_vm",
-                                 "columns": [{"id": "move_near", "tasks": ["ToyPick"]}]})  # fmt: skip
+    spec = Suite.model_validate(
+        {
+            **toy.model_dump(),
+            "name": "toy-as-simpler",
+            "key_prefix": "google_vm",
+            "columns": [{"id": "move_near", "tasks": ["ToyPick"]}],
+        }
+    )
     runner.run(model=model, suite=spec, out=tmp_path / name)
     return tmp_path / name
 
@@ -423,8 +457,10 @@ def test_cli_on_run_directories(tmp_path: Path) -> None:
     result = SimRealResult.model_validate_json(out.read_text())
     (t,) = result.tasks
     assert t.task == "move_near" and t.column == "google_vm/move_near"
-    assert {r.policy: r.sim for r in t.rates} == {"rt-1-x": rates[expert]["google_vm/move_near"],
-                                                  "octo-base": rates[rand]["google_vm/move_near"]}  # fmt: skip
+    assert {r.policy: r.sim for r in t.rates} == {
+        "rt-1-x": rates[expert]["google_vm/move_near"],
+        "octo-base": rates[rand]["google_vm/move_near"],
+    }
     assert {r.policy: r.real for r in t.rates} == {"rt-1-x": 0.45, "octo-base": 0.35}
     assert "vlascore run, 1 column(s)" in result.sim_sources["rt-1-x"]
     # a run of a suite without SimplerEnv columns: refused, naming its columns
@@ -432,13 +468,17 @@ def test_cli_on_run_directories(tmp_path: Path) -> None:
     from vlascore.suites import load_suite
 
     runner.run(model="random", suite=load_suite("toy"), out=tmp_path / "toy", episodes=1)
-    clean_failure(invoke(f"rt-1-x={expert}", f"octo-base={tmp_path / 'toy'}"), "no Visual Matching SimplerEnv "
-                  "column (toy/ToyPick)", "simpler-google-vm")  # fmt: skip
+    clean_failure(
+        invoke(f"rt-1-x={expert}", f"octo-base={tmp_path / 'toy'}"),
+        "no Visual Matching SimplerEnv column (toy/ToyPick)",
+        "simpler-google-vm",
+    )
     clean_failure(invoke(f"rt-1-x={expert}", f"octo-base={tmp_path}"), "error:")  # a folder that is not a run
 
 
-def test_cli_with_run_directories_and_files_mixed(data: RealSuccessData, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_with_run_directories_and_files_mixed(
+    data: RealSuccessData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Several SimplerEnv columns per run (sim_rates_from_run stubbed with SimplerEnv's own rates)."""
     sims = data.reference_sims("vm")
     runs: dict[Path, dict[str, float]] = {}
@@ -449,8 +489,14 @@ def test_cli_with_run_directories_and_files_mixed(data: RealSuccessData, tmp_pat
         runs[run]["toy/ToyPick"] = 1.0
     monkeypatch.setattr(simreal, "sim_rates_from_run", lambda path: runs[Path(path)])
     out = tmp_path / "r.json"
-    res = invoke(*[f"{p.name}={p}" for p in runs], f"rt-1-x={_reference_file(data, tmp_path, 'rt-1-x')}",
-                 "--tasks", "pick_coke_can,drawer", "--json", out)  # fmt: skip
+    res = invoke(
+        *[f"{p.name}={p}" for p in runs],
+        f"rt-1-x={_reference_file(data, tmp_path, 'rt-1-x')}",
+        "--tasks",
+        "pick_coke_can,drawer",
+        "--json",
+        out,
+    )
     assert res.exit_code == 0, res.output
     result = SimRealResult.model_validate_json(out.read_text())
     assert [t.task for t in result.tasks] == ["pick_coke_can", "drawer"]
@@ -483,7 +529,11 @@ def test_the_maniskill3_twins_compare_under_their_own_protocol(data: RealSuccess
     sim = [rates[r.policy][1] for r in carrot.rates]
     assert carrot.column == "bridge_ms3/put_carrot_on_plate" and carrot.simpler is None
     assert (carrot.mmrv, carrot.pearson) == pytest.approx(
-        (mmrv(sim, [real["put_carrot_on_plate"][r.policy] for r in carrot.rates]),
-         pearson(sim, [real["put_carrot_on_plate"][r.policy] for r in carrot.rates])), abs=EXACT)  # fmt: skip
+        (
+            mmrv(sim, [real["put_carrot_on_plate"][r.policy] for r in carrot.rates]),
+            pearson(sim, [real["put_carrot_on_plate"][r.policy] for r in carrot.rates]),
+        ),
+        abs=EXACT,
+    )
     wrong = invoke(*files)  # Visual Matching: these are not its columns
     assert wrong.exit_code == 2 and "use --protocol ms3" in " ".join(wrong.output.split())

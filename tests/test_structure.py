@@ -11,9 +11,18 @@ import grimp
 import pytest
 
 CORE = {
-    "episode_grid", "extras", "images", "paths", "provenance", "records", "registry", "stats", "store", "suites",
+    "episode_grid",
+    "extras",
+    "images",
+    "paths",
+    "provenance",
+    "records",
+    "registry",
+    "stats",
+    "store",
+    "suites",
     "versioned",
-}  # fmt: skip
+}
 """Modules every layer may use and that use no layer above them (records, stores, suites, helpers)."""
 
 
@@ -80,8 +89,11 @@ def test_no_import_cycles_at_any_level() -> None:
 def test_core_modules_import_only_core_modules_and_nothing_imports_the_cli() -> None:
     graph = grimp.build_graph("vlascore", exclude_type_checking_imports=True)
     edges = sibling_edges(graph, "vlascore")
-    upward = {c: sorted(t for t in targets if t.removeprefix("vlascore.") not in CORE)
-              for c, targets in edges.items() if c.removeprefix("vlascore.") in CORE}  # fmt: skip
+    upward = {
+        c: sorted(t for t in targets if t.removeprefix("vlascore.") not in CORE)
+        for c, targets in edges.items()
+        if c.removeprefix("vlascore.") in CORE
+    }
     assert {c: t for c, t in upward.items() if t} == {}
     assert sorted(c for c, targets in edges.items() if "vlascore.cli" in targets) == []
     cli = sibling_edges(graph, "vlascore.cli")  # command modules import down (_common, _tables), not each other
@@ -98,7 +110,9 @@ def test_the_checker_finds_a_cycle_put_there_on_purpose(tmp_path: Path, monkeypa
     (root / "sub" / "__init__.py").write_text("")
     (root / "sub" / "c.py").write_text("import loopy.a\n")
     (root / "sub" / "d.py").write_text("from loopy.sub import e\n")
-    (root / "sub" / "e.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from loopy.sub import d\n")
+    (root / "sub" / "e.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from loopy.sub import d\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     found = import_cycles("loopy")
     sys.modules.pop("loopy", None)

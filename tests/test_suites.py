@@ -41,14 +41,19 @@ def test_fingerprint_tracks_the_normalised_spec(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("name: s\nprotocol_version: '1'\ntasks: []\n", "at least one task"),
-        ("name: s\nprotocol_version: '1'\ntasks:\n  - {id: A, env_id: E, instruction: x, seeds: [0]}\n"
-         "  - {id: A, env_id: E, instruction: y, seeds: [0]}\n", "duplicate task ids: A"),
+        (
+            "name: s\nprotocol_version: '1'\ntasks:\n  - {id: A, env_id: E, instruction: x, seeds: [0]}\n"
+            "  - {id: A, env_id: E, instruction: y, seeds: [0]}\n",
+            "duplicate task ids: A",
+        ),
         ("name: s\ntasks:\n  - {id: A, env_id: E, instruction: x, seeds: [0]}\n", "protocol_version"),
-        ("name: s\nprotocol_version: '1'\ntasks:\n  - {id: A, env_id: E, instruction: x, seeds: [0], max_step: 5}\n",
-         "max_step"),
+        (
+            "name: s\nprotocol_version: '1'\ntasks:\n  - {id: A, env_id: E, instruction: x, seeds: [0], max_step: 5}\n",
+            "max_step",
+        ),
         ("- just a list\n", "must be a YAML mapping"),
     ],
-)  # fmt: skip
+)
 def test_invalid_suites_are_rejected_with_the_reason(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(body)

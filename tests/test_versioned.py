@@ -37,8 +37,11 @@ def test_older_versions_are_migrated_one_step_at_a_time() -> None:
 def test_newer_versions_are_refused_before_validation_naming_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "thing.json"
     path.write_text(json.dumps({"schema_version": 4, "vlascore_version": "2.0", "whatever": []}))
-    with pytest.raises(NewerRecordError, match=r"thing.json has schema version 4, newer than this vlascore reads "
-                                               r"\(3; vlascore .*\): upgrade vlascore to 2.0 \(which wrote it\)"):  # fmt: skip
+    with pytest.raises(
+        NewerRecordError,
+        match=r"thing.json has schema version 4, newer than this vlascore reads "
+        r"\(3; vlascore .*\): upgrade vlascore to 2.0 \(which wrote it\)",
+    ):
         read_record(path, Thing)
 
 

@@ -51,8 +51,12 @@ def _version(dist: str) -> str:
 def check_python() -> Check:
     v = sys.version_info
     ok = v >= (3, 10)
-    return Check("python", "ok" if ok else "fail", f"{sys.version.split()[0]} at {sys.executable}",
-                 "" if ok else "use Python 3.10 or newer (3.11 recommended: the CPU torch wheel is cp311)")  # fmt: skip
+    return Check(
+        "python",
+        "ok" if ok else "fail",
+        f"{sys.version.split()[0]} at {sys.executable}",
+        "" if ok else "use Python 3.10 or newer (3.11 recommended: the CPU torch wheel is cp311)",
+    )
 
 
 def check_core() -> Check:
@@ -103,19 +107,36 @@ def check_qa() -> list[Check]:
 
     checks = []
     have = _version("lmms-eval")
-    checks.append(Check("lmms-eval version", "ok" if have == LMMS_EVAL_VERSION else "warn",
-                        f"{have} (vlascore's QA overlays are checked against {LMMS_EVAL_VERSION})",
-                        "" if have == LMMS_EVAL_VERSION else LMMS_EVAL_INSTALL))  # fmt: skip
+    checks.append(
+        Check(
+            "lmms-eval version",
+            "ok" if have == LMMS_EVAL_VERSION else "warn",
+            f"{have} (vlascore's QA overlays are checked against {LMMS_EVAL_VERSION})",
+            "" if have == LMMS_EVAL_VERSION else LMMS_EVAL_INSTALL,
+        )
+    )
     if not available("filelock._api"):
-        checks.append(Check("filelock for lmms-eval", "fail", f"filelock {_version('filelock')} has no _api module, "
-                            "which lmms-eval 0.7.3 patches", "pip install 'filelock<4'"))  # fmt: skip
+        checks.append(
+            Check(
+                "filelock for lmms-eval",
+                "fail",
+                f"filelock {_version('filelock')} has no _api module, which lmms-eval 0.7.3 patches",
+                "pip install 'filelock<4'",
+            )
+        )
     if available("torchvision"):
         proc = subprocess.run([sys.executable, "-c", _TORCHVISION_PROBE], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            checks.append(Check("torchvision", "fail", f"installed but does not import: {tail}",
-                                "pip uninstall -y torchvision (vlascore does not need it; PyPI has no CPU build "
-                                "matching the CPU torch)"))  # fmt: skip
+            checks.append(
+                Check(
+                    "torchvision",
+                    "fail",
+                    f"installed but does not import: {tail}",
+                    "pip uninstall -y torchvision (vlascore does not need it; PyPI has no CPU build "
+                    "matching the CPU torch)",
+                )
+            )
     return checks
 
 
@@ -178,12 +199,20 @@ def check_assets(env_ids: list[str]) -> Check:
     )
     proc = subprocess.run([sys.executable, "-c", probe, *env_ids], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        return Check("simulator assets", "fail", f"importing mani_skill failed: {proc.stderr.strip()[-300:]}",
-                     "reinstall: pip install --force-reinstall 'vlascore[sim]'")  # fmt: skip
+        return Check(
+            "simulator assets",
+            "fail",
+            f"importing mani_skill failed: {proc.stderr.strip()[-300:]}",
+            "reinstall: pip install --force-reinstall 'vlascore[sim]'",
+        )
     missing = proc.stdout.split()
     if missing:
-        return Check("simulator assets", "fail", f"unknown env ids: {', '.join(missing)}",
-                     "upgrade mani-skill (pip install -U mani-skill) or fix the suite YAML")  # fmt: skip
+        return Check(
+            "simulator assets",
+            "fail",
+            f"unknown env ids: {', '.join(missing)}",
+            "upgrade mani-skill (pip install -U mani-skill) or fix the suite YAML",
+        )
     return Check(
         "simulator assets", "ok", f"{len(env_ids)} env ids registered; tabletop assets ship in the mani-skill wheel"
     )
@@ -193,8 +222,12 @@ def check_runtime_dir() -> Check:
     d = os.environ.get("XDG_RUNTIME_DIR")
     if d and os.access(d, os.W_OK):
         return Check("XDG_RUNTIME_DIR", "ok", d)
-    return Check("XDG_RUNTIME_DIR", "warn", f"{d or 'unset'}: SAPIEN warns without a writable runtime dir",
-                 "export XDG_RUNTIME_DIR=/tmp/runtime-$UID (vlascore sets this itself for its runs)")  # fmt: skip
+    return Check(
+        "XDG_RUNTIME_DIR",
+        "warn",
+        f"{d or 'unset'}: SAPIEN warns without a writable runtime dir",
+        "export XDG_RUNTIME_DIR=/tmp/runtime-$UID (vlascore sets this itself for its runs)",
+    )
 
 
 def check_simpler(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
@@ -210,22 +243,35 @@ def check_simpler(env_ids: list[str], backend: str = "maniskill") -> list[Check]
     sapien2 = sapien.startswith("2.")
     needed_here: Literal["fail", "warn"] = "fail" if backend == "simpler" else "warn"
     if not available("mani_skill2_real2sim"):
-        why = "this suite's `simpler` backend needs it" if backend == "simpler" else "only suites on the " \
+        why = (
+            "this suite's `simpler` backend needs it"
+            if backend == "simpler"
+            else "only suites on the "
             "`simpler` backend (simpler-google-vm, simpler-google-va, simpler-widowx, simpler-dualvla) need it"
-        checks.append(Check("SimplerEnv (mani_skill2_real2sim)", needed_here, f"not installed; {why}",
-                            SIMPLER_INSTALL))  # fmt: skip
+        )
+        checks.append(Check("SimplerEnv (mani_skill2_real2sim)", needed_here, f"not installed; {why}", SIMPLER_INSTALL))
     else:
         detail = f"mani_skill2_real2sim {_version('mani_skill2_real2sim')} with sapien {sapien}"
-        checks.append(Check("SimplerEnv (mani_skill2_real2sim)", "ok" if sapien2 else needed_here,
-                            detail + ("" if sapien2 else " (it needs sapien 2.x: sapien==2.2.2)"),
-                            "" if sapien2 else SIMPLER_INSTALL))  # fmt: skip
+        checks.append(
+            Check(
+                "SimplerEnv (mani_skill2_real2sim)",
+                "ok" if sapien2 else needed_here,
+                detail + ("" if sapien2 else " (it needs sapien 2.x: sapien==2.2.2)"),
+                "" if sapien2 else SIMPLER_INSTALL,
+            )
+        )
         if available("mani_skill"):
             works = "SimplerEnv" if sapien2 else "ManiSkill3"
-            checks.append(Check("ManiSkill3 next to SimplerEnv", "warn",
-                                f"mani-skill {_version('mani-skill')} needs sapien 3 and mani_skill2_real2sim needs "
-                                f"sapien 2.2.2; they cannot coexist, and with sapien {sapien} only {works} works",
-                                "keep them in separate environments: ManiSkill3 with pip install 'vlascore[sim]', "
-                                f"SimplerEnv without it: {SIMPLER_INSTALL}"))  # fmt: skip
+            checks.append(
+                Check(
+                    "ManiSkill3 next to SimplerEnv",
+                    "warn",
+                    f"mani-skill {_version('mani-skill')} needs sapien 3 and mani_skill2_real2sim needs "
+                    f"sapien 2.2.2; they cannot coexist, and with sapien {sapien} only {works} works",
+                    "keep them in separate environments: ManiSkill3 with pip install 'vlascore[sim]', "
+                    f"SimplerEnv without it: {SIMPLER_INSTALL}",
+                )
+            )
     if available("mani_skill"):
         needed: dict[str, list[str]] = {}
         for env_id in BRIDGE_TWINS:
@@ -234,10 +280,15 @@ def check_simpler(env_ids: list[str], backend: str = "maniskill") -> list[Check]
         root = maniskill_asset_dir()
         for pack, envs in needed.items():
             used = any(e in env_ids for e in envs)
-            checks.append(Check(f"ManiSkill3 Bridge assets: {pack}", "fail" if used else "warn",
-                                f"not downloaded ({root / ASSET_PACKS[pack]} is missing or empty); needed by "
-                                f"{', '.join(envs)}" + ("" if used else ", not by this suite"),
-                                download_command([pack])))  # fmt: skip
+            checks.append(
+                Check(
+                    f"ManiSkill3 Bridge assets: {pack}",
+                    "fail" if used else "warn",
+                    f"not downloaded ({root / ASSET_PACKS[pack]} is missing or empty); needed by "
+                    f"{', '.join(envs)}" + ("" if used else ", not by this suite"),
+                    download_command([pack]),
+                )
+            )
         if not needed:
             checks.append(Check("ManiSkill3 Bridge assets", "ok", f"{', '.join(ASSET_PACKS)} under {root}"))
     return checks
@@ -245,5 +296,14 @@ def check_simpler(env_ids: list[str], backend: str = "maniskill") -> list[Check]
 
 def run_checks(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
     """Every check; `env_ids` are the ManiSkill env ids of the suite checked, `backend` its backend."""
-    return [check_python(), check_core(), *check_extras(), *check_qa(), check_vulkan(), check_rendering(),
-            check_assets(env_ids), *check_simpler(env_ids, backend), check_runtime_dir()]  # fmt: skip
+    return [
+        check_python(),
+        check_core(),
+        *check_extras(),
+        *check_qa(),
+        check_vulkan(),
+        check_rendering(),
+        check_assets(env_ids),
+        *check_simpler(env_ids, backend),
+        check_runtime_dir(),
+    ]

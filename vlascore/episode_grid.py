@@ -138,8 +138,12 @@ def quat_multiply(a: list[float], b: list[float]) -> list[float]:
     """Hamilton product of w x y z quaternions (sapien's Pose(q=a) * Pose(q=b) rotation)."""
     aw, ax, ay, az = a
     bw, bx, by, bz = b
-    return [aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw]  # fmt: skip
+    return [
+        aw * bw - ax * bx - ay * by - az * bz,
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+    ]
 
 
 def euler_sxyz_to_quat(roll: float, pitch: float, yaw: float) -> list[float]:
@@ -147,8 +151,12 @@ def euler_sxyz_to_quat(roll: float, pitch: float, yaw: float) -> list[float]:
     cr, sr = math.cos(roll / 2), math.sin(roll / 2)
     cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
     cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
-    return [cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy,
-            cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy]  # fmt: skip
+    return [
+        cr * cp * cy + sr * sp * sy,
+        sr * cp * cy - cr * sp * sy,
+        cr * sp * cy + sr * cp * sy,
+        cr * cp * sy - sr * sp * cy,
+    ]
 
 
 def _fmt(v: float) -> str:

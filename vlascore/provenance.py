@@ -9,9 +9,18 @@ from pathlib import Path
 from typing import Any
 
 TRACKED_PACKAGES = (
-    "vlascore", "numpy", "torch", "mani-skill", "sapien", "gymnasium", "pydantic", "pandas",
-    "transformers", "openai", "lmms-eval",
-)  # fmt: skip
+    "vlascore",
+    "numpy",
+    "torch",
+    "mani-skill",
+    "sapien",
+    "gymnasium",
+    "pydantic",
+    "pandas",
+    "transformers",
+    "openai",
+    "lmms-eval",
+)
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
@@ -35,8 +44,10 @@ def git_revision() -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}+dirty" if dirty else rev

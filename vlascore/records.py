@@ -14,6 +14,9 @@ RUN_SCHEMA_VERSION = 1
 EPISODE_SCHEMA_VERSION = 1
 STEP_SCHEMA_VERSION = 1
 
+Termination = Literal["success", "max_steps", "terminated", "error"]
+EpisodeStatus = Literal["ok", "errored"]
+
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -81,9 +84,9 @@ class EpisodeRecord(BaseModel):
     """Simulator success flag (per the task's success_mode); False for errored episodes."""
     num_steps: int
     """Control steps executed."""
-    termination: Literal["success", "max_steps", "terminated", "error"]
+    termination: Termination
     """Why the episode ended."""
-    status: Literal["ok", "errored"]
+    status: EpisodeStatus
     """`errored`: the policy or simulator failed; the episode is excluded from success rates and counted."""
     failure_reason: str | None = None
     """Exception type and message (or the validation problem) for errored episodes."""

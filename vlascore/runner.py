@@ -20,7 +20,7 @@ from vlascore.adapters import Adapter, EpisodeContext, adapt_to_tasks, make_adap
 from vlascore.adapters.base import validate_actions
 from vlascore.backends import Backend, Observation, make_backend
 from vlascore.provenance import git_revision, hardware, package_versions
-from vlascore.records import EpisodeRecord, RunRecord, StepRecord, utcnow
+from vlascore.records import EpisodeRecord, EpisodeStatus, RunRecord, StepRecord, Termination, utcnow
 from vlascore.store import RunStore, StoreError
 from vlascore.suites import Suite, TaskSpec
 
@@ -62,8 +62,17 @@ class RunSummary:
 ProgressHook = Callable[[EpisodeRecord], None]
 
 
-def _step_record(eid: str, index: int, obs: Observation, action: np.ndarray, reasoning: str | None,
-                 intention: str | None, reward: float, success: bool, frame: int | None) -> StepRecord:  # fmt: skip
+def _step_record(
+    eid: str,
+    index: int,
+    obs: Observation,
+    action: np.ndarray,
+    reasoning: str | None,
+    intention: str | None,
+    reward: float,
+    success: bool,
+    frame: int | None,
+) -> StepRecord:
     priv = obs.privileged
     return StepRecord(
         episode_id=eid,
@@ -80,8 +89,9 @@ def _step_record(eid: str, index: int, obs: Observation, action: np.ndarray, rea
     )
 
 
-def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, store: RunStore,
-                frame_stride: int = 1) -> EpisodeOutcome:  # fmt: skip
+def run_episode(
+    backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, store: RunStore, frame_stride: int = 1
+) -> EpisodeOutcome:
     """Run one episode on an already made backend and commit it to `store`."""
     eid = episode_id(task.id, seed)
     started, t0 = utcnow(), time.perf_counter()
@@ -91,7 +101,9 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
     first_instruction = task.instruction
     frame_steps: list[int] = []
     success = False
-    termination, status, reason = "max_steps", "ok", None
+    termination: Termination = "max_steps"
+    status: EpisodeStatus = "ok"
+    reason: str | None = None
     where = "reset"
     obs: Observation | None = None
 
@@ -122,8 +134,9 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
                 result = backend.step(action)
                 sim_s += time.perf_counter() - t
                 success = result.success if task.success_mode == "final" else (success or result.success)
-                steps.append(_step_record(eid, index, obs, action, out.reasoning, out.intention,
-                                          result.reward, success, frame))  # fmt: skip
+                steps.append(
+                    _step_record(eid, index, obs, action, out.reasoning, out.intention, result.reward, success, frame)
+                )
                 obs = result.observation
                 instruction = obs.instruction or instruction  # multi-stage tasks move to their next subtask
                 index += 1
@@ -142,17 +155,34 @@ def run_episode(backend: Backend, adapter: Adapter, task: TaskSpec, seed: int, s
         keep_frame(obs, len(steps), force=True)  # the final state, for judges and reports
     frames_file = store.write_frames(eid, frames, frame_steps)
     episode = EpisodeRecord(
-        episode_id=eid, task=task.id, seed=seed, instruction=first_instruction, success=bool(success),
-        num_steps=len(steps), termination=termination, status=status, failure_reason=reason,  # type: ignore[arg-type]
-        started_at=started, duration_s=time.perf_counter() - t0, policy_time_s=policy_s, sim_time_s=sim_s,
+        episode_id=eid,
+        task=task.id,
+        seed=seed,
+        instruction=first_instruction,
+        success=bool(success),
+        num_steps=len(steps),
+        termination=termination,
+        status=status,
+        failure_reason=reason,
+        started_at=started,
+        duration_s=time.perf_counter() - t0,
+        policy_time_s=policy_s,
+        sim_time_s=sim_s,
         frames_file=frames_file,
-    )  # fmt: skip
+    )
     store.write_episode(episode, steps)
     return EpisodeOutcome(episode, steps)
 
 
-def _run_record(run_id: str, adapter_name: str, adapter: Adapter, suite: Suite, plan: dict[str, list[int]],
-                backend: Backend, frame_stride: int) -> RunRecord:  # fmt: skip
+def _run_record(
+    run_id: str,
+    adapter_name: str,
+    adapter: Adapter,
+    suite: Suite,
+    plan: dict[str, list[int]],
+    backend: Backend,
+    frame_stride: int,
+) -> RunRecord:
     return RunRecord(
         run_id=run_id,
         adapter=adapter_name,

@@ -56,8 +56,9 @@ def _strata_groups(n: int, strata: ArrayLike | None) -> tuple[np.ndarray, np.nda
     return order, starts, sizes
 
 
-def _resamples(n: int, order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, n_boot: int,
-               seed: int) -> Iterator[tuple[slice, np.ndarray]]:  # fmt: skip
+def _resamples(
+    n: int, order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, n_boot: int, seed: int
+) -> Iterator[tuple[slice, np.ndarray]]:
     """(rows of the n_boot resamples, their (rows x n) row indices), in blocks; the columns of each block are grouped
     by stratum (`order`, `starts`, `sizes` from _strata_groups) and each stratum is drawn from itself."""
     rng = np.random.default_rng(seed)
@@ -150,8 +151,10 @@ def stratified_bootstrap_means(
     tail = 100 * (1 - level) / 2
     overall = np.percentile(sums.sum(axis=1) / x.size, [tail, 100 - tail])
     per = np.percentile(sums / sizes, [tail, 100 - tail], axis=0)
-    keys = [labels[order[start]].item() if hasattr(labels[order[start]], "item") else labels[order[start]]
-            for start in starts.tolist()]  # fmt: skip
+    keys = [
+        labels[order[start]].item() if hasattr(labels[order[start]], "item") else labels[order[start]]
+        for start in starts.tolist()
+    ]
     return (float(overall[0]), float(overall[1])), {
         key: (float(a), float(b)) for key, a, b in zip(keys, per[0], per[1], strict=True)
     }

@@ -41,6 +41,7 @@ def read_npz(path: str | Path, *keys: str) -> tuple[np.ndarray, ...]:
     with _NPZ_LOCK, np.load(path) as data:
         return tuple(data[k] for k in keys)
 
+
 RUN_FILE = "run.json"
 DB_FILE = "traces.sqlite"
 FRAMES_DIR = "frames"
@@ -104,7 +105,7 @@ def _columns_sql(model: type[Any], key: str) -> str:
     cols = []
     for name, field in model.model_fields.items():
         # Unknown/optional types get no affinity, so SQLite stores values as given (ints stay ints).
-        sql_type = _SQL_TYPES.get(field.annotation, "")  # type: ignore[arg-type]
+        sql_type = _SQL_TYPES.get(field.annotation, "")
         cols.append(f"{name} {sql_type}".strip())
     return ", ".join(cols) + f", PRIMARY KEY ({key})"
 
@@ -203,8 +204,12 @@ class RunStore:
         wanted = None if episode_ids is None else set(episode_ids)
         where = self.path / DB_FILE
         return [
-            parse_record(dict(zip(_EPISODE_COLUMNS, row, strict=True)), EpisodeRecord, f"episode {row[0]!r} of {where}",
-                error=StoreError)
+            parse_record(
+                dict(zip(_EPISODE_COLUMNS, row, strict=True)),
+                EpisodeRecord,
+                f"episode {row[0]!r} of {where}",
+                error=StoreError,
+            )
             for row in cursor
             if wanted is None or row[0] in wanted
         ]

@@ -294,8 +294,10 @@ def _include(spec: Any, backend: str) -> tuple[list[dict[str, Any]], list[dict[s
         if unknown:
             raise SuiteError(f"include of {other.name!r}: no column(s) {', '.join(unknown)} over the included tasks")
         cols = [c for c in cols if c.id in spec["columns"]]
-    columns = [{**c.model_dump(), "id": prefix + c.id, "tasks": [prefix + t for t in c.tasks],
-                "key": other.column_key(c)} for c in cols]  # fmt: skip
+    columns = [
+        {**c.model_dump(), "id": prefix + c.id, "tasks": [prefix + t for t in c.tasks], "key": other.column_key(c)}
+        for c in cols
+    ]
     return tasks, columns
 
 

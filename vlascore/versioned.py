@@ -85,13 +85,13 @@ def check_version(
     return version
 
 
-def parse_record(
-    raw: Any, model: type[M], what: str, *, error: type[Exception] = RecordError, fix: str = ""
-) -> M:
+def parse_record(raw: Any, model: type[M], what: str, *, error: type[Exception] = RecordError, fix: str = "") -> M:
     """Parsed JSON/YAML data as `model`: version checked, migrated where a migration exists, then validated.
     `fix` ends the message of an invalid record (a newer version's message says to upgrade instead)."""
     if not isinstance(raw, dict):
-        raise error(f"{what} must hold a mapping (a JSON object), not {type(raw).__name__}" + (f": {fix}" if fix else ""))
+        raise error(
+            f"{what} must hold a mapping (a JSON object), not {type(raw).__name__}" + (f": {fix}" if fix else "")
+        )
     version = check_version(
         raw.get("schema_version", 1), model, what, written_by=raw.get("vlascore_version"), error=error, fix=fix
     )

@@ -79,9 +79,15 @@ def test_a_good_adapter_passes_with_latency_figures() -> None:
 
 @pytest.mark.parametrize(
     ("cls", "check"),
-    [(WrongShape, "actions"), (Unseeded, "determinism"), (Silent, "reasoning"), (BadGripper, "gripper"),
-     (OddBatch, "act_batch"), (Joint, "conventions")],
-)  # fmt: skip
+    [
+        (WrongShape, "actions"),
+        (Unseeded, "determinism"),
+        (Silent, "reasoning"),
+        (BadGripper, "gripper"),
+        (OddBatch, "act_batch"),
+        (Joint, "conventions"),
+    ],
+)
 def test_each_violation_fails_its_check(cls: type[Adapter], check: str) -> None:
     assert statuses(cls)[check] == "fail"
 

@@ -21,8 +21,9 @@ TABLETOP = ActionSpace()  # pd_ee_delta_pose: normalised, euler_xyz, open = +1
 
 
 def task(space: ActionSpace = TABLETOP, control_mode: str = "pd_ee_delta_pose") -> TaskSpec:
-    return TaskSpec(id="T", env_id="T-v1", instruction="do it", seeds=[0], control_mode=control_mode,
-                    action_space=space)  # fmt: skip
+    return TaskSpec(
+        id="T", env_id="T-v1", instruction="do it", seeds=[0], control_mode=control_mode, action_space=space
+    )
 
 
 def test_euler_xyz_is_maniskills_controller_convention() -> None:
@@ -143,9 +144,15 @@ def test_simplerenv_google_robot_takes_axis_angle_and_a_relative_gripper() -> No
 
     task = load_suite("simpler-google-vm").task("pick_coke_can_horizontal")
     google = GripperPost("google", 15)
-    src = ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False,
-                      gripper_open=google.gripper_open, gripper_binary=google.gripper_binary,
-                      gripper=google.gripper_mode)  # fmt: skip
+    src = ActionSpace(
+        mode="ee_delta",
+        rotation="euler_rpy",
+        dim=7,
+        normalized=False,
+        gripper_open=google.gripper_open,
+        gripper_binary=google.gripper_binary,
+        gripper=google.gripper_mode,
+    )
     conv = plan_conversion(src, task)
     assert conv is not None and conv.steps == ["rotation euler_rpy -> axis_angle"]
     rpy = np.array([[0.01, -0.02, 0.3, 0.0, 0.0, 0.05, 1.0]])
@@ -156,7 +163,8 @@ def test_simplerenv_google_robot_takes_axis_angle_and_a_relative_gripper() -> No
     with pytest.raises(ConventionError, match="relative commands and the adapter emits absolute.*-M robot=google"):
         plan_conversion(absolute, task)
     widowx = load_suite("simpler-bridge").task("put_carrot_on_plate")  # ManiSkill 3: intrinsic XYZ Euler angles
-    bridge = ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1,
-                         gripper_binary=True)  # fmt: skip
+    bridge = ActionSpace(
+        mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1, gripper_binary=True
+    )
     conv = plan_conversion(bridge, widowx)
     assert conv is not None and conv.steps == ["rotation euler_rpy -> euler_xyz"]

@@ -24,11 +24,15 @@ TOKENIZER = openvla_tokenizer()
 VOCAB = len(TOKENIZER) + 256
 BINS = [10, 50, 100, 128, 200, 254, 3]
 # every token distinct (the planted chain has one successor per token); the tags are single tokens
-REASONING = ("lift red cube PLAN: reach grasp VISIBLE OBJECTS: sphere SUBTASK REASONING: it SUBTASK: move_to goal "
-             "MOVE REASONING: left MOVE: down GRIPPER POSITION: [ 1 ] ACTION:")  # fmt: skip
-PROMPT = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-          "detailed, and polite answers to the user's questions. USER: What action should the robot take to pick up "
-          "the red cube? ASSISTANT: TASK:")  # fmt: skip
+REASONING = (
+    "lift red cube PLAN: reach grasp VISIBLE OBJECTS: sphere SUBTASK REASONING: it SUBTASK: move_to goal "
+    "MOVE REASONING: left MOVE: down GRIPPER POSITION: [ 1 ] ACTION:"
+)
+PROMPT = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions. USER: What action should the robot take to pick up "
+    "the red cube? ASSISTANT: TASK:"
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,12 @@ def test_reasoning_then_action(planted: Path) -> None:
 
 
 def test_parse_reasoning_of_an_ecot_style_answer() -> None:
-    text = ("TASK: Put the carrot on the plate. PLAN: Move to the carrot, grasp it, move to the plate, release. "
-            "VISIBLE OBJECTS: carrot [81, 120, 130, 171], plate [140, 60, 210, 130] SUBTASK REASONING: The carrot "
-            "is not grasped yet. SUBTASK: Grasp the carrot. MOVE REASONING: The carrot is below the gripper. "
-            "MOVE: move down GRIPPER POSITION: [110, 96]")  # fmt: skip
+    text = (
+        "TASK: Put the carrot on the plate. PLAN: Move to the carrot, grasp it, move to the plate, release. "
+        "VISIBLE OBJECTS: carrot [81, 120, 130, 171], plate [140, 60, 210, 130] SUBTASK REASONING: The carrot "
+        "is not grasped yet. SUBTASK: Grasp the carrot. MOVE REASONING: The carrot is below the gripper. "
+        "MOVE: move down GRIPPER POSITION: [110, 96]"
+    )
     parts = parse_reasoning(text)
     assert parts["TASK"] == "Put the carrot on the plate."
     assert parts["SUBTASK"] == "Grasp the carrot." and parts["SUBTASK REASONING"] == "The carrot is not grasped yet."

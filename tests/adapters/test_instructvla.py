@@ -24,20 +24,24 @@ torch = pytest.importorskip("torch")
 
 ANSWER = "the red cube is left of the green goal"
 # the normalised chunk the action expert returns (4 steps: future_action_window_size 3)
-CHUNK = np.array([
-    [0.5, -0.5, 0.0, 1.0, -1.0, 0.5, 0.9],
-    [-0.5, 0.5, 1.0, 0.0, 0.5, -0.5, 0.2],
-    [1.5, 0.0, -1.0, 0.5, 0.0, 0.0, 0.7],  # 1.5 is clipped to 1
-    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-])  # fmt: skip
+CHUNK = np.array(
+    [
+        [0.5, -0.5, 0.0, 1.0, -1.0, 0.5, 0.9],
+        [-0.5, 0.5, 1.0, 0.0, 0.5, -0.5, 0.2],
+        [1.5, 0.0, -1.0, 0.5, 0.0, 0.0, 0.7],  # 1.5 is clipped to 1
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    ]
+)
 # by hand: clip to [-1, 1], gripper 0/1 at 0.5, then 0.5 * (x + 1) * (q99 - q01) + q01 with bridge_dataset's
 # q01 = [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2], q99 = [0.02, 0.04, 0.05, 0.1, 0.3, 0.2]
-RAW = np.array([
-    [0.01, -0.02, 0.01, 0.1, -0.1, 0.1, 1.0],
-    [-0.01, 0.02, 0.05, 0.0, 0.2, -0.1, 0.0],
-    [0.02, 0.0, -0.03, 0.05, 0.1, 0.0, 1.0],
-    [0.0, 0.0, 0.01, 0.0, 0.1, 0.0, 0.0],
-])  # fmt: skip
+RAW = np.array(
+    [
+        [0.01, -0.02, 0.01, 0.1, -0.1, 0.1, 1.0],
+        [-0.01, 0.02, 0.05, 0.0, 0.2, -0.1, 0.0],
+        [0.02, 0.0, -0.03, 0.05, 0.1, 0.0, 1.0],
+        [0.0, 0.0, 0.01, 0.0, 0.1, 0.0, 0.0],
+    ]
+)
 COMMANDS = np.column_stack([RAW[:, :6], [1.0, -1.0, 1.0, -1.0]])  # WidowX: +1 open / -1 close
 
 
@@ -163,14 +167,16 @@ def test_chunk_execute_and_options(run: Path, code: Path, monkeypatch: pytest.Mo
     with pytest.raises(ValueError, match="ensemble_horizon must be in 1..4"):
         make(path=str(run), ensemble_horizon=7)
     state = code / "vla" / "state_variant.py"
-    state.write_text(f"from {MODULE} import InstructVLA, load_vla as _load\n\n\n"
-                     "class WithState(InstructVLA):\n"
-                     "    def predict_action(self, image, instruction, unnorm_key=None, proprio=None, **kwargs):\n"
-                     "        raise AssertionError\n\n\n"
-                     "def load_vla(path, **kwargs):\n"
-                     "    vla = _load(path, **kwargs)\n"
-                     "    vla.__class__ = WithState\n"
-                     "    return vla\n")  # fmt: skip
+    state.write_text(
+        f"from {MODULE} import InstructVLA, load_vla as _load\n\n\n"
+        "class WithState(InstructVLA):\n"
+        "    def predict_action(self, image, instruction, unnorm_key=None, proprio=None, **kwargs):\n"
+        "        raise AssertionError\n\n\n"
+        "def load_vla(path, **kwargs):\n"
+        "    vla = _load(path, **kwargs)\n"
+        "    vla.__class__ = WithState\n"
+        "    return vla\n"
+    )
     with pytest.raises(ValueError, match="proprio"):
         make(path=str(run), module="vla.state_variant")
 

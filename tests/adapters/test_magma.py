@@ -24,10 +24,12 @@ pytest.importorskip("transformers")
 
 TOKENIZER = magma_tokenizer()
 BINS = [10, 50, 100, 128, 200, 254, 250]  # the gripper's bin: open
-PROMPT = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are agent that can see, talk and act."
-          "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n<image_start><image><image_end>\nWhat action should "
-          "the robot take to Pick up the red cube?<|eot_id|><|start_header_id|>assistant<|end_header_id|>"
-          "\n\n")  # fmt: skip
+PROMPT = (
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are agent that can see, talk and act."
+    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n<image_start><image><image_end>\nWhat action should "
+    "the robot take to Pick up the red cube?<|eot_id|><|start_header_id|>assistant<|end_header_id|>"
+    "\n\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +115,9 @@ def test_registered() -> None:
 
 def test_a_toy_episode_runs_through_the_runner(planted: Path, tmp_path: Path, toy_suite: Suite) -> None:
     suite = small_suite(toy_suite, ["ToyPick"], [0], max_steps=2)
-    summary = runner.run(model="magma", model_args={"path": str(planted), "device": "cpu"}, suite=suite,
-                         out=tmp_path / "r")  # fmt: skip
+    summary = runner.run(
+        model="magma", model_args={"path": str(planted), "device": "cpu"}, suite=suite, out=tmp_path / "r"
+    )
     assert summary.ran == 1 and summary.errored == 0
     run = vlascore.load_run(tmp_path / "r")
     assert run.episodes.loc[0, "num_steps"] == 2 and run.run.adapter_info["unnorm_key"] == "bridge_orig"

@@ -9,8 +9,11 @@ from vlascore.adapters.action_tokens import ActionTokenizer
 from vlascore.adapters.normalization import NormStats, pick_stats
 from vlascore.adapters.preprocess import ImageSpec, preprocess_image
 
-BRIDGE = {"q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0], "q99": [0.03, 0.04, 0.03, 0.1, 0.1, 0.2, 1.0],
-          "mask": [True] * 6 + [False]}  # fmt: skip
+BRIDGE = {
+    "q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0],
+    "q99": [0.03, 0.04, 0.03, 0.1, 0.1, 0.2, 1.0],
+    "mask": [True] * 6 + [False],
+}
 
 
 def test_q99_unnormalisation_by_hand() -> None:

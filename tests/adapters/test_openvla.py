@@ -48,8 +48,9 @@ def test_planted_action_tokens_are_decoded_unnormalised_and_post_processed(plant
     np.testing.assert_allclose(step.action[:6], expected[:6], atol=1e-12)
     assert centre(BINS[6]) < 0.5 and step.action[6] == -1.0  # WidowX: predicted openness < 0.5 -> close (-1)
     assert step.reasoning is None and step.intention is None
-    assert a.action_space == ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False,
-                                         gripper_open=1, gripper_binary=True)  # fmt: skip
+    assert a.action_space == ActionSpace(
+        mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1, gripper_binary=True
+    )
     assert a.actions.vocab_size == VOCAB  # text_config.vocab_size - pad_to_multiple_of
 
 
@@ -115,16 +116,20 @@ def test_google_gripper_is_relative_and_sticky() -> None:
 
 
 def test_unnorm_key_must_be_chosen_and_errors_list_the_keys(planted: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"2 datasets; choose one with -M unnorm_key=KEY .*Keys: bridge_orig, "
-                                         r"fractal20220817_data"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"2 datasets; choose one with -M unnorm_key=KEY .*Keys: bridge_orig, "
+        r"fractal20220817_data",
+    ):
         adapter(planted, unnorm_key=None)
     with pytest.raises(ValueError, match=r"unnorm_key 'bridge' is not in .*config.json.*bridge_orig"):
         adapter(planted, unnorm_key="bridge")
     with pytest.raises(ValueError, match="unknown robot 'franka'"):
         adapter(planted, robot="franka")
     with pytest.raises(ValueError, match="bad --model-arg .*unknown option.*temperature"):
-        make_adapter("openvla", {"path": str(planted), "device": "cpu", "unnorm_key": "bridge_orig",
-                                        "temperature": 0.5})  # fmt: skip
+        make_adapter(
+            "openvla", {"path": str(planted), "device": "cpu", "unnorm_key": "bridge_orig", "temperature": 0.5}
+        )
 
 
 def test_norm_stats_file_overrides_the_checkpoint(planted: Path, tmp_path: Path) -> None:
@@ -162,8 +167,9 @@ def test_batch_equals_one_by_one(steered: Path) -> None:
         np.testing.assert_array_equal(b.action, s.action)
     assert len({tuple(b.action) for b in batched}) > 1  # the answers depend on the inputs
     a.batch = 3
-    np.testing.assert_array_equal([s.action for s in a.act_batch(observations, instructions)],
-                                  [s.action for s in batched])  # fmt: skip
+    np.testing.assert_array_equal(
+        [s.action for s in a.act_batch(observations, instructions)], [s.action for s in batched]
+    )
 
 
 def test_registered_with_its_extra_and_needs() -> None:

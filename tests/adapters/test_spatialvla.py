@@ -25,12 +25,14 @@ pytest.importorskip("transformers")
 ACTIONS = [((0, 1, 2), (3, 2, 1), 0), ((1, 1, 1), (0, 0, 0), 1), ((3, 3, 3), (2, 2, 2), 1), ((2, 0, 1), (1, 3, 0), 1)]
 # by hand: 0.5 * (centre + 1) * (q99 - q01) + q01 with bridge_orig's q01/q99 (tiny_spatialvla.BRIDGE); the gripper
 # bin is the 0/1 openness, thresholded at 0.5 into -1 close / +1 open (WidowX)
-RAW = np.array([
-    [-0.015, -0.01, 0.02, 0.075, 0.15, -0.05, 0.0],
-    [-0.005, -0.01, 0.0, -0.075, -0.05, -0.15, 1.0],
-    [0.015, 0.03, 0.04, 0.025, 0.15, 0.05, 1.0],
-    [0.005, -0.03, 0.0, -0.025, 0.25, -0.15, 1.0],
-])  # fmt: skip
+RAW = np.array(
+    [
+        [-0.015, -0.01, 0.02, 0.075, 0.15, -0.05, 0.0],
+        [-0.005, -0.01, 0.0, -0.075, -0.05, -0.15, 1.0],
+        [0.015, 0.03, 0.04, 0.025, 0.15, 0.05, 1.0],
+        [0.005, -0.03, 0.0, -0.025, 0.25, -0.15, 1.0],
+    ]
+)
 EXPECTED = np.column_stack([RAW[:, :6], [-1.0, 1.0, 1.0, 1.0]])
 
 
@@ -65,8 +67,15 @@ def test_chunk_by_hand_and_what_the_processor_received(ckpt: Path) -> None:
     assert call["unnorm_key"] == "bridge_orig/1.0.0"  # the version suffix completed
     info = adapter.info()
     assert (info["chunk_size"], info["execute_steps"], info["dtype"], info["robot"]) == (4, None, "bfloat16", "widowx")
-    assert info["action_space"] == {"mode": "ee_delta", "rotation": "euler_rpy", "dim": 7, "normalized": False,
-                                    "gripper_open": 1, "gripper_binary": True, "gripper": "absolute"}  # fmt: skip
+    assert info["action_space"] == {
+        "mode": "ee_delta",
+        "rotation": "euler_rpy",
+        "dim": 7,
+        "normalized": False,
+        "gripper_open": 1,
+        "gripper_binary": True,
+        "gripper": "absolute",
+    }
     assert type(adapter.model).__module__.startswith("transformers_modules")  # the checkpoint's own code ran
 
 
@@ -133,8 +142,13 @@ def test_conformance_check_passes(ckpt: Path, toy_suite: Suite) -> None:
 
 def test_a_toy_episode_through_the_runner(ckpt: Path, toy_suite: Suite, tmp_path: Path) -> None:
     suite = small_suite(toy_suite, ["ToyPick"], [0], max_steps=4)
-    summary = runner.run(model="spatialvla", model_args={"path": str(ckpt), "unnorm_key": "bridge_orig"},
-                         suite=suite, out=tmp_path / "r", episodes=1)  # fmt: skip
+    summary = runner.run(
+        model="spatialvla",
+        model_args={"path": str(ckpt), "unnorm_key": "bridge_orig"},
+        suite=suite,
+        out=tmp_path / "r",
+        episodes=1,
+    )
     assert (summary.ran, summary.errored) == (1, 0)
     run = vlascore.load_run(tmp_path / "r")
     assert len(run.steps) == 4 and run.run.adapter_info["unnorm_key"] == "bridge_orig/1.0.0"

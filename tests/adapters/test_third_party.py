@@ -20,10 +20,24 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("src") / PACKAGE.name
     subprocess.run(["cp", "-r", str(PACKAGE), str(build)], check=True)  # keep build/ and egg-info out of tests/
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target), str(build)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(build),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert list(target.glob("vlascore_example_adapter-*.dist-info/entry_points.txt"))
     return target
 
@@ -52,15 +66,21 @@ def test_it_passes_adapter_check(site: Path, tmp_path: Path) -> None:
 
 
 def test_it_runs_an_episode(site: Path, tmp_path: Path) -> None:
-    out = vlascore_cli(site, "run", "-m", "example-hover", "-s", "toy", "-n", "2", "-o", str(tmp_path / "r"),
-                       "--no-progress")  # fmt: skip
+    out = vlascore_cli(
+        site, "run", "-m", "example-hover", "-s", "toy", "-n", "2", "-o", str(tmp_path / "r"), "--no-progress"
+    )
     assert out.returncode == 0, out.stderr
     code = (
         "import vlascore, sys; r = vlascore.load_run(sys.argv[1]); "
         "print(r.run.adapter_info['conversions']['ToyPick']['steps']); print(r.steps['action'].iloc[0][-1])"
     )
-    shown = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(site)}, check=True).stdout.splitlines()  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        check=True,
+    ).stdout.splitlines()
     assert "gripper sign flipped" in shown[0] and float(shown[1]) == 1.0  # its -1 (open) arrives as the task's +1
 
 

@@ -26,18 +26,39 @@ from vlascore.adapters.vlm_policy import (
 from vlascore.extras import available
 from vlascore.suites import ActionSpace, Suite, TaskSpec, load_suite
 
-needs_models = pytest.mark.skipif(not (available("transformers") and available("torch")),
-                                  reason="needs the models extra: pip install 'vlascore[models]'")  # fmt: skip
+needs_models = pytest.mark.skipif(
+    not (available("transformers") and available("torch")),
+    reason="needs the models extra: pip install 'vlascore[models]'",
+)
 
 PICK = "pick up the red cube and move it to the green goal position"
-CHAT = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}"
-        "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
-        "{% if add_generation_prompt %}assistant :{% endif %}")  # fmt: skip
+CHAT = (
+    "{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
+    "{% if add_generation_prompt %}assistant :{% endif %}"
+)
 # The planted replies, one vocabulary word per piece (every piece distinct: see tiny_hf.plant_reply).
 TEXT_REPLY = ["Reasoning:", "reach", "the", "red", "cube", "Intention:", "grasp", "it"]
 TOKEN_ACTION = np.array([0.5, -0.25, 0.75, 0.1, -0.1, 0.05, -1.0])
-JSON_REPLY = ['{"reasoning":', '"move', 'left', 'to', 'the', 'cube",', '"intention":', '"reach', 'it",', '"action":',
-              '[0.5,', '-0.25,', '0.75,', '0,', '0.125,', '-0.5,', '1]}']  # fmt: skip
+JSON_REPLY = [
+    '{"reasoning":',
+    '"move',
+    "left",
+    "to",
+    "the",
+    'cube",',
+    '"intention":',
+    '"reach',
+    'it",',
+    '"action":',
+    "[0.5,",
+    "-0.25,",
+    "0.75,",
+    "0,",
+    "0.125,",
+    "-0.5,",
+    "1]}",
+]
 JSON_ACTION = [0.5, -0.25, 0.75, 0.0, 0.125, -0.5, 1.0]
 
 
@@ -52,9 +73,13 @@ def test_json_prompt_states_the_instruction_and_the_action_convention() -> None:
     text = _prompt()
     assert f"Task: {PICK}" in text
     assert "An action is 7 numbers, in this order:" in text
-    for line in ("1. x: end-effector translation along x", "3. z: end-effector translation along z",
-                 "4. roll: end-effector rotation about x (intrinsic euler xyz)",
-                 "6. yaw: end-effector rotation about z", "7. gripper: 1 opens the gripper, -1 closes it"):  # fmt: skip
+    for line in (
+        "1. x: end-effector translation along x",
+        "3. z: end-effector translation along z",
+        "4. roll: end-effector rotation about x (intrinsic euler xyz)",
+        "6. yaw: end-effector rotation about z",
+        "7. gripper: 1 opens the gripper, -1 closes it",
+    ):
         assert line in text
     assert "between -1 and 1; the controller (pd_ee_delta_pose) scales it" in text and "0 means no change" in text
     assert '"action": [x, y, z, roll, pitch, yaw, gripper]' in text and "one JSON object" in text
@@ -99,8 +124,10 @@ def test_json_replies_are_read_through_fences_prose_and_small_mistakes() -> None
     good = parse_json_reply('{"reasoning": "cube is left", "intention": "reach", "action": [0, 0.1, 0, 0, 0, 0, 1]}', 7)
     assert good.reasoning == "cube is left" and good.intention == "reach"
     np.testing.assert_array_equal(good.action, [0, 0.1, 0, 0, 0, 0, 1])
-    fenced = ("Sure! Here is my answer.\n```json\n{\n  \"reasoning\": \"go down\",\n  \"intention\": \"descend\",\n"
-              "  \"action\": [0, 0, -0.5, 0, 0, 0, 1]\n}\n```\nLet me know if you need more {help}.")  # fmt: skip
+    fenced = (
+        'Sure! Here is my answer.\n```json\n{\n  "reasoning": "go down",\n  "intention": "descend",\n'
+        '  "action": [0, 0, -0.5, 0, 0, 0, 1]\n}\n```\nLet me know if you need more {help}.'
+    )
     step = parse_json_reply(fenced, 7)
     assert (step.reasoning, step.intention, step.action[2]) == ("go down", "descend", -0.5)
     trailing = parse_json_reply('{"action": [0.1, 0, 0, 0, 0, 0, -1,], "intention": "close",}', 7)
@@ -113,10 +140,10 @@ def test_json_replies_are_read_through_fences_prose_and_small_mistakes() -> None
     ("reply", "message"),
     [
         ("I cannot see a robot.", "the model's reply holds no JSON object; reply: 'I cannot see a robot.'"),
-        ('{"reasoning": "thinking"}', "the model's JSON has no \"action\" key (keys: reasoning); reply: '{\"reasoning"),
-        ('{"action": [0, 0, 0, 0, 0, 1]}', "the model's \"action\" has shape (6,), expected 7 numbers"),
-        ('{"action": "move left"}', "the model's \"action\" is not a list of numbers"),
-        ('{"action": [NaN, 0, 0, 0, 0, 0, 1]}', "the model's \"action\" holds NaN or inf"),
+        ('{"reasoning": "thinking"}', 'the model\'s JSON has no "action" key (keys: reasoning); reply: \'{"reasoning'),
+        ('{"action": [0, 0, 0, 0, 0, 1]}', 'the model\'s "action" has shape (6,), expected 7 numbers'),
+        ('{"action": "move left"}', 'the model\'s "action" is not a list of numbers'),
+        ('{"action": [NaN, 0, 0, 0, 0, 0, 1]}', 'the model\'s "action" holds NaN or inf'),
         ('{"action": [0, 0, 0', "the model's reply holds no JSON object; reply: '{\"action\": [0, 0, 0'"),
     ],
 )
@@ -306,8 +333,9 @@ def test_the_steered_vlm_passes_the_adapter_check(json_vlm: tuple[Path, list[flo
 
     from vlascore.cli import app
 
-    result = CliRunner().invoke(app, ["adapter", "check", "vlm", "-M", f"path={json_vlm[0]}", "-s", "toy",
-                                      "--steps", "2", "--calls", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["adapter", "check", "vlm", "-M", f"path={json_vlm[0]}", "-s", "toy", "--steps", "2", "--calls", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "vlm passes the adapter checks on 1 task(s)" in result.output
 
@@ -328,9 +356,12 @@ def _assert_planted_run(out: Path, action: list[float], reasoning: str, intentio
 @needs_models
 @pytest.mark.parametrize("fmt", ["tokens", "json"])
 def test_steered_vlm_runs_a_toy_episode_with_its_reasoning_recorded(
-    fmt: str, token_vlm: tuple[Path, list[float]], json_vlm: tuple[Path, list[float]], toy_suite: Suite,
+    fmt: str,
+    token_vlm: tuple[Path, list[float]],
+    json_vlm: tuple[Path, list[float]],
+    toy_suite: Suite,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     path, action = token_vlm if fmt == "tokens" else json_vlm
     suite = small_suite(toy_suite, ["ToyPick"], [0], max_steps=6)
     runner.run(model="vlm", suite=suite, out=tmp_path / "r", model_args={"path": str(path), "format": fmt})
@@ -346,8 +377,9 @@ def test_an_unusable_reply_errors_the_episode_with_the_reply_quoted(
     random_vlm: Path, toy_suite: Suite, tmp_path: Path
 ) -> None:
     suite = small_suite(toy_suite, ["ToyPick"], [0, 1], max_steps=4)
-    summary = runner.run(model="vlm", suite=suite, out=tmp_path / "r",
-                         model_args={"path": str(random_vlm), "max_new_tokens": 6})  # fmt: skip
+    summary = runner.run(
+        model="vlm", suite=suite, out=tmp_path / "r", model_args={"path": str(random_vlm), "max_new_tokens": 6}
+    )
     assert summary.ran == 2 and summary.errored == 2
     eps = vlascore.load_run(tmp_path / "r").episodes
     assert (eps["num_steps"] == 0).all()
@@ -375,8 +407,24 @@ def test_tiny_vlm_runs_a_tabletop_episode_with_its_reasoning_recorded(
     assert frames.shape == (13, 128, 128, 3)
 
     suite_file = write_suite(suite, tmp_path / "suite.yaml")
-    result = CliRunner().invoke(app, ["run", "--model", "vlm", "-M", f"path={path}", "-M", "format=tokens",
-                                      "--suite", str(suite_file), "-n", "1", "-o", str(tmp_path / "cli"),
-                                      "--no-progress"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "vlm",
+            "-M",
+            f"path={path}",
+            "-M",
+            "format=tokens",
+            "--suite",
+            str(suite_file),
+            "-n",
+            "1",
+            "-o",
+            str(tmp_path / "cli"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     _assert_planted_run(tmp_path / "cli", action, "reach the red cube", "grasp it", 12)

@@ -19,8 +19,9 @@ WORDS = (
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>", "<image>")
 
 
-def build_tokenizer(words: tuple[str, ...] | list[str] = WORDS, specials: tuple[str, ...] = SPECIALS,
-                    **kwargs: Any) -> Any:  # fmt: skip
+def build_tokenizer(
+    words: tuple[str, ...] | list[str] = WORDS, specials: tuple[str, ...] = SPECIALS, **kwargs: Any
+) -> Any:
     """A PreTrainedTokenizerFast: whitespace/punctuation split, one id per known word, `<unk>` otherwise."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -32,12 +33,21 @@ def build_tokenizer(words: tuple[str, ...] | list[str] = WORDS, specials: tuple[
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     tok.decoder = decoders.WordPiece(prefix="##")  # joins with spaces
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>", **kwargs)  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>", **kwargs
+    )
 
 
-def tiny_llava(path: Path, *, tokenizer: Any | None = None, extra_vocab: int = 256, image_size: int = 32, seed: int = 0,
-               config_extra: dict[str, Any] | None = None, chat_template: str | None = None) -> Path:  # fmt: skip
+def tiny_llava(
+    path: Path,
+    *,
+    tokenizer: Any | None = None,
+    extra_vocab: int = 256,
+    image_size: int = 32,
+    seed: int = 0,
+    config_extra: dict[str, Any] | None = None,
+    chat_template: str | None = None,
+) -> Path:
     """Save a random Llava-style VLM + processor to `path`; the text vocabulary gets `extra_vocab` unused ids at
     its tail (where action-token models put their bins). `config_extra` is merged into config.json."""
     import torch
@@ -51,21 +61,46 @@ def tiny_llava(path: Path, *, tokenizer: Any | None = None, extra_vocab: int = 2
     )
 
     tokenizer = tokenizer or build_tokenizer()
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=image_size, patch_size=image_size // 4, projection_dim=32)  # fmt: skip
-    text = LlamaConfig(vocab_size=len(tokenizer) + extra_vocab, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=image_size // 4,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer) + extra_vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     image_token = tokenizer.convert_tokens_to_ids("<image>")
-    config = LlavaConfig(vision_config=vision, text_config=text, vision_feature_layer=-1,
-                         image_token_index=image_token, **(config_extra or {}))  # fmt: skip
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        vision_feature_layer=-1,
+        image_token_index=image_token,
+        **(config_extra or {}),
+    )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
     square = {"height": image_size, "width": image_size}
     images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=square)
-    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=image_size // 4,
-                               vision_feature_select_strategy="full", chat_template=chat_template)  # fmt: skip
+    processor = LlavaProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        patch_size=image_size // 4,
+        vision_feature_select_strategy="full",
+        chat_template=chat_template,
+    )
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return Path(path)

@@ -21,10 +21,16 @@ import numpy as np
 
 CODE = Path(__file__).with_name("tiny_instructvla_code")
 MODULE = "vla.instructvla_eagle_dual_sys_v2_meta_query_v2"
-BRIDGE = {"q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0], "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
-          "mask": [True] * 6 + [False]}  # fmt: skip
-FRACTAL = {"q01": [-0.2, -0.2, -0.2, -0.5, -0.5, -0.5, 0.0], "q99": [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 1.0],
-           "mask": [True] * 6 + [False]}  # fmt: skip
+BRIDGE = {
+    "q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0],
+    "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
+    "mask": [True] * 6 + [False],
+}
+FRACTAL = {
+    "q01": [-0.2, -0.2, -0.2, -0.5, -0.5, -0.5, 0.0],
+    "q99": [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 1.0],
+    "mask": [True] * 6 + [False],
+}
 STATISTICS = {"bridge_dataset": {"action": BRIDGE}, "fractal20220817_data": {"action": FRACTAL}}
 _names = itertools.count()
 
@@ -40,10 +46,19 @@ def fake_instructvla_code(root: Path, *, assets: bool = True) -> Path:
     return root
 
 
-def tiny_instructvla_checkpoint(run_dir: Path, code: Path, *, stage: str = "stage2", future_action_window_size: int = 3,
-                                chunk: np.ndarray | None = None, answer: str = "the red cube is left of the green goal",
-                                head_scale: float = 0.0, noise_scale: float = 0.0,
-                                statistics: dict[str, Any] | None = None, seed: int = 0) -> Path:  # fmt: skip
+def tiny_instructvla_checkpoint(
+    run_dir: Path,
+    code: Path,
+    *,
+    stage: str = "stage2",
+    future_action_window_size: int = 3,
+    chunk: np.ndarray | None = None,
+    answer: str = "the red cube is left of the green goal",
+    head_scale: float = 0.0,
+    noise_scale: float = 0.0,
+    statistics: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Path:
     """Write a run directory; returns the .pt file. `chunk` (future_action_window_size + 1, 7) is the normalised
     chunk the action expert returns when `head_scale` and `noise_scale` are 0; `answer` the stage-2 answer."""
     import torch
@@ -56,8 +71,12 @@ def tiny_instructvla_checkpoint(run_dir: Path, code: Path, *, stage: str = "stag
 
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    config = {"stage": stage, "future_action_window_size": future_action_window_size, "num_of_meta_query": 4,
-              "vla": {"type": "instructvla"}}  # fmt: skip
+    config = {
+        "stage": stage,
+        "future_action_window_size": future_action_window_size,
+        "num_of_meta_query": 4,
+        "vla": {"type": "instructvla"},
+    }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     stats = statistics or STATISTICS
     (run_dir / "dataset_statistics.json").write_text(json.dumps(stats, indent=2))

@@ -21,16 +21,28 @@ from tiny_openvla import steer_to_actions
 CODE = Path(__file__).with_name("tiny_magma_code")
 BINS = 256
 IMAGE_SIZE = 32
-SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-            "<pad>", "<image>", "<image_start>", "<image_end>")  # fmt: skip
+SPECIALS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<pad>",
+    "<image>",
+    "<image_start>",
+    "<image_end>",
+)
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
     "{{ m['content'] }}<|eot_id|>{% endfor %}"
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
 AUTO_MAP = {"AutoConfig": "configuration_magma.MagmaConfig", "AutoModelForCausalLM": "modeling_magma.MagmaForCausalLM"}
-BRIDGE = {"q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0], "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
-          "mask": [True] * 6 + [False]}  # fmt: skip
+BRIDGE = {
+    "q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0],
+    "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
+    "mask": [True] * 6 + [False],
+}
 STATS = {"bridge_orig": {"action": BRIDGE}}
 
 
@@ -44,16 +56,29 @@ def magma_tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|eot_id|>",
-                                   bos_token="<|begin_of_text|>", chat_template=CHAT_TEMPLATE)  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<|eot_id|>",
+        bos_token="<|begin_of_text|>",
+        chat_template=CHAT_TEMPLATE,
+    )
 
 
 def action_token(tokenizer: Any, bin_index: int) -> int:
     return int(tokenizer.vocab_size) - 1 - bin_index
 
 
-def tiny_magma(path: Path, *, reply: list[int] | None = None, steer: bool = False, seed: int = 0,
-               with_stats: bool = False, mm_use_image_start_end: bool = True) -> Path:  # fmt: skip
+def tiny_magma(
+    path: Path,
+    *,
+    reply: list[int] | None = None,
+    steer: bool = False,
+    seed: int = 0,
+    with_stats: bool = False,
+    mm_use_image_start_end: bool = True,
+) -> Path:
     from transformers import CLIPImageProcessorPil
 
     path = Path(path)
@@ -66,16 +91,26 @@ def tiny_magma(path: Path, *, reply: list[int] | None = None, steer: bool = Fals
     for src in CODE.glob("*.py"):
         shutil.copy(src, path / src.name)
     config = json.loads((path / "config.json").read_text())
-    config.update(model_type="magma", architectures=["MagmaForCausalLM"], auto_map=AUTO_MAP,
-                  mm_use_image_start_end=mm_use_image_start_end)  # fmt: skip
+    config.update(
+        model_type="magma",
+        architectures=["MagmaForCausalLM"],
+        auto_map=AUTO_MAP,
+        mm_use_image_start_end=mm_use_image_start_end,
+    )
     resave_as_magma(path, config)
     tokenizer.save_pretrained(path)
     square = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_size=square).save_pretrained(path)
-    (path / "processor_config.json").write_text(json.dumps({
-        "auto_map": {"AutoProcessor": "processing_magma.MagmaProcessor"}, "processor_class": "MagmaProcessor",
-        "num_image_tokens": (IMAGE_SIZE // (IMAGE_SIZE // 4)) ** 2,
-    }, indent=2))  # fmt: skip
+    (path / "processor_config.json").write_text(
+        json.dumps(
+            {
+                "auto_map": {"AutoProcessor": "processing_magma.MagmaProcessor"},
+                "processor_class": "MagmaProcessor",
+                "num_image_tokens": (IMAGE_SIZE // (IMAGE_SIZE // 4)) ** 2,
+            },
+            indent=2,
+        )
+    )
     if with_stats:
         (path / "dataset_statistics.json").write_text(json.dumps(STATS))
     return path

@@ -22,18 +22,52 @@ from vlascore.backends.base import Observation
 
 CODE = Path(__file__).with_name("tiny_openvla_code")
 EMPTY = "\u2581"
-ECOT_TAGS = ("TASK:", "PLAN:", "VISIBLE OBJECTS:", "SUBTASK REASONING:", "SUBTASK:", "MOVE REASONING:", "MOVE:",
-             "GRIPPER POSITION:", "ACTION:")  # fmt: skip
-PROMPT_WORDS = ("In", "Out", "What", "A", "USER", "ASSISTANT", "chat", "between", "curious", "user", "artificial",
-                "intelligence", "assistant", "gives", "helpful", "detailed", "polite", "answers", "questions",
-                "s")  # fmt: skip
+ECOT_TAGS = (
+    "TASK:",
+    "PLAN:",
+    "VISIBLE OBJECTS:",
+    "SUBTASK REASONING:",
+    "SUBTASK:",
+    "MOVE REASONING:",
+    "MOVE:",
+    "GRIPPER POSITION:",
+    "ACTION:",
+)
+PROMPT_WORDS = (
+    "In",
+    "Out",
+    "What",
+    "A",
+    "USER",
+    "ASSISTANT",
+    "chat",
+    "between",
+    "curious",
+    "user",
+    "artificial",
+    "intelligence",
+    "assistant",
+    "gives",
+    "helpful",
+    "detailed",
+    "polite",
+    "answers",
+    "questions",
+    "s",
+)
 PAD_TO = 64
 BINS = 256
 IMAGE_SIZE = 32
-BRIDGE = {"q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0], "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
-          "mask": [True] * 6 + [False]}  # fmt: skip
-FRACTAL = {"q01": [-0.2, -0.2, -0.2, -0.5, -0.5, -0.5, 0.0], "q99": [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 1.0],
-           "mask": [True] * 6 + [False]}  # fmt: skip
+BRIDGE = {
+    "q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0],
+    "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
+    "mask": [True] * 6 + [False],
+}
+FRACTAL = {
+    "q01": [-0.2, -0.2, -0.2, -0.5, -0.5, -0.5, 0.0],
+    "q99": [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 1.0],
+    "mask": [True] * 6 + [False],
+}
 NORM_STATS = {"bridge_orig": {"action": BRIDGE}, "fractal20220817_data": {"action": FRACTAL}}
 
 
@@ -59,26 +93,42 @@ def action_token(tokenizer: Any, bin_index: int) -> int:
     return action_vocab(tokenizer) - 1 - bin_index
 
 
-def tiny_openvla(path: Path, *, after: str | None = None, reply: list[int] | None = None, steer: bool = False,
-                 norm_stats: dict[str, Any] | None = None, seed: int = 0) -> Path:  # fmt: skip
+def tiny_openvla(
+    path: Path,
+    *,
+    after: str | None = None,
+    reply: list[int] | None = None,
+    steer: bool = False,
+    norm_stats: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Path:
     from transformers import CLIPImageProcessorPil
 
     path = Path(path)
     tokenizer = openvla_tokenizer()
-    config = {"norm_stats": NORM_STATS if norm_stats is None else norm_stats, "pad_to_multiple_of": PAD_TO,
-              "n_action_bins": BINS}  # fmt: skip
-    tiny_llava(path, tokenizer=tokenizer, extra_vocab=BINS + PAD_TO, image_size=IMAGE_SIZE, seed=seed,
-               config_extra=config)  # fmt: skip
+    config = {
+        "norm_stats": NORM_STATS if norm_stats is None else norm_stats,
+        "pad_to_multiple_of": PAD_TO,
+        "n_action_bins": BINS,
+    }
+    tiny_llava(
+        path, tokenizer=tokenizer, extra_vocab=BINS + PAD_TO, image_size=IMAGE_SIZE, seed=seed, config_extra=config
+    )
     for src in CODE.glob("*.py"):
         shutil.copy(src, path / src.name)
     square = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_size=square).save_pretrained(path)
     patches = (IMAGE_SIZE // (IMAGE_SIZE // 4)) ** 2
-    (path / "processor_config.json").write_text(json.dumps({
-        "auto_map": {"AutoProcessor": "processing_prismatic.PrismaticProcessor"},
-        "processor_class": "PrismaticProcessor",
-        "num_image_tokens": patches,
-    }, indent=2))  # fmt: skip
+    (path / "processor_config.json").write_text(
+        json.dumps(
+            {
+                "auto_map": {"AutoProcessor": "processing_prismatic.PrismaticProcessor"},
+                "processor_class": "PrismaticProcessor",
+                "num_image_tokens": patches,
+            },
+            indent=2,
+        )
+    )
     if reply is not None:
         plant_reply(path, tokenizer.convert_tokens_to_ids(after or EMPTY), reply)
     elif steer:

@@ -20,13 +20,21 @@ from tiny_hf import build_tokenizer
 CODE = Path(__file__).with_name("tiny_spatialvla_code")
 EDGES = [-1.0, -0.5, 0.0, 0.5, 1.0]  # 4 cells per axis, centres -0.75 -0.25 0.25 0.75
 CENTRES = [-0.75, -0.25, 0.25, 0.75]
-BRIDGE = {"q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0], "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
-          "mask": [True] * 6 + [False]}  # fmt: skip
-FRACTAL = {"q01": [-0.2, -0.2, -0.2, -0.5, -0.5, -0.5, 0.0], "q99": [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 1.0],
-           "mask": [True] * 6 + [False]}  # fmt: skip
+BRIDGE = {
+    "q01": [-0.02, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0],
+    "q99": [0.02, 0.04, 0.05, 0.1, 0.3, 0.2, 1.0],
+    "mask": [True] * 6 + [False],
+}
+FRACTAL = {
+    "q01": [-0.2, -0.2, -0.2, -0.5, -0.5, -0.5, 0.0],
+    "q99": [0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 1.0],
+    "mask": [True] * 6 + [False],
+}
 STATISTICS = {"bridge_orig/1.0.0": {"action": BRIDGE}, "fractal20220817_data/0.1.0": {"action": FRACTAL}}
-AUTO_MAP = {"AutoConfig": "configuration_spatialvla.SpatialVLAConfig",
-            "AutoModel": "modeling_spatialvla.SpatialVLAForConditionalGeneration"}  # fmt: skip
+AUTO_MAP = {
+    "AutoConfig": "configuration_spatialvla.SpatialVLAConfig",
+    "AutoModel": "modeling_spatialvla.SpatialVLAForConditionalGeneration",
+}
 Cell = tuple[int, int, int]
 
 
@@ -38,9 +46,16 @@ def action_ids(begin: int, actions: list[tuple[Cell, Cell, int]]) -> list[int]:
     return ids
 
 
-def tiny_spatialvla(path: Path, *, chunk: int = 4, actions: list[tuple[Cell, Cell, int]] | None = None,
-                    num_obs_steps: int = 1, obs_delta: int = 1, statistics: dict[str, Any] | None = None,
-                    seed: int = 0) -> Path:  # fmt: skip
+def tiny_spatialvla(
+    path: Path,
+    *,
+    chunk: int = 4,
+    actions: list[tuple[Cell, Cell, int]] | None = None,
+    num_obs_steps: int = 1,
+    obs_delta: int = 1,
+    statistics: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Path:
     import torch
     from transformers import SiglipImageProcessorPil
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
@@ -52,8 +67,9 @@ def tiny_spatialvla(path: Path, *, chunk: int = 4, actions: list[tuple[Cell, Cel
     tokenizer = build_tokenizer()
     begin = len(tokenizer)  # the processor appends its 130 action tokens to the vocabulary when it loads
     tokenizer.save_pretrained(path)
-    SiglipImageProcessorPil(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                            resample=3).save_pretrained(path)  # fmt: skip
+    SiglipImageProcessorPil(
+        size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3
+    ).save_pretrained(path)
     grid = {"theta_bins": EDGES, "phi_bins": EDGES, "r_bins": EDGES}
     rot_grid = {"roll_bins": EDGES, "pitch_bins": EDGES, "yaw_bins": EDGES}
     intrinsic = {"width": 224, "height": 224, "intrinsic": [[200.0, 0, 112], [0, 200.0, 112], [0, 0, 1]]}
@@ -63,9 +79,14 @@ def tiny_spatialvla(path: Path, *, chunk: int = 4, actions: list[tuple[Cell, Cel
         "statistics": statistics or STATISTICS,
         "bin_policy": {"translation": grid, "rotation": rot_grid},
         "intrinsic_config": {"bridge_orig/1.0.0": intrinsic, "default": intrinsic},
-        "action_config": {"num_bins": {"translation": {"theta_bins": 4, "phi_bins": 4, "r_bins": 4},
-                                       "rotation": {"roll_bins": 4, "pitch_bins": 4, "yaw_bins": 4}, "gripper": 2},
-                          "use_spherical": False},  # fmt: skip
+        "action_config": {
+            "num_bins": {
+                "translation": {"theta_bins": 4, "phi_bins": 4, "r_bins": 4},
+                "rotation": {"roll_bins": 4, "pitch_bins": 4, "yaw_bins": 4},
+                "gripper": 2,
+            },
+            "use_spherical": False,
+        },
         "num_obs_steps": num_obs_steps,
         "obs_delta": obs_delta,
         "action_chunk_size": chunk,
@@ -75,10 +96,18 @@ def tiny_spatialvla(path: Path, *, chunk: int = 4, actions: list[tuple[Cell, Cel
     config_cls = get_class_from_dynamic_module(AUTO_MAP["AutoConfig"], str(path))
     model_cls = get_class_from_dynamic_module(AUTO_MAP["AutoModel"], str(path))
     vocab = begin + 130
-    config = config_cls(vocab_size=vocab, hidden_size=16, image_size=224, patch_size=56,
-                        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), action_token_begin_idx=begin,
-                        max_new_tokens=3 * chunk + 1, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = config_cls(
+        vocab_size=vocab,
+        hidden_size=16,
+        image_size=224,
+        patch_size=56,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        action_token_begin_idx=begin,
+        max_new_tokens=3 * chunk + 1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     config.auto_map = AUTO_MAP
     torch.manual_seed(seed)
     model = model_cls(config).eval()

@@ -118,19 +118,29 @@ class FailingClose(ToyBackend):
 
 
 BROKEN: list[tuple[type[ToyBackend], dict[str, str]]] = [
-        (WrongImageShape, {"reset_observation": "image is 28x32 (WxH), the task declares 32x32",
-                           "step_result": "observation after step: image is 28x32"}),
-        (NonDeterministicReset, {"reset_seed_determinism": "reset(0) twice gave different initial states"}),
-        (NanReward, {"step_result": "reward is nan, not finite"}),
-        (NonUnitQuaternion, {"reset_observation": "privileged.ee_pose quaternion [0.9, 0.1, 0.0, 0.0] has norm 0.9055",
-                             "step_result": "has norm 0.9055"}),
-        (UnserialisableDescribe, {"describe": "not JSON-serialisable"}),
-        (DriftingStep, {"step_determinism": "step 0 of the same seed and actions: reward"}),
-        (MissingRole, {"reset_observation": "lacks the task's role(s) goal", "step_result": "role(s) goal"}),
-        (ChangingDescribe, {"describe": "changed between calls"}),
-        (FragileReuse, {"env_reuse": "make('ToyPick') again raised RuntimeError: env already built"}),
-        (FailingClose, {"close": "close() raised OSError: renderer gone"}),
-]  # fmt: skip
+    (
+        WrongImageShape,
+        {
+            "reset_observation": "image is 28x32 (WxH), the task declares 32x32",
+            "step_result": "observation after step: image is 28x32",
+        },
+    ),
+    (NonDeterministicReset, {"reset_seed_determinism": "reset(0) twice gave different initial states"}),
+    (NanReward, {"step_result": "reward is nan, not finite"}),
+    (
+        NonUnitQuaternion,
+        {
+            "reset_observation": "privileged.ee_pose quaternion [0.9, 0.1, 0.0, 0.0] has norm 0.9055",
+            "step_result": "has norm 0.9055",
+        },
+    ),
+    (UnserialisableDescribe, {"describe": "not JSON-serialisable"}),
+    (DriftingStep, {"step_determinism": "step 0 of the same seed and actions: reward"}),
+    (MissingRole, {"reset_observation": "lacks the task's role(s) goal", "step_result": "role(s) goal"}),
+    (ChangingDescribe, {"describe": "changed between calls"}),
+    (FragileReuse, {"env_reuse": "make('ToyPick') again raised RuntimeError: env already built"}),
+    (FailingClose, {"close": "close() raised OSError: renderer gone"}),
+]
 """Each broken backend, with check name -> a phrase of the detail of each check it must fail (and no others)."""
 
 
@@ -182,9 +192,12 @@ def test_warnings_are_not_problems() -> None:
         def reset(self, seed: int) -> Observation:
             return super().reset(0)
 
-    for cls, name, text in ((Unnamed, "name", "sets no `name`"), (Unnamed, "step_result", "numpy bool"),
-                            (Blank, "reset_observation", "a blank render?"),
-                            (IgnoresSeed, "reset_seed_varies", "is the seed used?")):  # fmt: skip
+    for cls, name, text in (
+        (Unnamed, "name", "sets no `name`"),
+        (Unnamed, "step_result", "numpy bool"),
+        (Blank, "reset_observation", "a blank render?"),
+        (IgnoresSeed, "reset_seed_varies", "is the seed used?"),
+    ):
         (report,) = check_backend(cls, TOY_TASKS[:1], steps=2)
         found = {c.name: c for c in report.checks}
         assert not report.problems and found[name].status == "warn" and text in found[name].detail, report.checks
@@ -193,8 +206,11 @@ def test_warnings_are_not_problems() -> None:
 def test_neutral_and_probe_actions_follow_the_task_convention() -> None:
     task = TOY_TASKS[0]
     assert neutral_action(task).tolist() == [0, 0, 0, 0, 0, 0, 1]  # absolute gripper: held open
-    google = task.model_copy(update={"action_space": ActionSpace(rotation="axis_angle", normalized=False,
-                                                                 gripper_open=-1, gripper="relative")})  # fmt: skip
+    google = task.model_copy(
+        update={
+            "action_space": ActionSpace(rotation="axis_angle", normalized=False, gripper_open=-1, gripper="relative")
+        }
+    )
     assert neutral_action(google).tolist() == [0] * 7  # relative gripper: no change
     probes = probe_actions(google, 0, 3)
     assert all(np.abs(a[:6]).max() <= 0.02 and a[6] == 0 for a in probes) and not np.array_equal(*probes[:2])

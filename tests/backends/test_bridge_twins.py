@@ -87,8 +87,13 @@ class FakeTwin:
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         self.actions.append(np.asarray(action))
         self.t += 1
-        return self._obs(), 0.0, self.t == 3, False, {"success": np.array([self.t == 3]),
-                                                       "is_src_obj_grasped": np.array([self.t >= 2])}  # fmt: skip
+        return (
+            self._obs(),
+            0.0,
+            self.t == 3,
+            False,
+            {"success": np.array([self.t == 3]), "is_src_obj_grasped": np.array([self.t >= 2])},
+        )
 
     def close(self) -> None:
         pass
@@ -111,7 +116,7 @@ def test_a_bridge_run_follows_the_twin_protocol(fake_twins: list, tmp_path: Path
     suite = load_suite("simpler-bridge")
     out = tmp_path / "run"
     runner.run(model="random", suite=suite, out=out, tasks=["put_carrot_on_plate"], episodes=3)
-    (env_id, kwargs), = fake_twins  # one env for the task's 3 episodes
+    ((env_id, kwargs),) = fake_twins  # one env for the task's 3 episodes
     assert env_id == "PutCarrotOnPlateInScene-v1"
     assert kwargs["obs_mode"] == "rgb+segmentation" and "sensor_configs" not in kwargs  # the twin's 640x480
     assert kwargs["sim_config"] == {"sim_freq": 500, "control_freq": 5} and kwargs["max_episode_steps"] == 60
@@ -137,8 +142,9 @@ def test_a_bridge_run_follows_the_twin_protocol(fake_twins: list, tmp_path: Path
     assert next(c for c in results.columns if c.id == "put_carrot_on_plate").success_rate == 0.0
 
 
-def test_grid_cells_reach_the_twin_as_episode_ids_and_ever_mode_stops_at_success(fake_twins: list,
-                                                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_grid_cells_reach_the_twin_as_episode_ids_and_ever_mode_stops_at_success(
+    fake_twins: list, tmp_path: Path
+) -> None:
     from vlascore.backends.maniskill import ManiSkillBackend
 
     suite = load_suite("simpler-bridge").with_success_mode("ever")
@@ -157,8 +163,9 @@ def test_grid_cells_reach_the_twin_as_episode_ids_and_ever_mode_stops_at_success
     assert (eps["num_steps"] == 3).all() and eps["success"].all() and set(eps["termination"]) == {"success"}
 
 
-def test_missing_assets_stop_the_run_before_anything_is_written(monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_missing_assets_stop_the_run_before_anything_is_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MS_ASSET_DIR", str(tmp_path / "empty"))
     (tmp_path / "empty" / "data" / "tasks" / "bridge_v2_real2sim_dataset").mkdir(parents=True)  # a failed download
     assert missing_packs("PutSpoonOnTableClothInScene-v1") == ["bridge_v2_real2sim", "widowx250s"]

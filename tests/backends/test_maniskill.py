@@ -94,8 +94,14 @@ def test_same_seeds_give_identical_step_records(
 def test_replay_reproduces_the_recorded_success(
     tabletop: Suite, scripted_run: vlascore.store.LoadedRun, tmp_path: Path
 ) -> None:
-    runner.run(model="replay", model_args={"source": str(scripted_run.path)}, suite=tabletop,
-               tasks=["PickCube", "StackCube"], episodes=3, out=tmp_path / "replay")  # fmt: skip
+    runner.run(
+        model="replay",
+        model_args={"source": str(scripted_run.path)},
+        suite=tabletop,
+        tasks=["PickCube", "StackCube"],
+        episodes=3,
+        out=tmp_path / "replay",
+    )
     replayed = vlascore.load_run(tmp_path / "replay").episodes.set_index("episode_id")
     source = scripted_run.episodes.set_index("episode_id")
     assert len(replayed) == 6
@@ -121,8 +127,23 @@ def _count_episodes(db: Path, read_only: bool = True) -> int:
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(scripted_run: vlascore.store.LoadedRun, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "vlascore.cli", "run", "-m", "scripted", "-s", "tabletop",
-           "-t", "PickCube,PushCube", "-n", "3", "-o", str(out), "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "vlascore.cli",
+        "run",
+        "-m",
+        "scripted",
+        "-s",
+        "tabletop",
+        "-t",
+        "PickCube,PushCube",
+        "-n",
+        "3",
+        "-o",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while _count_episodes(out / "traces.sqlite") < 2:

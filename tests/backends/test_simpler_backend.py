@@ -27,10 +27,12 @@ from vlascore.episode_grid import euler_sxyz_to_quat, quat_multiply
 from vlascore.extras import available
 from vlascore.suites import ActionSpace, Suite, TaskSpec, load_suite_file
 
-GOOGLE_MODE = ("arm_pd_ee_delta_pose_align_interpolate_by_planner_"
-               "gripper_pd_joint_target_delta_pos_interpolate_by_planner")
-GOOGLE_SPACE = ActionSpace(mode="ee_delta", rotation="axis_angle", dim=7, normalized=False, gripper_open=-1,
-                           gripper="relative")  # fmt: skip
+GOOGLE_MODE = (
+    "arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_interpolate_by_planner"
+)
+GOOGLE_SPACE = ActionSpace(
+    mode="ee_delta", rotation="axis_angle", dim=7, normalized=False, gripper_open=-1, gripper="relative"
+)
 OVERLAY = "real_inpainting/google_coke_can_real_eval_1.png"
 BRIDGE_OVERLAY = "real_inpainting/bridge_real_eval_1.png"
 H, W = 6, 8  # the fake cameras' size (not square, so a transposed resize shows)
@@ -217,10 +219,16 @@ def _time_limit(env: gym.Env) -> int | None:
 
 def test_registered_and_described(fake_simpler: Path) -> None:
     assert BACKENDS.get("simpler") is SimplerBackend
-    assert SimplerBackend().describe() == {"data_dir": str(fake_simpler.resolve()), "rebuild_each_episode": False,
-                                           "max_envs": 4}  # fmt: skip
+    assert SimplerBackend().describe() == {
+        "data_dir": str(fake_simpler.resolve()),
+        "rebuild_each_episode": False,
+        "max_envs": 4,
+    }
     assert SimplerBackend(data_dir="/x", rebuild_each_episode=True, max_envs=1).describe() == {
-        "data_dir": "/x", "rebuild_each_episode": True, "max_envs": 1}  # fmt: skip
+        "data_dir": "/x",
+        "rebuild_each_episode": True,
+        "max_envs": 1,
+    }
     with pytest.raises(ValueError, match="max_envs"):
         SimplerBackend(max_envs=0)
 
@@ -230,12 +238,19 @@ def test_build_kwargs_follow_simpler_env(fake_simpler: Path, suite: Suite) -> No
     backend.make(suite.task("coke"))
     (env,) = FakeSimplerEnv.built
     assert env.kwargs == {
-        "obs_mode": "rgbd", "robot": "google_robot_static", "sim_freq": 513, "control_freq": 3,
-        "control_mode": GOOGLE_MODE, "camera_cfgs": {"add_segmentation": True},
+        "obs_mode": "rgbd",
+        "robot": "google_robot_static",
+        "sim_freq": 513,
+        "control_freq": 3,
+        "control_mode": GOOGLE_MODE,
+        "camera_cfgs": {"add_segmentation": True},
         "scene_name": "google_pick_coke_can_1_v4",
-        "rgb_overlay_path": str(fake_simpler.resolve() / OVERLAY), "rgb_overlay_cameras": ["overhead_camera"],
-        "lr_switch": True, "fake_success_at": [2, 3], "fake_switch_at": 2,
-    }  # fmt: skip
+        "rgb_overlay_path": str(fake_simpler.resolve() / OVERLAY),
+        "rgb_overlay_cameras": ["overhead_camera"],
+        "lr_switch": True,
+        "fake_success_at": [2, 3],
+        "fake_switch_at": 2,
+    }
     assert type(env.kwargs["control_freq"]) is int  # ManiSkill2 ranges over sim_freq // control_freq
     assert _time_limit(backend._env) == 5
     backend.make(suite.task("carrot"))
@@ -248,8 +263,9 @@ def test_build_kwargs_follow_simpler_env(fake_simpler: Path, suite: Suite) -> No
     assert all(e.closed for e in FakeSimplerEnv.built)
 
 
-def test_overlay_paths_resolve_against_data_dir(fake_simpler: Path, suite: Suite, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_overlay_paths_resolve_against_data_dir(
+    fake_simpler: Path, suite: Suite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task = suite.task("coke")
     other = tmp_path / "elsewhere"
     (other / "real_inpainting").mkdir(parents=True)
@@ -341,7 +357,8 @@ def test_reset_options_per_grid_cell(fake_simpler: Path, suite: Suite) -> None:
     for i in bridge.seeds:
         backend.reset(i)
     assert [r["options"] for r in FakeSimplerEnv.built[-1].resets] == [
-        {"obj_init_options": {"episode_id": i}} for i in range(3)]  # fmt: skip
+        {"obj_init_options": {"episode_id": i}} for i in range(3)
+    ]
     backend.close()
 
 
@@ -352,8 +369,12 @@ def test_instruction_success_and_state_pass_through(fake_simpler: Path, suite: S
     obs = backend.reset(0)
     assert obs.instruction == "pick coke can" and obs.step == 0
     results = [backend.step(np.full(7, 0.1)) for _ in range(4)]
-    assert [r.observation.instruction for r in results] == ["pick coke can", "place it down", "place it down",
-                                                            "place it down"]  # fmt: skip
+    assert [r.observation.instruction for r in results] == [
+        "pick coke can",
+        "place it down",
+        "place it down",
+        "place it down",
+    ]
     assert [r.success for r in results] == [False, True, True, False]
     assert [r.terminated for r in results] == [False, True, True, False]
     assert [r.observation.privileged.is_grasped for r in results] == [False, True, True, True]
@@ -378,8 +399,10 @@ def test_image_keeps_the_sim_size_or_is_resized(fake_simpler: Path, suite: Suite
     image = backend.reset(0).image
     assert image is not None and image.shape == (3, 4, 3)
     assert list(image[0, :, 0]) == [1, 3, 5, 7]  # nearest pixel centres of the 8 columns
-    np.testing.assert_array_equal(resize_nearest(np.arange(4).reshape(2, 2, 1), (4, 4))[..., 0],
-                                  [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])  # fmt: skip
+    np.testing.assert_array_equal(
+        resize_nearest(np.arange(4).reshape(2, 2, 1), (4, 4))[..., 0],
+        [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]],
+    )
     wrong = suite.task("coke").model_copy(update={"camera": "base_camera"})
     backend.make(wrong)
     with pytest.raises(BackendError, match="camera 'base_camera' is not in the observation; the env has overhead"):
@@ -396,9 +419,12 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, su
         SimplerBackend().make(task)
     text = str(info.value)
     assert "mani_skill2_real2sim (SimplerEnv), which is not installed (it is not on PyPI)" in text
-    for step in ("git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules",
-                 "pip install -e SimplerEnv/ManiSkill2_real2sim; pip install -e SimplerEnv",
-                 "pip install 'vlascore[models]' there (without the sim extra", "sapien==2.2.2"):  # fmt: skip
+    for step in (
+        "git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules",
+        "pip install -e SimplerEnv/ManiSkill2_real2sim; pip install -e SimplerEnv",
+        "pip install 'vlascore[models]' there (without the sim extra",
+        "sapien==2.2.2",
+    ):
         assert step in text
     assert SimplerBackend().describe() == {"data_dir": None, "rebuild_each_episode": False, "max_envs": 4}
 
@@ -430,18 +456,40 @@ def test_runner_end_to_end_with_the_random_adapter(fake_simpler: Path, suite: Su
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not available("mani_skill2_real2sim"),
-                    reason=f"mani_skill2_real2sim (SimplerEnv) is not installed: {SIMPLER_INSTALL}")  # fmt: skip
+@pytest.mark.skipif(
+    not available("mani_skill2_real2sim"),
+    reason=f"mani_skill2_real2sim (SimplerEnv) is not installed: {SIMPLER_INSTALL}",
+)
 def test_real_pick_coke_can_builds_and_steps() -> None:
     task = TaskSpec(
-        id="coke", env_id="GraspSingleOpenedCokeCanInScene-v0", instruction="pick coke can", control_mode=GOOGLE_MODE,
-        action_space=GOOGLE_SPACE, camera="overhead_camera", resolution=None, max_steps=80, sim_freq=513,
-        control_freq=3, seeds=[0], objects={"can": "obj"}, success_mode="final",
-        env_kwargs={"robot": "google_robot_static", "scene_name": "google_pick_coke_can_1_v4",
-                    "rgb_overlay_path": OVERLAY, "lr_switch": True},
-        grid=[{"reset": {"robot_init_options": {"init_xy": [0.35, 0.20], "init_rot_quat": [0, 0, 0, 1]},
-                         "obj_init_options": {"init_xy": [-0.35, -0.02]}}}],
-    )  # fmt: skip
+        id="coke",
+        env_id="GraspSingleOpenedCokeCanInScene-v0",
+        instruction="pick coke can",
+        control_mode=GOOGLE_MODE,
+        action_space=GOOGLE_SPACE,
+        camera="overhead_camera",
+        resolution=None,
+        max_steps=80,
+        sim_freq=513,
+        control_freq=3,
+        seeds=[0],
+        objects={"can": "obj"},
+        success_mode="final",
+        env_kwargs={
+            "robot": "google_robot_static",
+            "scene_name": "google_pick_coke_can_1_v4",
+            "rgb_overlay_path": OVERLAY,
+            "lr_switch": True,
+        },
+        grid=[
+            {
+                "reset": {
+                    "robot_init_options": {"init_xy": [0.35, 0.20], "init_rot_quat": [0, 0, 0, 1]},
+                    "obj_init_options": {"init_xy": [-0.35, -0.02]},
+                }
+            }
+        ],
+    )
     backend = SimplerBackend()
     try:
         backend.make(task)

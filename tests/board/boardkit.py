@@ -76,8 +76,14 @@ for _cls in (BoardSilent, BoardNoisy, BoardXss):
     ADAPTERS.register(_cls.name, _cls)
 
 
-def make_run(path: Path, model: str, episodes: int = 5, suite: Suite | None = None, judge: str | None = "grounded",
-             tasks: list[str] | None = None) -> Path:  # fmt: skip
+def make_run(
+    path: Path,
+    model: str,
+    episodes: int = 5,
+    suite: Suite | None = None,
+    judge: str | None = "grounded",
+    tasks: list[str] | None = None,
+) -> Path:
     """A toy run (judged with `judge` unless None)."""
     runner.run(model=model, suite=suite or load_suite("toy"), out=path, episodes=episodes, tasks=tasks)
     if judge is not None:
@@ -115,8 +121,9 @@ def build_world(root: Path) -> World:
     for key, (adapter, name, judged) in MODELS.items():
         runs[key] = make_run(root / "runs" / key, adapter, judge="grounded" if judged else None)
         notes = XSS_NOTES if key == "xss" else f"the {adapter} adapter on the toy suite"
-        bundles[key] = pack(runs[key], root / "bundles" / f"{key}.zip", name=name, notes=notes,
-                            url="https://example.org/model?a=1&b=2").path  # fmt: skip
+        bundles[key] = pack(
+            runs[key], root / "bundles" / f"{key}.zip", name=name, notes=notes, url="https://example.org/model?a=1&b=2"
+        ).path
         names[key] = name
     base = root / "base-board"
     Board(base).add(bundles["expert"])
@@ -160,8 +167,11 @@ def entries(bundle: Path) -> dict[str, bytes]:
 
 
 def manifest_for(files: dict[str, bytes]) -> bytes:
-    listing = {n: ManifestEntry(sha256=hashlib.sha256(d).hexdigest(), size=len(d))
-               for n, d in files.items() if n != MANIFEST_FILE}  # fmt: skip
+    listing = {
+        n: ManifestEntry(sha256=hashlib.sha256(d).hexdigest(), size=len(d))
+        for n, d in files.items()
+        if n != MANIFEST_FILE
+    }
     return Manifest(files=listing).model_dump_json(indent=2).encode()
 
 
@@ -178,8 +188,14 @@ def write_zip(path: Path, items: list[Entry]) -> Path:
     return path
 
 
-def rebundle(src: Path, dst: Path, replace: dict[str, bytes] | None = None, drop: tuple[str, ...] = (),
-             extra: list[Entry] | None = None, fix_manifest: bool = True) -> Path:  # fmt: skip
+def rebundle(
+    src: Path,
+    dst: Path,
+    replace: dict[str, bytes] | None = None,
+    drop: tuple[str, ...] = (),
+    extra: list[Entry] | None = None,
+    fix_manifest: bool = True,
+) -> Path:
     """A copy of a bundle with some files replaced or dropped, extra entries appended and (by default) a manifest
     that matches the new files (so a later check, not the manifest one, must catch the change)."""
     files = {n: d for n, d in entries(src).items() if n not in drop}

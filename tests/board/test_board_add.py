@@ -94,8 +94,14 @@ def test_a_board_suite_and_judge_are_accepted_once_the_owner_places_them(tmp_pat
 
 
 # -- rejected -----------------------------------------------------------------------------------------------
-def rejected(tmp_path: Path, world: World, bundle: Path | Callable[[Path], Path], match: str,
-             board_src: Path | None = None, **options: object) -> Rejected:  # fmt: skip
+def rejected(
+    tmp_path: Path,
+    world: World,
+    bundle: Path | Callable[[Path], Path],
+    match: str,
+    board_src: Path | None = None,
+    **options: object,
+) -> Rejected:
     """Add `bundle` to a copy of the base board; it must be rejected with `match` and change nothing at all."""
     board = copy_board(board_src or world.base_board, tmp_path / "board")
     path = bundle(tmp_path) if callable(bundle) else bundle
@@ -139,8 +145,12 @@ def test_an_absolute_entry_is_refused(tmp_path: Path, world: World) -> None:
 def test_a_symlink_entry_is_refused(tmp_path: Path, world: World) -> None:
     link = zipfile.ZipInfo("run/frames/ToyPick-9.npz")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
-    rejected(tmp_path, world, lambda t: with_extra(link, b"/etc/passwd", fix_manifest=True)(t, world=world),
-             "'run/frames/ToyPick-9.npz' is a symbolic link")  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        lambda t: with_extra(link, b"/etc/passwd", fix_manifest=True)(t, world=world),
+        "'run/frames/ToyPick-9.npz' is a symbolic link",
+    )
 
 
 def test_a_duplicate_entry_is_refused(tmp_path: Path, world: World) -> None:
@@ -149,14 +159,24 @@ def test_a_duplicate_entry_is_refused(tmp_path: Path, world: World) -> None:
 
 def test_too_many_files_are_refused(tmp_path: Path, world: World) -> None:
     n = len(entries(world.bundles["random"]))
-    err = rejected(tmp_path, world, world.bundles["random"], f"{n} entries, more than this board's limit of 5",
-                   limits=Limits(max_files=5))  # fmt: skip
+    err = rejected(
+        tmp_path,
+        world,
+        world.bundles["random"],
+        f"{n} entries, more than this board's limit of 5",
+        limits=Limits(max_files=5),
+    )
     assert err.fix and "max_files" in err.fix
 
 
 def test_a_bundle_too_large_is_refused(tmp_path: Path, world: World) -> None:
-    rejected(tmp_path, world, world.bundles["random"], "unpacks to .* more than this board's limit of 1.0 KiB",
-             limits=Limits(max_bytes=1024))  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        world.bundles["random"],
+        "unpacks to .* more than this board's limit of 1.0 KiB",
+        limits=Limits(max_bytes=1024),
+    )
 
 
 def test_a_lying_size_header_is_refused(tmp_path: Path, world: World) -> None:
@@ -166,35 +186,67 @@ def test_a_lying_size_header_is_refused(tmp_path: Path, world: World) -> None:
         return bundle
 
     declared = sum(len(d) for d in entries(world.bundles["random"]).values()) + 64
-    rejected(tmp_path, world, make, "'run/frames/ToyPick-77.npz' is corrupt or does not match its header",
-             limits=Limits(max_bytes=declared + 4096))  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        make,
+        "'run/frames/ToyPick-77.npz' is corrupt or does not match its header",
+        limits=Limits(max_bytes=declared + 4096),
+    )
 
 
 def test_a_tampered_file_is_refused(tmp_path: Path, world: World) -> None:
     files = entries(world.bundles["random"])
     forged = edit_json(files["submission.json"], lambda s: s.update(name="Someone else"))
-    rejected(tmp_path, world, lambda t: rebundle(world.bundles["random"], t / "bad.zip", fix_manifest=False,
-                                                 replace={"submission.json": forged}),
-             "submission.json is .* bytes, but MANIFEST.json says")  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        lambda t: rebundle(
+            world.bundles["random"], t / "bad.zip", fix_manifest=False, replace={"submission.json": forged}
+        ),
+        "submission.json is .* bytes, but MANIFEST.json says",
+    )
     same_size = files["run/traces.sqlite"][:-1] + bytes([files["run/traces.sqlite"][-1] ^ 1])
-    rejected(tmp_path / "2", world, lambda t: rebundle(world.bundles["random"], t / "bad.zip", fix_manifest=False,
-                                                       replace={"run/traces.sqlite": same_size}),
-             "run/traces.sqlite does not match its sha256 in MANIFEST.json")  # fmt: skip
+    rejected(
+        tmp_path / "2",
+        world,
+        lambda t: rebundle(
+            world.bundles["random"], t / "bad.zip", fix_manifest=False, replace={"run/traces.sqlite": same_size}
+        ),
+        "run/traces.sqlite does not match its sha256 in MANIFEST.json",
+    )
 
 
 def test_an_unlisted_file_is_refused(tmp_path: Path, world: World) -> None:
-    rejected(tmp_path, world, lambda t: with_extra("run/frames/ToyPick-99.npz")(t, world=world),
-             r"holds file\(s\) MANIFEST.json does not list: run/frames/ToyPick-99.npz")  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        lambda t: with_extra("run/frames/ToyPick-99.npz")(t, world=world),
+        r"holds file\(s\) MANIFEST.json does not list: run/frames/ToyPick-99.npz",
+    )
 
 
 def test_a_listed_file_that_is_missing_and_a_stray_file_are_refused(tmp_path: Path, world: World) -> None:
-    rejected(tmp_path, world, lambda t: rebundle(world.bundles["random"], t / "bad.zip", fix_manifest=False,
-                                                 drop=("run/frames/ToyPick-0.npz",)),
-             r"lists file\(s\) the bundle does not hold: run/frames/ToyPick-0.npz")  # fmt: skip
-    rejected(tmp_path / "2", world, lambda t: with_extra("index.html", b"<script>", fix_manifest=True)(t, world=world),
-             "'index.html' is not part of a bundle")  # fmt: skip
-    rejected(tmp_path / "3", world, lambda t: rebundle(world.bundles["random"], t / "bad.zip", drop=(MANIFEST_FILE,),
-                                                       fix_manifest=False), "has no MANIFEST.json")  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        lambda t: rebundle(
+            world.bundles["random"], t / "bad.zip", fix_manifest=False, drop=("run/frames/ToyPick-0.npz",)
+        ),
+        r"lists file\(s\) the bundle does not hold: run/frames/ToyPick-0.npz",
+    )
+    rejected(
+        tmp_path / "2",
+        world,
+        lambda t: with_extra("index.html", b"<script>", fix_manifest=True)(t, world=world),
+        "'index.html' is not part of a bundle",
+    )
+    rejected(
+        tmp_path / "3",
+        world,
+        lambda t: rebundle(world.bundles["random"], t / "bad.zip", drop=(MANIFEST_FILE,), fix_manifest=False),
+        "has no MANIFEST.json",
+    )
 
 
 def test_hand_edited_results_are_refused(tmp_path: Path, world: World) -> None:
@@ -207,16 +259,22 @@ def test_hand_edited_results_are_refused(tmp_path: Path, world: World) -> None:
         r["suite_mean"] = r["tasks"][0]["success_rate"]
 
     edited = edit_json(files["results.json"], better)
-    err = rejected(tmp_path, world, lambda t: rebundle(world.bundles["noisy"], t / "bad.zip",
-                                                       replace={"results.json": edited}),
-                   "results.json differs from the board's recomputation")  # fmt: skip
+    err = rejected(
+        tmp_path,
+        world,
+        lambda t: rebundle(world.bundles["noisy"], t / "bad.zip", replace={"results.json": edited}),
+        "results.json differs from the board's recomputation",
+    )
     assert (
         f"suite_mean: submitted {json.loads(edited)['suite_mean']!r}, recomputed {real['suite_mean']!r}" in err.reason
     )
     vla = edit_json(files["results.json"], lambda r: r["vla"][0]["vla_score"].update(value=99.0))
-    err = rejected(tmp_path / "2", world, lambda t: rebundle(world.bundles["noisy"], t / "bad.zip",
-                                                             replace={"results.json": vla}),
-                   r"vla\[0\]\.vla_score\.value: submitted 99\.0")  # fmt: skip
+    err = rejected(
+        tmp_path / "2",
+        world,
+        lambda t: rebundle(world.bundles["noisy"], t / "bad.zip", replace={"results.json": vla}),
+        r"vla\[0\]\.vla_score\.value: submitted 99\.0",
+    )
 
 
 def test_claims_that_disagree_with_the_run_are_refused(tmp_path: Path, world: World) -> None:
@@ -233,9 +291,12 @@ def test_claims_that_disagree_with_the_run_are_refused(tmp_path: Path, world: Wo
 
 def test_a_newer_schema_is_refused_with_upgrade_advice(tmp_path: Path, world: World) -> None:
     sub = edit_json(entries(world.bundles["random"])["submission.json"], lambda s: s.update(schema_version=99))
-    err = rejected(tmp_path, world, lambda t: rebundle(world.bundles["random"], t / "bad.zip",
-                                                       replace={"submission.json": sub}),
-                   "submission.json has schema version 99, newer than this vlascore reads")  # fmt: skip
+    err = rejected(
+        tmp_path,
+        world,
+        lambda t: rebundle(world.bundles["random"], t / "bad.zip", replace={"submission.json": sub}),
+        "submission.json has schema version 99, newer than this vlascore reads",
+    )
     assert err.fix and "upgrade vlascore" in err.fix
 
 
@@ -250,9 +311,12 @@ def test_an_unknown_suite_fingerprint_is_refused(tmp_path: Path, world: World) -
 def test_an_edited_frozen_suite_spec_is_refused(tmp_path: Path, world: World) -> None:
     files = entries(world.bundles["random"])
     run_json = edit_json(files["run/run.json"], lambda r: r["suite_spec"]["tasks"][0].update(max_steps=400))
-    rejected(tmp_path, world, lambda t: rebundle(world.bundles["random"], t / "bad.zip",
-                                                 replace={"run/run.json": run_json}),
-             "frozen suite spec hashes to .* not to the fingerprint it claims")  # fmt: skip
+    rejected(
+        tmp_path,
+        world,
+        lambda t: rebundle(world.bundles["random"], t / "bad.zip", replace={"run/run.json": run_json}),
+        "frozen suite spec hashes to .* not to the fingerprint it claims",
+    )
 
 
 def test_an_unknown_judge_version_is_refused(tmp_path: Path, world: World) -> None:

@@ -69,10 +69,15 @@ def _info(name: str, mode: int) -> zipfile.ZipInfo:
 
 @pytest.mark.parametrize(
     ("mode", "what"),
-    [(stat.S_IFLNK | 0o777, "symbolic link"), (stat.S_IFIFO | 0o644, "FIFO"),
-     (stat.S_IFCHR | 0o644, "character device"), (stat.S_IFBLK | 0o644, "block device"),
-     (stat.S_IFSOCK | 0o644, "socket"), (stat.S_IFDIR | 0o755, "directory entry without")],
-)  # fmt: skip
+    [
+        (stat.S_IFLNK | 0o777, "symbolic link"),
+        (stat.S_IFIFO | 0o644, "FIFO"),
+        (stat.S_IFCHR | 0o644, "character device"),
+        (stat.S_IFBLK | 0o644, "block device"),
+        (stat.S_IFSOCK | 0o644, "socket"),
+        (stat.S_IFDIR | 0o755, "directory entry without"),
+    ],
+)
 def test_non_regular_entries_are_refused(tmp_path: Path, mode: int, what: str) -> None:
     bundle = write_zip(tmp_path / "b.zip", [("ok.txt", b"fine"), (_info("odd", mode), b"target")])
     with open_archive(bundle, Limits()) as zf, pytest.raises(Rejected, match=what):
@@ -80,8 +85,14 @@ def test_non_regular_entries_are_refused(tmp_path: Path, mode: int, what: str) -
 
 
 def test_directory_entries_are_skipped_and_regular_files_kept(tmp_path: Path) -> None:
-    bundle = write_zip(tmp_path / "b.zip", [(_info("d/", stat.S_IFDIR | 0o755), b""), ("d/f.txt", b"x"),
-                                            (_info("g.txt", 0), b"no unix mode: a Windows zip")])  # fmt: skip
+    bundle = write_zip(
+        tmp_path / "b.zip",
+        [
+            (_info("d/", stat.S_IFDIR | 0o755), b""),
+            ("d/f.txt", b"x"),
+            (_info("g.txt", 0), b"no unix mode: a Windows zip"),
+        ],
+    )
     with open_archive(bundle, Limits()) as zf:
         members = checked_members(zf, Limits())
         assert [m.filename for m in members] == ["d/f.txt", "g.txt"]
@@ -93,9 +104,12 @@ def test_directory_entries_are_skipped_and_regular_files_kept(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("items", "problem"),
-    [([("a.txt", b"1"), ("a.txt", b"2")], "appears twice"), ([("A.txt", b"1"), ("a.txt", b"2")], "as 'A.txt'"),
-     ([("a", b"1"), ("a/b", b"2")], "both a file and a folder")],
-)  # fmt: skip
+    [
+        ([("a.txt", b"1"), ("a.txt", b"2")], "appears twice"),
+        ([("A.txt", b"1"), ("a.txt", b"2")], "as 'A.txt'"),
+        ([("a", b"1"), ("a/b", b"2")], "both a file and a folder"),
+    ],
+)
 def test_clashing_names_are_refused(tmp_path: Path, items: list[tuple[str, bytes]], problem: str) -> None:
     bundle = write_zip(tmp_path / "b.zip", items)  # type: ignore[arg-type]
     with open_archive(bundle, Limits()) as zf, pytest.raises(Rejected, match=problem):

@@ -161,8 +161,17 @@ def test_rejudge_failures_exit_non_zero(cli_board: dict[str, Path], tmp_path: Pa
     result = invoke("leaderboard", "rejudge", board, "-j", "no-such-judge")
     clean_failure(result, 1)
     assert "unknown judge 'no-such-judge'" in result.output
-    result = invoke("leaderboard", "rejudge", board, "-j", "vla-score", "--judge-model", "m", "--api-key-env",
-                    "VLASCORE_TEST_UNSET_KEY")  # fmt: skip
+    result = invoke(
+        "leaderboard",
+        "rejudge",
+        board,
+        "-j",
+        "vla-score",
+        "--judge-model",
+        "m",
+        "--api-key-env",
+        "VLASCORE_TEST_UNSET_KEY",
+    )
     clean_failure(result, 1)
     assert "no API key: set $VLASCORE_TEST_UNSET_KEY" in result.output
     assert all(not r.board_judgements for r in Board(board).records())
@@ -189,8 +198,13 @@ def test_verify_spots_a_changed_file(cli_board: dict[str, Path], tmp_path: Path)
 
 
 def test_every_command_has_help_with_examples() -> None:
-    for command in (["submit"], ["leaderboard", "add"], ["leaderboard", "build"], ["leaderboard", "rejudge"],
-                    ["leaderboard", "serve"]):  # fmt: skip
+    for command in (
+        ["submit"],
+        ["leaderboard", "add"],
+        ["leaderboard", "build"],
+        ["leaderboard", "rejudge"],
+        ["leaderboard", "serve"],
+    ):
         result = invoke(*command, "--help")
         assert result.exit_code == 0 and "Example" in result.output, command
     assert "leaderboard" in invoke("--help").output and "submit" in invoke("--help").output
@@ -242,10 +256,14 @@ def test_serve_answers_over_http_and_stops(cli_board: dict[str, Path], monkeypat
 def test_serve_stops_cleanly_on_ctrl_c(cli_board: dict[str, Path], stop: signal.Signals) -> None:
     site = _built_site(cli_board)
     # Started with SIGINT ignored, as a shell does for a background job (and CI may): Ctrl-C must still stop it.
-    proc = subprocess.Popen([sys.executable, "-m", "vlascore.cli", "leaderboard", "serve", str(site), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **WIDE},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlascore.cli", "leaderboard", "serve", str(site), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **WIDE},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -15,22 +15,40 @@ from vlascore.board.site import SiteData
 from vlascore.suites import load_suite_file
 
 SUITE = {
-    "name": "colboard", "protocol_version": "1", "backend": "toy", "key_prefix": "cb",
-    "defaults": {"env_id": "ToyPick-v0", "instruction": "pick up the red cube and move it to the green goal",
-                 "max_steps": 40, "camera": "top", "resolution": [32, 32], "control_mode": "ee_delta",
-                 "objects": {"cube": "cube", "goal": "goal"}},
+    "name": "colboard",
+    "protocol_version": "1",
+    "backend": "toy",
+    "key_prefix": "cb",
+    "defaults": {
+        "env_id": "ToyPick-v0",
+        "instruction": "pick up the red cube and move it to the green goal",
+        "max_steps": 40,
+        "camera": "top",
+        "resolution": [32, 32],
+        "control_mode": "ee_delta",
+        "objects": {"cube": "cube", "goal": "goal"},
+    },
     "tasks": [
-        {"id": "near", "mean_over": ["variant"], "grid": [
-            {"variant": "v1", "axes": [{"name": "e", "range": {"key": "e", "count": 3}}]},
-            {"variant": "v2", "axes": [{"name": "e", "range": {"key": "e", "count": 3}}]}]},
+        {
+            "id": "near",
+            "mean_over": ["variant"],
+            "grid": [
+                {"variant": "v1", "axes": [{"name": "e", "range": {"key": "e", "count": 3}}]},
+                {"variant": "v2", "axes": [{"name": "e", "range": {"key": "e", "count": 3}}]},
+            ],
+        },
         {"id": "far", "seeds": {"start": 0, "count": 5}},
         {"id": "extra", "seeds": {"start": 0, "count": 5}},
     ],
-    "columns": [{"id": "both", "title": "Both", "tasks": ["near", "far"]},
-                {"id": "extra", "title": "Extra", "tasks": ["extra"], "in_mean": False}],
-    "averages": [{"id": "headline", "title": "Headline", "columns": ["both"]},
-                 {"id": "all", "title": "All columns", "columns": ["both", "extra"]}],
-}  # fmt: skip
+    "columns": [
+        {"id": "both", "title": "Both", "tasks": ["near", "far"]},
+        {"id": "extra", "title": "Extra", "tasks": ["extra"], "in_mean": False},
+    ],
+    "averages": [
+        {"id": "headline", "title": "Headline", "columns": ["both"]},
+        {"id": "all", "title": "All columns", "columns": ["both", "extra"]},
+    ],
+}
 
 
 @pytest.fixture(scope="module")

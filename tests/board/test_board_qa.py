@@ -54,15 +54,19 @@ def edit_result(bundle: Path, dst: Path, bench: str, **fields: object) -> Path:
 def test_a_bundle_carries_the_qa_results_and_samples_but_not_the_work_folder(qa: dict[str, Path]) -> None:
     files = entries(qa["expert.zip"])
     qa_names = sorted(n for n in files if n.startswith("run/qa/"))
-    assert qa_names == sorted(f"run/qa/{b}{ext}" for b in ("mmmu", "mmvet", "ocrbench", "textvqa")
-                              for ext in (".json", ".samples.jsonl"))  # fmt: skip
+    assert qa_names == sorted(
+        f"run/qa/{b}{ext}" for b in ("mmmu", "mmvet", "ocrbench", "textvqa") for ext in (".json", ".samples.jsonl")
+    )
     for name in qa_names:
         assert files[name] == (qa["expert"] / name.removeprefix("run/")).read_bytes()
     sub = Submission.model_validate_json(files["submission.json"])
     assert sub.schema_version == 2
     assert [(f.benchmark, f.status, f.score, f.mm_value, f.samples, f.limit, f.graded) for f in sub.qa] == [
-        ("mmmu", "ok", 50.0, 50.0, 4, None, False), ("mmvet", "ok", 60.0, 60.0, 4, None, True),
-        ("ocrbench", "ok", 600.0, 60.0, 5, 5, False), ("textvqa", "failed", None, None, 0, None, False)]  # fmt: skip
+        ("mmmu", "ok", 50.0, 50.0, 4, None, False),
+        ("mmvet", "ok", 60.0, 60.0, 4, None, True),
+        ("ocrbench", "ok", 600.0, 60.0, 5, 5, False),
+        ("textvqa", "failed", None, None, 0, None, False),
+    ]
     assert sub.mm is not None and sub.mm.value == pytest.approx(MM)
     assert (sub.mm.columns, sub.mm.missing) == (MM_COLUMNS, MM_MISSING)
 
@@ -106,8 +110,12 @@ def test_the_board_records_the_qa_figures_and_mm_with_its_columns(qa: dict[str, 
 def test_a_tampered_mmvet_score_is_refused(qa: dict[str, Path], tmp_path: Path) -> None:
     bundle = edit_result(qa["expert.zip"], tmp_path / "bad.zip", "mmvet", score=80.0, mm_value=80.0)
     expected = 100 * sum(GRADES) / len(GRADES)
-    err = refused(tmp_path, bundle, r"run/qa/mmvet.json: score 80.0 is not the mean of the 4 grades in "
-                                    rf"run/qa/mmvet.samples.jsonl x 100 \({expected!r}\)")  # fmt: skip
+    err = refused(
+        tmp_path,
+        bundle,
+        r"run/qa/mmvet.json: score 80.0 is not the mean of the 4 grades in "
+        rf"run/qa/mmvet.samples.jsonl x 100 \({expected!r}\)",
+    )
     assert err.fix and "vlascore qa" in err.fix
 
 
@@ -115,8 +123,9 @@ def test_a_grade_edited_in_the_samples_file_is_refused(qa: dict[str, Path], tmp_
     name = "run/qa/mmvet.samples.jsonl"
     rows = [json.loads(line) for line in entries(qa["expert.zip"])[name].decode().splitlines()]
     rows[1]["grade"]["score"] = 0.2
-    bundle = rebundle(qa["expert.zip"], tmp_path / "bad.zip",
-                      replace={name: "".join(json.dumps(r) + "\n" for r in rows).encode()})  # fmt: skip
+    bundle = rebundle(
+        qa["expert.zip"], tmp_path / "bad.zip", replace={name: "".join(json.dumps(r) + "\n" for r in rows).encode()}
+    )
     refused(tmp_path, bundle, r"run/qa/mmvet.json: score 60.0 is not the mean of the 4 grades")
 
 

@@ -189,9 +189,22 @@ def test_rejudge_with_a_vlm_judge_labels_by_model_and_version(world: World, tmp_
     board = Board(copy_board(world.base_board, tmp_path / "board"))
     board.add(world.bundles["random"])  # a specialist: vla-score picks the specialist judge for it
     with MockOpenAI() as server:
-        outcomes = board.rejudge('vla-score', jctx('mock-vlm', concurrency=2, base_url=server.url, cache_dir=tmp_path / 'cache', retrieval=False, max_retries=0))  # fmt: skip
+        outcomes = board.rejudge(
+            "vla-score",
+            jctx(
+                "mock-vlm",
+                concurrency=2,
+                base_url=server.url,
+                cache_dir=tmp_path / "cache",
+                retrieval=False,
+                max_retries=0,
+            ),
+        )
         calls = server.chat_calls
-        again = board.rejudge('vla-score', jctx('mock-vlm', base_url=server.url, cache_dir=tmp_path / 'cache', retrieval=False, max_retries=0))  # fmt: skip
+        again = board.rejudge(
+            "vla-score",
+            jctx("mock-vlm", base_url=server.url, cache_dir=tmp_path / "cache", retrieval=False, max_retries=0),
+        )
         assert server.chat_calls == calls  # the second pass is served from the cache
     by_name = {o.name: o for o in outcomes}
     for key, judge in (("expert", "vla-score-reasoning"), ("random", "vla-score-specialist")):

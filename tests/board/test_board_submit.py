@@ -34,8 +34,15 @@ def test_a_bundle_holds_the_run_its_results_and_a_manifest(world: World) -> None
     files = entries(world.bundles["expert"])
     run = world.runs["expert"]
     episodes = load_run(run).episodes
-    expected = {"submission.json", "results.json", MANIFEST_FILE, "run/run.json", "run/traces.sqlite",
-                "run/judgements/grounded.json", *(f"run/{f}" for f in episodes["frames_file"])}  # fmt: skip
+    expected = {
+        "submission.json",
+        "results.json",
+        MANIFEST_FILE,
+        "run/run.json",
+        "run/traces.sqlite",
+        "run/judgements/grounded.json",
+        *(f"run/{f}" for f in episodes["frames_file"]),
+    }
     assert set(files) == expected
     for name in expected - {MANIFEST_FILE, "submission.json", "results.json"}:
         assert files[name] == (run / name.removeprefix("run/")).read_bytes()  # the run's files, byte for byte
@@ -53,8 +60,11 @@ def test_submission_and_results_describe_the_run(world: World) -> None:
     fresh = score_run(run)
     assert results.model_dump(exclude={"scored_at"}) == fresh.model_dump(exclude={"scored_at"})
     assert sub.name == world.names["expert"] and sub.adapter == run.run.adapter == MODELS["expert"][0]
-    assert (sub.suite, sub.suite_fingerprint, sub.protocol_version) == (run.run.suite, run.run.suite_fingerprint,
-                                                                        run.run.protocol_version)  # fmt: skip
+    assert (sub.suite, sub.suite_fingerprint, sub.protocol_version) == (
+        run.run.suite,
+        run.run.suite_fingerprint,
+        run.run.protocol_version,
+    )
     assert sub.episodes_per_task == {t.task: t.episodes for t in fresh.tasks} and sub.reasons is True
     assert [(j.label, j.judge, j.judge_version, j.judge_model) for j in sub.judges] == [
         (v.label, v.judge, v.judge_version, v.judge_model) for v in fresh.vla
@@ -63,8 +73,9 @@ def test_submission_and_results_describe_the_run(world: World) -> None:
     assert sub.schema_version == 1 and sub.created_at
 
 
-def test_submit_defaults_the_name_to_the_adapter_and_skips_superseded_and_audit_files(tmp_path: Path,
-                                                                                     world: World) -> None:  # fmt: skip
+def test_submit_defaults_the_name_to_the_adapter_and_skips_superseded_and_audit_files(
+    tmp_path: Path, world: World
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(world.runs["random"], run)
     for extra in ("judgements/superseded/grounded.2020.json", "audit/grounded.json", "results.json", "report.html"):

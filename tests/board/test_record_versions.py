@@ -116,8 +116,9 @@ def kb_index(world: World, tmp: Path) -> list[str]:
 
 def suite_file(world: World, tmp: Path) -> list[str]:
     path = tmp / "suite.yaml"
-    path.write_text(yaml.safe_dump(yaml.safe_load((data_dir("tasks") / "toy.yaml").read_text()) |
-                                   {"schema_version": NEWER}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(yaml.safe_load((data_dir("tasks") / "toy.yaml").read_text()) | {"schema_version": NEWER})
+    )
     return ["tasks", "validate", str(path)]
 
 

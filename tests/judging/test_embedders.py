@@ -117,8 +117,9 @@ def test_registry_lookup_errors_name_the_fix() -> None:
 def test_openai_embedder_against_a_local_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLASCORE_TEST_EMBED_KEY", "sk-local")
     with MockOpenAI(embed_dim=16) as server:
-        emb = text_embedder("openai:mock-embed", base_url=server.url, api_key_env="VLASCORE_TEST_EMBED_KEY",
-                            batch_size=2)  # fmt: skip
+        emb = text_embedder(
+            "openai:mock-embed", base_url=server.url, api_key_env="VLASCORE_TEST_EMBED_KEY", batch_size=2
+        )
         assert isinstance(emb, OpenAITextEmbedder) and (emb.name, emb.version) == ("openai", "1+mock-embed")
         v = emb.embed_texts(["pick the cube", "push the cube", "pick the cube"])
         assert v.shape == (3, 16) and v.dtype == np.float32
@@ -162,13 +163,27 @@ def _tiny_clip(tmp_path):  # type: ignore[no-untyped-def]
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = transformers.CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
     config = transformers.CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 32, "bos_token_id": 1, "eos_token_id": 2,
-                     "pad_token_id": 0},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 32,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=8,
-    )  # fmt: skip
+    )
     import torch
 
     torch.manual_seed(0)

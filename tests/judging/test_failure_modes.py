@@ -30,8 +30,15 @@ def test_rationales_are_tagged_and_negations_respected(text: str, expected: list
 
 def test_every_grounded_flag_is_a_taxonomy_mode() -> None:
     modes = set(load_taxonomy().modes)
-    grounded = {"missed_goal", "missed_grasp", "jerky_motion", "inefficient_path", "no_reasoning", "incomplete_plan",
-                "misaligned"}  # fmt: skip
+    grounded = {
+        "missed_goal",
+        "missed_grasp",
+        "jerky_motion",
+        "inefficient_path",
+        "no_reasoning",
+        "incomplete_plan",
+        "misaligned",
+    }
     assert grounded <= modes
 
 

@@ -27,25 +27,63 @@ from vlascore.suites import TaskSpec, load_suite
 PICK = "pick up the red cube and move it to the green goal"
 
 
-def make_input(tcp: list[tuple[float, float, float]], *, success: bool, obj: tuple[float, float, float],
-               goal: tuple[float, float, float], grip: list[float] | None = None,
-               reasoning: list[str | None] | None = None, intention: list[str | None] | None = None,
-               max_steps: int = 10, category: str = "Pick") -> JudgeInput:  # fmt: skip
+def make_input(
+    tcp: list[tuple[float, float, float]],
+    *,
+    success: bool,
+    obj: tuple[float, float, float],
+    goal: tuple[float, float, float],
+    grip: list[float] | None = None,
+    reasoning: list[str | None] | None = None,
+    intention: list[str | None] | None = None,
+    max_steps: int = 10,
+    category: str = "Pick",
+) -> JudgeInput:
     """A hand-built episode: the TCP path, a fixed object and goal, per-step texts."""
     n = len(tcp)
     q = [1.0, 0.0, 0.0, 0.0]
-    steps = pd.DataFrame({
-        "step": range(n), "action": [[0.0] * 7] * n, "ee_pose": [[*p, *q] for p in tcp],
-        "gripper": grip or [1.0] * n, "privileged": [{"cube": [*obj, *q], "goal": [*goal, *q]}] * n,
-        "reasoning": reasoning or [None] * n, "intention": intention or [None] * n,
-    })  # fmt: skip
-    task = TaskSpec(id="T", env_id="T-v0", instruction=PICK, category=category, seeds=[0], max_steps=max_steps,
-                    objects={"cube": "cube", "goal": "goal_site"})  # fmt: skip
-    episode = EpisodeRecord(episode_id="T-0", task="T", seed=0, instruction=PICK, success=success, num_steps=n,
-                            termination="success" if success else "max_steps", status="ok", started_at="",
-                            duration_s=0.0, policy_time_s=0.0, sim_time_s=0.0)  # fmt: skip
-    return JudgeInput(run_id="r", episode=episode, task=task, reasons=True, load_steps=lambda: steps,
-                      load_frames=lambda: (np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, int)))  # fmt: skip
+    steps = pd.DataFrame(
+        {
+            "step": range(n),
+            "action": [[0.0] * 7] * n,
+            "ee_pose": [[*p, *q] for p in tcp],
+            "gripper": grip or [1.0] * n,
+            "privileged": [{"cube": [*obj, *q], "goal": [*goal, *q]}] * n,
+            "reasoning": reasoning or [None] * n,
+            "intention": intention or [None] * n,
+        }
+    )
+    task = TaskSpec(
+        id="T",
+        env_id="T-v0",
+        instruction=PICK,
+        category=category,
+        seeds=[0],
+        max_steps=max_steps,
+        objects={"cube": "cube", "goal": "goal_site"},
+    )
+    episode = EpisodeRecord(
+        episode_id="T-0",
+        task="T",
+        seed=0,
+        instruction=PICK,
+        success=success,
+        num_steps=n,
+        termination="success" if success else "max_steps",
+        status="ok",
+        started_at="",
+        duration_s=0.0,
+        policy_time_s=0.0,
+        sim_time_s=0.0,
+    )
+    return JudgeInput(
+        run_id="r",
+        episode=episode,
+        task=task,
+        reasons=True,
+        load_steps=lambda: steps,
+        load_frames=lambda: (np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, int)),
+    )
 
 
 # A TCP sliding at constant speed onto the cube (reached at the last step) and never closing the gripper;
@@ -105,8 +143,9 @@ def test_reasoning_and_alignment_by_hand() -> None:
 
 
 def test_no_text_is_missing_evidence() -> None:
-    scores, thought, flags = judge_grounded(make_input(LINE, success=True, obj=CUBE, goal=GOAL), load_judge("grounded"),
-                                            "reasoning")  # fmt: skip
+    scores, thought, flags = judge_grounded(
+        make_input(LINE, success=True, obj=CUBE, goal=GOAL), load_judge("grounded"), "reasoning"
+    )
     assert scores["Reasoning"] == 0 and scores["Alignment"] == 0
     assert "no reasoning text" in thought and "no step states an intention" in thought
     assert flags == ["no_reasoning"]  # nothing stated, so nothing to be misaligned with
@@ -114,8 +153,9 @@ def test_no_text_is_missing_evidence() -> None:
 
 def test_a_policy_that_stands_still_gets_no_credit_for_smoothness() -> None:
     still = [(0.0, 0.0, 0.1)] * 6
-    scores, thought, flags = judge_grounded(make_input(still, success=False, obj=CUBE, goal=GOAL),
-                                            load_judge("grounded"), "specialist")  # fmt: skip
+    scores, thought, flags = judge_grounded(
+        make_input(still, success=False, obj=CUBE, goal=GOAL), load_judge("grounded"), "specialist"
+    )
     assert scores["Action"] == 0 and scores["Intention"] == 0
     assert "smoothness 0.00" in thought
     assert flags == ["missed_goal", "missed_grasp", "inefficient_path"]  # no motion is not jerky motion
@@ -166,7 +206,7 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for model in ("toy-expert", "toy-random", "toy-liar"):
         runner.run(model=model, suite=suite, out=base / model)
-        judge_run(base / model, 'grounded', jctx(concurrency=2))
+        judge_run(base / model, "grounded", jctx(concurrency=2))
         out[model] = base / model
     return out
 
@@ -181,8 +221,12 @@ def _means(run: Path) -> dict[str, float]:
 
 def test_expert_beats_random_and_the_liar_on_toy_runs(toy_runs: dict[str, Path]) -> None:
     expert, rand, liar = (_means(toy_runs[m]) for m in ("toy-expert", "toy-random", "toy-liar"))
-    assert set(rand) == {"Action", "Intention"} and set(expert) == set(liar) == {"Reasoning", "Action", "Intention",
-                                                                                  "Alignment"}  # fmt: skip
+    assert set(rand) == {"Action", "Intention"} and set(expert) == set(liar) == {
+        "Reasoning",
+        "Action",
+        "Intention",
+        "Alignment",
+    }
     for dim in ("Action", "Intention"):
         assert expert[dim] >= rand[dim] + 3, (dim, expert, rand)
     # The liar narrates like the expert, but its motion does not follow its words.
@@ -199,8 +243,9 @@ def test_injection_probe_does_not_move_the_grounded_judge(toy_runs: dict[str, Pa
     assert all(r.mean_abs_diff == 0 and r.exact_agreement == 1 for r in report.retest)
 
 
-def test_editing_the_judge_changes_its_version_and_keeps_the_old_verdicts(toy_runs: dict[str, Path],
-                                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_editing_the_judge_changes_its_version_and_keeps_the_old_verdicts(
+    toy_runs: dict[str, Path], tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(toy_runs["toy-expert"], run)
     old = judge_run(run, "grounded")

@@ -53,8 +53,10 @@ ALL = RetrievalSettings(top_k=50)
 def toy_categories() -> Suite:
     toy = load_suite("toy")
     pick = toy.task("ToyPick")
-    tasks = [pick.model_copy(update={"id": tid, "category": cat, "instruction": text, "seeds": [0, 1, 2]})
-             for tid, (cat, text) in TOY_TASKS.items()]  # fmt: skip
+    tasks = [
+        pick.model_copy(update={"id": tid, "category": cat, "instruction": text, "seeds": [0, 1, 2]})
+        for tid, (cat, text) in TOY_TASKS.items()
+    ]
     return toy.model_copy(update={"tasks": tasks})
 
 
@@ -126,24 +128,41 @@ def test_add_shrinks_large_frames_to_at_most_64_px(tmp_path: Path) -> None:
     ("run", "episode", "kw", "message"),
     [
         ("expert", "ToyPick-9", {}, "no episode 'ToyPick-9' in run"),
-        ("flaky", "ToyPick-1", {},
-         "'ToyPick-1' errored (RuntimeError in policy at step 3: boom at step 3); only completed episodes"),
-        ("expert", "ToyPick-1", {"scores": {"Action": 8, "Intention": 9}},
-         "a reasoning policy (toy-expert) is scored on exactly Reasoning, Action, Intention, Alignment; got Action"),
-        ("random", "ToyPick-1", {"scores": REASONING},
-         "a specialist policy (random) is scored on exactly Action, Intention; got Reasoning"),
+        (
+            "flaky",
+            "ToyPick-1",
+            {},
+            "'ToyPick-1' errored (RuntimeError in policy at step 3: boom at step 3); only completed episodes",
+        ),
+        (
+            "expert",
+            "ToyPick-1",
+            {"scores": {"Action": 8, "Intention": 9}},
+            "a reasoning policy (toy-expert) is scored on exactly Reasoning, Action, Intention, Alignment; got Action",
+        ),
+        (
+            "random",
+            "ToyPick-1",
+            {"scores": REASONING},
+            "a specialist policy (random) is scored on exactly Action, Intention; got Reasoning",
+        ),
         ("expert", "ToyPick-1", {"scores": {**REASONING, "Action": 11}}, "scores must be integers 0-10, got Action=11"),
         ("expert", "ToyPick-1", {"scores": {**REASONING, "Alignment": -1}}, "got Alignment=-1"),
         ("expert", "ToyPick-1", {"scores": {**REASONING, "Action": True}}, "got Action=True"),
         ("expert", "ToyPick-1", {"entry_id": "x-ToyPick-0"}, "entry id 'x-ToyPick-0' is already in"),
-        ("expert", "ToyPick-0", {"entry_id": "again"},
-         "'ToyPick-0' of run 'expert' is already in the KB as 'x-ToyPick-0'"),
+        (
+            "expert",
+            "ToyPick-0",
+            {"entry_id": "again"},
+            "'ToyPick-0' of run 'expert' is already in the KB as 'x-ToyPick-0'",
+        ),
         ("expert", "ToyStack-2", {"entry_id": "bad id!"}, "use letters, digits"),
         ("expert", "ToyStack-2", {"rationale": "   "}, "rationale\n  Value error, must not be empty"),
     ],
-)  # fmt: skip
-def test_add_refusals_name_the_problem_and_write_nothing(runs: dict[str, Path], kb: Path, run: str, episode: str,
-                                                         kw: dict[str, object], message: str) -> None:  # fmt: skip
+)
+def test_add_refusals_name_the_problem_and_write_nothing(
+    runs: dict[str, Path], kb: Path, run: str, episode: str, kw: dict[str, object], message: str
+) -> None:
     before = snapshot(kb)
     with pytest.raises(KBError) as info:
         add(kb, runs[run], episode, **kw)
@@ -162,9 +181,12 @@ def test_add_into_a_missing_folder_that_is_refused_creates_nothing(runs: dict[st
 
 def test_parse_scores_short_and_long_keys() -> None:
     assert parse_scores("r=7, A=8,intention=9,RA=6") == {"Reasoning": 7, "Action": 8, "Intention": 9, "Alignment": 6}
-    for text, why in [("A=8,B=2", "expected DIMENSION=INT"), ("A=8,Action=9", "Action given twice"),
-                      ("A=8.5", "Action must be an integer 0-10, got '8.5'"),
-                      ("A8", "expected DIMENSION=INT")]:  # fmt: skip
+    for text, why in [
+        ("A=8,B=2", "expected DIMENSION=INT"),
+        ("A=8,Action=9", "Action given twice"),
+        ("A=8.5", "Action must be an integer 0-10, got '8.5'"),
+        ("A8", "expected DIMENSION=INT"),
+    ]:
         with pytest.raises(KBError, match=why):
             parse_scores(text)
 
@@ -248,8 +270,12 @@ def test_changed_frames_or_instruction_are_refused_but_a_new_rationale_is_not(kb
     KnowledgeBase.load(kb)
 
     entries = read_entries(kb)
-    entries[2] = entries[2].model_copy(update={"rationale": "rewritten after a second look", "scores": {
-        "Reasoning": 3, "Action": 4, "Intention": 5, "Alignment": 6}})  # fmt: skip
+    entries[2] = entries[2].model_copy(
+        update={
+            "rationale": "rewritten after a second look",
+            "scores": {"Reasoning": 3, "Action": 4, "Intention": 5, "Alignment": 6},
+        }
+    )
     (kb / REVIEWED_FILE).write_text("".join(e.model_dump_json() + "\n" for e in entries))
     loaded = KnowledgeBase.load(kb)  # rationale and scores are read at load time: no rebuild needed
     assert loaded.by_id["x-ToyPick-2"].rationale == "rewritten after a second look"
@@ -274,14 +300,18 @@ def test_an_index_built_with_another_embedder_is_refused(kb: Path) -> None:
     kb_build(kb, text_options={"dim": 256})
     loaded = KnowledgeBase.load(kb)
     assert loaded.meta["text_embedder"]["version"] == "1+d256"
-    with pytest.raises(KBError, match=r"built with text embedder hashing 1\+d256, but hashing 1\+d1024 was asked "
-                                      r"for; rebuild it with `vlascore kb build"):  # fmt: skip
+    with pytest.raises(
+        KBError,
+        match=r"built with text embedder hashing 1\+d256, but hashing 1\+d1024 was asked "
+        r"for; rebuild it with `vlascore kb build",
+    ):
         loaded.search(PICK, None, "reasoning", RetrievalSettings())
     kb_build(kb)
     other = r"image embedder histogram .* but clip .*; rebuild it with .*--image-embedder clip"
     with pytest.raises(KBError, match=other):
-        KnowledgeBase.load(kb).search(PICK, np.zeros((2, 8, 8, 3), np.uint8), "reasoning",
-                                      RetrievalSettings(image_embedder="clip"))  # fmt: skip
+        KnowledgeBase.load(kb).search(
+            PICK, np.zeros((2, 8, 8, 3), np.uint8), "reasoning", RetrievalSettings(image_embedder="clip")
+        )
 
 
 def test_an_index_built_against_an_embeddings_endpoint_queries_the_same_endpoint(
@@ -410,7 +440,7 @@ def test_judge_request_carries_the_retrieved_example(runs: dict[str, Path], kb: 
     entries = KnowledgeBase.load(kb).by_id
     opts = {"cache_dir": None, "use_cache": False, "concurrency": 1}
     with MockOpenAI() as server:
-        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, retrieval=True, kb_dir=kb, **opts))  # type: ignore[arg-type]
+        jf = judge_run(run, "vla-score", jctx("m", base_url=server.url, retrieval=True, kb_dir=kb, **opts))  # type: ignore[arg-type]
         systems = [r["messages"][0]["content"] for r in server.requests]
     by_ep = {j.episode_id: j for j in jf.judgements}
     assert by_ep["ToyPick-1"].examples == ["x-ToyPick-1"]  # same seed: the visually closest Pick entry
@@ -423,14 +453,20 @@ def test_judge_request_carries_the_retrieved_example(runs: dict[str, Path], kb: 
     assert entries["x-ToyPush-0"].rationale in systems[1] and entries["x-ToyPick-1"].rationale not in systems[1]
 
     with MockOpenAI() as server:
-        off = judge_run(run, 'vla-score', jctx('m', base_url=server.url, retrieval=False, kb_dir=kb, **opts))  # type: ignore[arg-type]
+        off = judge_run(run, "vla-score", jctx("m", base_url=server.url, retrieval=False, kb_dir=kb, **opts))  # type: ignore[arg-type]
         assert "## Example" not in server.requests[0]["messages"][0]["content"]
     assert all(j.examples == [] for j in off.judgements)
 
 
 def test_specialist_judge_is_shown_a_specialist_example(runs: dict[str, Path], kb: Path) -> None:
     with MockOpenAI() as server:
-        jf = judge_run(runs['random'], 'vla-score', jctx('m', base_url=server.url, retrieval=True, kb_dir=kb, cache_dir=None, use_cache=False, concurrency=1), episode_ids=['ToyPick-1'], label='t')  # fmt: skip
+        jf = judge_run(
+            runs["random"],
+            "vla-score",
+            jctx("m", base_url=server.url, retrieval=True, kb_dir=kb, cache_dir=None, use_cache=False, concurrency=1),
+            episode_ids=["ToyPick-1"],
+            label="t",
+        )
         system = server.requests[0]["messages"][0]["content"]
     assert jf.judgements[0].examples == ["r-ToyPick-0"]
     assert '- Result: {"Action": 2, "Intention": 1}' in system and "Alignment" not in system
@@ -438,7 +474,12 @@ def test_specialist_judge_is_shown_a_specialist_example(runs: dict[str, Path], k
 
 def test_a_judge_is_never_shown_the_episode_it_judges(runs: dict[str, Path], kb: Path) -> None:
     with MockOpenAI() as server:
-        jf = judge_run(runs['random'], 'vla-score', jctx('m', base_url=server.url, retrieval=True, kb_dir=kb, cache_dir=None, use_cache=False, concurrency=1), label='t')  # fmt: skip
+        jf = judge_run(
+            runs["random"],
+            "vla-score",
+            jctx("m", base_url=server.url, retrieval=True, kb_dir=kb, cache_dir=None, use_cache=False, concurrency=1),
+            label="t",
+        )
     examples = {j.episode_id: j.examples for j in jf.judgements}
     # r-ToyPick-0 records random's ToyPick-0 itself: that episode gets the nearest other entry instead.
     assert examples["ToyPick-1"] == ["r-ToyPick-0"] and examples["ToyPick-0"] not in ([], ["r-ToyPick-0"])
@@ -448,7 +489,7 @@ def test_judge_with_a_stale_kb_stops_before_any_call(runs: dict[str, Path], kb: 
     add(kb, runs["expert"], "ToyPut-1", entry_id="late")
     with MockOpenAI() as server:
         with pytest.raises(KBError, match="not indexed: late"):
-            judge_run(runs['expert'], 'vla-score', jctx('m', base_url=server.url, kb_dir=kb, cache_dir=None))
+            judge_run(runs["expert"], "vla-score", jctx("m", base_url=server.url, kb_dir=kb, cache_dir=None))
         assert server.chat_calls == 0
 
 
@@ -456,16 +497,46 @@ def test_judge_with_a_stale_kb_stops_before_any_call(runs: dict[str, Path], kb: 
 def test_cli_add_build_list_search(runs: dict[str, Path], tmp_path: Path) -> None:
     cli, kb = CliRunner(env={"COLUMNS": "200"}), tmp_path / "kb"  # wide enough that rich does not wrap or elide
     (tmp_path / "r.txt").write_text("Slow but steady: grasps on the first try and carries the cube straight up.\n")
-    res = cli.invoke(app, ["kb", "add", str(runs["expert"]), "ToyPick-1", "--kb", str(kb), "--scores",
-                           "R=8,A=7,I=9,RA=8", "--rationale-file", str(tmp_path / "r.txt"),
-                           "--reviewed-by", "Ada"])  # fmt: skip
+    res = cli.invoke(
+        app,
+        [
+            "kb",
+            "add",
+            str(runs["expert"]),
+            "ToyPick-1",
+            "--kb",
+            str(kb),
+            "--scores",
+            "R=8,A=7,I=9,RA=8",
+            "--rationale-file",
+            str(tmp_path / "r.txt"),
+            "--reviewed-by",
+            "Ada",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "added expert-ToyPick-1 (ToyPick, reasoning, success=True, Reasoning=8, Action=7, Intention=9, " in (
         res.output
     )
-    res = cli.invoke(app, ["kb", "add", str(runs["random"]), "ToyPick-0", "--kb", str(kb), "--scores", "A=1,I=0",
-                           "--rationale", "Flails at random; never nears the cube.", "--reviewed-by", "Ada",
-                           "--id", "rand-0"])  # fmt: skip
+    res = cli.invoke(
+        app,
+        [
+            "kb",
+            "add",
+            str(runs["random"]),
+            "ToyPick-0",
+            "--kb",
+            str(kb),
+            "--scores",
+            "A=1,I=0",
+            "--rationale",
+            "Flails at random; never nears the cube.",
+            "--reviewed-by",
+            "Ada",
+            "--id",
+            "rand-0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     (entry,) = [e for e in read_entries(kb) if e.id == "expert-ToyPick-1"]
     assert entry.rationale == "Slow but steady: grasps on the first try and carries the cube straight up."
@@ -481,14 +552,29 @@ def test_cli_add_build_list_search(runs: dict[str, Path], tmp_path: Path) -> Non
     assert res.exit_code == 0 and "index up to date" in res.output and "Flails at random" in res.output
     assert "A=1 I=0" in res.output and "R=8 A=7 I=9 RA=8" in res.output
 
-    res = cli.invoke(app, ["kb", "search", "lift the cube to the goal", str(runs["expert"]), "ToyPick-1",
-                           "--kb", str(kb), "--mode", "specialist", "--top-k", "2"])  # fmt: skip
+    res = cli.invoke(
+        app,
+        [
+            "kb",
+            "search",
+            "lift the cube to the goal",
+            str(runs["expert"]),
+            "ToyPick-1",
+            "--kb",
+            str(kb),
+            "--mode",
+            "specialist",
+            "--top-k",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "task retrieval: Pick" in res.output
     # The episode is itself in the KB: like a judge, search never returns the entry of the episode it is given.
     assert "1. rand-0: Flails" in res.output and "expert-ToyPick-1" not in res.output
-    res = cli.invoke(app, ["kb", "search", "lift the cube to the goal", "--kb", str(kb), "--mode", "specialist",
-                           "--top-k", "2"])  # fmt: skip
+    res = cli.invoke(
+        app, ["kb", "search", "lift the cube to the goal", "--kb", str(kb), "--mode", "specialist", "--top-k", "2"]
+    )
     assert res.exit_code == 0, res.output
     assert "1. rand-0: Flails" in res.output and "2. expert-ToyPick-1: Slow but steady" in res.output
 
@@ -496,12 +582,18 @@ def test_cli_add_build_list_search(runs: dict[str, Path], tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["add", "{expert}", "ToyPick-1", "--scores", "A=1,I=2", "--rationale", "x", "--reviewed-by", "me"],
-         "is scored on exactly Reasoning, Action, Intention, Alignment"),
-        (["add", "{expert}", "ToyPick-1", "--scores", "R=1,A=1,I=1,RA=1", "--reviewed-by", "me"],
-         "exactly one of --rationale TEXT or --rationale-file FILE"),
-        (["add", "{expert}", "ToyPick-1", "--scores", "A=x", "--rationale", "x", "--reviewed-by", "me"],
-         "Action must be an integer 0-10"),
+        (
+            ["add", "{expert}", "ToyPick-1", "--scores", "A=1,I=2", "--rationale", "x", "--reviewed-by", "me"],
+            "is scored on exactly Reasoning, Action, Intention, Alignment",
+        ),
+        (
+            ["add", "{expert}", "ToyPick-1", "--scores", "R=1,A=1,I=1,RA=1", "--reviewed-by", "me"],
+            "exactly one of --rationale TEXT or --rationale-file FILE",
+        ),
+        (
+            ["add", "{expert}", "ToyPick-1", "--scores", "A=x", "--rationale", "x", "--reviewed-by", "me"],
+            "Action must be an integer 0-10",
+        ),
         (["build", "--kb", "{empty}"], "no knowledge base at"),
         (["build", "--text-embedder", "hashng"], "Did you mean 'hashing'"),
         (["list", "--kb", "{empty}"], "no knowledge base at"),
@@ -509,9 +601,10 @@ def test_cli_add_build_list_search(runs: dict[str, Path], tmp_path: Path) -> Non
         (["search", "pick", "--mode", "expert"], "--mode must be reasoning or specialist"),
         (["search", "pick", "{expert}", "ToyPick-7"], "no frames stored for episode 'ToyPick-7'"),
     ],
-)  # fmt: skip
-def test_cli_errors_exit_2_with_the_fix(runs: dict[str, Path], kb: Path, tmp_path: Path, args: list[str],
-                                        message: str) -> None:  # fmt: skip
+)
+def test_cli_errors_exit_2_with_the_fix(
+    runs: dict[str, Path], kb: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     argv = ["kb", *(a.format(expert=runs["expert"], empty=tmp_path / "empty") for a in args)]
     if "--kb" not in argv:
         argv += ["--kb", str(kb)]

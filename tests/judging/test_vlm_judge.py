@@ -94,7 +94,9 @@ def test_reasoning_policy_scores_and_eq8_match_hand_computed_values(fresh_run, t
         "```json\n" + verdict(Reasoning=4, Action=2, Intention=3, Alignment=5) + "\n```",
     )
     with MockOpenAI(replies) as server:
-        jf = judge_run(run, 'vla-score', jctx('judge-m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
+        jf = judge_run(
+            run, "vla-score", jctx("judge-m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        )
         assert server.chat_calls == 4
         reask = server.requests[3]["messages"]
         assert reask[-2] == {"role": "assistant", "content": "Sure! Here is my evaluation: the robot did well."}
@@ -128,7 +130,9 @@ def test_specialist_policy_is_asked_action_and_intention_only(fresh_run, tmp_pat
     run = fresh_run("toy-specialist")
     replies = script(verdict(Action=6, Intention=5), verdict(Action=9, Intention=8), verdict(Action=10, Intention=10))
     with MockOpenAI(replies) as server:
-        jf = judge_run(run, 'vla-score', jctx('judge-m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
+        jf = judge_run(
+            run, "vla-score", jctx("judge-m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        )
         system, user = server.requests[0]["messages"]
     assert jf.judge == "vla-score-specialist"
     assert "Alignment" not in system["content"] and "policy_reasoning" not in user["content"][0]["text"]
@@ -143,7 +147,12 @@ def test_429_and_500_are_retried_by_the_client(fresh_run, tmp_path) -> None:  # 
     run = fresh_run("toy-expert")
     ok = verdict(Reasoning=7, Action=7, Intention=7, Alignment=7)
     with MockOpenAI(script(MockReply(status=429), MockReply(status=500), MockReply(status=503), ok)) as server:
-        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=None, use_cache=False, **OPTS), episode_ids=['ToyPick-0'])  # fmt: skip
+        jf = judge_run(
+            run,
+            "vla-score",
+            jctx("m", base_url=server.url, concurrency=1, cache_dir=None, use_cache=False, **OPTS),
+            episode_ids=["ToyPick-0"],
+        )
         assert server.chat_calls == 4  # three refused, then answered
     (j,) = jf.judgements
     assert j.status == "ok" and j.attempts == 1 and j.scores["Action"] == 7
@@ -160,7 +169,9 @@ def test_a_permanent_failure_is_recorded_failed_counted_and_excluded(fresh_run, 
         return bad if n < 8 else good
 
     with MockOpenAI(by_episode) as server:
-        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=3, cache_dir=tmp_path / 'c', **OPTS))
+        jf = judge_run(
+            run, "vla-score", jctx("m", base_url=server.url, concurrency=3, cache_dir=tmp_path / "c", **OPTS)
+        )
     by_ep = {j.episode_id: j for j in jf.judgements}
     failed = by_ep["ToyPick-2"]
     assert failed.status == "failed" and failed.scores == {}
@@ -177,11 +188,15 @@ def test_a_permanent_failure_is_recorded_failed_counted_and_excluded(fresh_run, 
 def test_rejudge_hits_the_cache_and_makes_no_calls(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = fresh_run("toy-expert")
     with MockOpenAI() as server:
-        first = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=4, cache_dir=tmp_path / 'c', **OPTS))
+        first = judge_run(
+            run, "vla-score", jctx("m", base_url=server.url, concurrency=4, cache_dir=tmp_path / "c", **OPTS)
+        )
         calls = server.chat_calls
-        again = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=4, cache_dir=tmp_path / 'c', **OPTS))
+        again = judge_run(
+            run, "vla-score", jctx("m", base_url=server.url, concurrency=4, cache_dir=tmp_path / "c", **OPTS)
+        )
         assert server.chat_calls == calls == 3
-        other_model = judge_run(run, 'vla-score', jctx('m2', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
+        other_model = judge_run(run, "vla-score", jctx("m2", base_url=server.url, cache_dir=tmp_path / "c", **OPTS))
         assert server.chat_calls == 6  # the model is part of the key
     assert not any(j.cached for j in first.judgements) and all(j.cached for j in again.judgements)
     assert [j.scores for j in again.judgements] == [j.scores for j in first.judgements]
@@ -196,7 +211,7 @@ def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_p
 
     run = fresh_run("toy-expert")
     with MockOpenAI() as server:
-        first = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
+        first = judge_run(run, "vla-score", jctx("m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS))
         assert all(j.input_key and j.request_hash for j in first.judgements)
         written = judgements_path(run, "vla-score-reasoning--m").stat().st_mtime_ns
 
@@ -206,7 +221,7 @@ def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_p
         with monkeypatch.context() as patch:
             patch.setattr(RunStore, "frames", untouchable)
             patch.setattr(RunStore, "steps_frame", untouchable)
-            again = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
+            again = judge_run(run, "vla-score", jctx("m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS))
         assert all(j.cached for j in again.judgements) and server.chat_calls == 3
         assert [j.scores for j in again.judgements] == [j.scores for j in first.judgements]
         # Nothing new: the judgement file is left as it was.
@@ -214,7 +229,7 @@ def test_rejudge_of_unchanged_episodes_reads_no_frames_or_steps(fresh_run, tmp_p
         # A frames file that changed on disk is read again: same content, so the content cache still answers.
         frames = run / "frames" / "ToyPick-0.npz"
         os.utime(frames, ns=(frames.stat().st_atime_ns, frames.stat().st_mtime_ns + 1000))
-        third = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS))
+        third = judge_run(run, "vla-score", jctx("m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS))
         assert all(j.cached for j in third.judgements) and server.chat_calls == 3
         assert third.judgements[0].input_key != first.judgements[0].input_key
         assert third.judgements[0].request_hash == first.judgements[0].request_hash
@@ -224,7 +239,7 @@ def test_rejected_credentials_abort_the_pass_and_write_nothing(fresh_run, tmp_pa
     run = fresh_run("toy-expert")
     with MockOpenAI(script(MockReply("invalid api key", status=401))) as server:
         with pytest.raises(JudgeAbort, match="AuthenticationError"):
-            judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
+            judge_run(run, "vla-score", jctx("m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS))
         assert server.chat_calls == 1  # not retried, and the pass stops instead of failing every episode
     assert not judgements_path(run, "vla-score-reasoning--m").exists()
 
@@ -232,7 +247,14 @@ def test_rejected_credentials_abort_the_pass_and_write_nothing(fresh_run, tmp_pa
 def test_timeouts_are_retried_then_recorded_as_failed(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = fresh_run("toy-expert")
     with MockOpenAI(latency_s=0.5) as server:
-        jf = judge_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=None, use_cache=False, retrieval=False, max_retries=1, timeout_s=0.1), episode_ids=['ToyPick-0'])  # fmt: skip
+        jf = judge_run(
+            run,
+            "vla-score",
+            jctx(
+                "m", base_url=server.url, cache_dir=None, use_cache=False, retrieval=False, max_retries=1, timeout_s=0.1
+            ),
+            episode_ids=["ToyPick-0"],
+        )
         assert server.chat_calls == 2
     (j,) = jf.judgements
     assert j.status == "failed" and "timed out" in str(j.failure_reason)
@@ -267,7 +289,13 @@ def test_audit_measures_retest_agreement_and_a_gullible_judge(fresh_run, tmp_pat
         return verdict(Reasoning=6, Action=6, Intention=6, Alignment=6)
 
     with MockOpenAI(gullible) as server:
-        report = audit_run(run, 'vla-score', jctx('m', base_url=server.url, cache_dir=tmp_path / 'c', **OPTS), repeats=2, against='grounded')  # fmt: skip
+        report = audit_run(
+            run,
+            "vla-score",
+            jctx("m", base_url=server.url, cache_dir=tmp_path / "c", **OPTS),
+            repeats=2,
+            against="grounded",
+        )
         assert server.chat_calls == 3 * (2 + 3)  # 2 repeats + 3 probes, on 3 episodes
     assert all(r.mean_abs_diff == 0 and r.exact_agreement == 1 for r in report.retest)
     assert {a.dimension for a in report.agreement} == {"Reasoning", "Action", "Intention", "Alignment"}
@@ -282,8 +310,21 @@ def test_cli_judge_then_score_shows_the_vla_table(fresh_run, tmp_path, monkeypat
     monkeypatch.setenv("VLASCORE_CACHE_DIR", str(tmp_path / "cache"))
     cli = CliRunner()
     with MockOpenAI() as server:
-        res = cli.invoke(app, ["judge", str(run), "-j", "vla-score", "--judge-model", "m", "--base-url", server.url,
-                               "--no-retrieval", "--no-progress"])  # fmt: skip
+        res = cli.invoke(
+            app,
+            [
+                "judge",
+                str(run),
+                "-j",
+                "vla-score",
+                "--judge-model",
+                "m",
+                "--base-url",
+                server.url,
+                "--no-retrieval",
+                "--no-progress",
+            ],
+        )
     assert res.exit_code == 0, res.output
     assert "judged 3 episode(s)" in res.output and "calls 3, cache hits 0" in res.output
     stored = JudgementFile.model_validate_json(judgements_path(run, "vla-score-reasoning--m").read_text())
@@ -295,11 +336,15 @@ def test_cli_judge_then_score_shows_the_vla_table(fresh_run, tmp_path, monkeypat
 
 
 def test_parse_verdict_contract() -> None:
-    scores, thought, claim = parse_verdict('x {"Thought": "a {b}", "Result": {"Action": 3, "Intention": 4, '
-                                           '"Success": false}} y', "specialist")  # fmt: skip
+    scores, thought, claim = parse_verdict(
+        'x {"Thought": "a {b}", "Result": {"Action": 3, "Intention": 4, "Success": false}} y', "specialist"
+    )
     assert scores == {"Action": 3, "Intention": 4} and thought == "a {b}" and claim is False
-    for bad, why in [("no json", "no JSON"), ('{"Result": {"Action": 3}}', "Intention"),
-                     ('{"Result": {"Action": 3, "Intention": 2}}', "Reasoning")]:  # fmt: skip
+    for bad, why in [
+        ("no json", "no JSON"),
+        ('{"Result": {"Action": 3}}', "Intention"),
+        ('{"Result": {"Action": 3, "Intention": 2}}', "Reasoning"),
+    ]:
         with pytest.raises(ValueError, match=why):
             parse_verdict(bad, "reasoning" if why == "Reasoning" else "specialist")
 
@@ -314,11 +359,18 @@ def test_failure_modes_are_tagged_from_the_rationale_fresh_and_cached(fresh_run,
 
     replies = script(*(json.dumps({"Thought": t, "Result": {"Action": 5, "Intention": 5}}) for t in thoughts.values()))
     with MockOpenAI(replies) as server:  # concurrency 1: asked in run order
-        first = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
-        again = judge_run(run, 'vla-score', jctx('m', base_url=server.url, concurrency=1, cache_dir=tmp_path / 'c', **OPTS))
+        first = judge_run(
+            run, "vla-score", jctx("m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        )
+        again = judge_run(
+            run, "vla-score", jctx("m", base_url=server.url, concurrency=1, cache_dir=tmp_path / "c", **OPTS)
+        )
         assert server.chat_calls == 3  # the second pass is served from the cache, and tags the same way
     for jf in (first, again):
         modes = {j.episode_id: j.failure_modes for j in jf.judgements}
-        assert modes == {"ToyPick-0": [], "ToyPick-1": ["collision", "inefficient_path"],
-                         "ToyPick-2": ["missed_goal", "missed_grasp"]}  # fmt: skip
+        assert modes == {
+            "ToyPick-0": [],
+            "ToyPick-1": ["collision", "inefficient_path"],
+            "ToyPick-2": ["missed_goal", "missed_grasp"],
+        }
     assert all(j.cached for j in again.judgements)

@@ -79,9 +79,15 @@ ANSWERS: dict[str, dict[str, str]] = {
     "docvqa": {"0": "total", "1": "12.50"},
 }
 EXPECTED: dict[str, float] = {
-    "mmmu": 200 / 3, "mmvet": 50.0, "mmstar": 200 / 3, "ocrbench": 500.0, "mmbench": 50.0,
-    "textvqa": 190 / 3, "infovqa": 175 / 3, "docvqa": 90.0,
-}  # fmt: skip
+    "mmmu": 200 / 3,
+    "mmvet": 50.0,
+    "mmstar": 200 / 3,
+    "ocrbench": 500.0,
+    "mmbench": 50.0,
+    "textvqa": 190 / 3,
+    "infovqa": 175 / 3,
+    "docvqa": 90.0,
+}
 EXPECTED_MM = (200 / 3 + 50.0 + 200 / 3 + 50.0 + 50.0 + 190 / 3 + 175 / 3 + 90.0) / 8
 MMVET_GRADES = {"What is shown?": "1.0", "How many?": "0.5 partly", "Why?": "0.0"}
 """The judge server's grade by MM-Vet question (the reply's first token is the grade)."""
@@ -94,8 +100,16 @@ def write_answers(path: Path, answers: dict[str, dict[str, str]] | None = None) 
 
 def write_benchmarks(root: Path, only: list[str] | None = None) -> Path:
     """Write the local copies under `root` (one folder per benchmark) and return `root`."""
-    builders = {"mmmu": _mmmu, "mmvet": _mmvet, "mmstar": _mmstar, "ocrbench": _ocrbench, "mmbench": _mmbench,
-                "textvqa": _textvqa, "infovqa": _infovqa, "docvqa": _docvqa}  # fmt: skip
+    builders = {
+        "mmmu": _mmmu,
+        "mmvet": _mmvet,
+        "mmstar": _mmstar,
+        "ocrbench": _ocrbench,
+        "mmbench": _mmbench,
+        "textvqa": _textvqa,
+        "infovqa": _infovqa,
+        "docvqa": _docvqa,
+    }
     for name, build in builders.items():
         if only is None or name in only:
             build(root)
@@ -104,60 +118,143 @@ def write_benchmarks(root: Path, only: list[str] | None = None) -> Path:
 
 def _mmmu(root: Path) -> None:
     rows = [
-        {"id": "validation_Art_1", "question": "<image 1> What colour is the square?", "question_type":
-         "multiple-choice", "options": "['red', 'blue', 'green', 'yellow']", "answer": "A", "image_1": _image(1)},
-        {"id": "validation_Math_1", "question": "<image 1> Which shape is shown?", "question_type": "multiple-choice",
-         "options": "['circle', 'line', 'square', 'cone']", "answer": "C", "image_1": _image(2)},
-        {"id": "validation_Math_2", "question": "<image 1> How many sides has a pentagon?", "question_type": "open",
-         "options": "[]", "answer": "5", "image_1": _image(3)},
-    ]  # fmt: skip
-    features = {"id": _v(), "question": _v(), "question_type": _v(), "options": _v(), "answer": _v(),
-                "image_1": _img()}  # fmt: skip
+        {
+            "id": "validation_Art_1",
+            "question": "<image 1> What colour is the square?",
+            "question_type": "multiple-choice",
+            "options": "['red', 'blue', 'green', 'yellow']",
+            "answer": "A",
+            "image_1": _image(1),
+        },
+        {
+            "id": "validation_Math_1",
+            "question": "<image 1> Which shape is shown?",
+            "question_type": "multiple-choice",
+            "options": "['circle', 'line', 'square', 'cone']",
+            "answer": "C",
+            "image_1": _image(2),
+        },
+        {
+            "id": "validation_Math_2",
+            "question": "<image 1> How many sides has a pentagon?",
+            "question_type": "open",
+            "options": "[]",
+            "answer": "5",
+            "image_1": _image(3),
+        },
+    ]
+    features = {"id": _v(), "question": _v(), "question_type": _v(), "options": _v(), "answer": _v(), "image_1": _img()}
     _write(root, "mmmu", "validation", rows, features)
 
 
 def _mmvet(root: Path) -> None:
-    rows = [{"question_id": f"v{i}", "question": q, "answer": a, "capability": cap, "image": _image(10 + i)}
-            for i, (q, a, cap) in enumerate([("What is shown?", "a red square", "rec"),
-                                             ("How many?", "7 <OR> seven", "ocr,math"),
-                                             ("Why?", "because it is red", "know,gen")])]  # fmt: skip
-    _write(root, "mmvet", "test", rows, {"question_id": _v(), "question": _v(), "answer": _v(), "capability": _v(),
-                                         "image": _img()})  # fmt: skip
+    rows = [
+        {"question_id": f"v{i}", "question": q, "answer": a, "capability": cap, "image": _image(10 + i)}
+        for i, (q, a, cap) in enumerate(
+            [
+                ("What is shown?", "a red square", "rec"),
+                ("How many?", "7 <OR> seven", "ocr,math"),
+                ("Why?", "because it is red", "know,gen"),
+            ]
+        )
+    ]
+    _write(
+        root,
+        "mmvet",
+        "test",
+        rows,
+        {"question_id": _v(), "question": _v(), "answer": _v(), "capability": _v(), "image": _img()},
+    )
 
 
 def _mmstar(root: Path) -> None:
     def q(i: int, answer: str, l2: str) -> dict[str, Any]:
-        return {"index": i, "question": f"Question {i}? Options: A: one, B: two, C: three, D: four",
-                "answer": answer, "category": "coarse perception", "l2_category": l2,
-                "image": _image(20 + i)}  # fmt: skip
+        return {
+            "index": i,
+            "question": f"Question {i}? Options: A: one, B: two, C: three, D: four",
+            "answer": answer,
+            "category": "coarse perception",
+            "l2_category": l2,
+            "image": _image(20 + i),
+        }
 
     rows = [q(0, "A", "perception"), q(1, "B", "perception"), q(2, "C", "perception"), q(3, "D", "math")]
-    _write(root, "mmstar", "val", rows, {"index": _v("int64"), "question": _v(), "answer": _v(), "category": _v(),
-                                         "l2_category": _v(), "image": _img()})  # fmt: skip
+    _write(
+        root,
+        "mmstar",
+        "val",
+        rows,
+        {
+            "index": _v("int64"),
+            "question": _v(),
+            "answer": _v(),
+            "category": _v(),
+            "l2_category": _v(),
+            "image": _img(),
+        },
+    )
 
 
 def _ocrbench(root: Path) -> None:
     rows = [
-        {"question": "What is written?", "answer": ["Hello"], "dataset": "IIIT5K",
-         "question_type": "Regular Text Recognition", "image": _image(30)},
-        {"question": "What does the sign say?", "answer": ["STOP"], "dataset": "IC13_857",
-         "question_type": "Irregular Text Recognition", "image": _image(31)},
-        {"question": "Write the formula.", "answer": ["x^2"], "dataset": "HME100k",
-         "question_type": "Handwritten Mathematical Expression Recognition", "image": _image(32)},
-        {"question": "What number is shown?", "answer": ["42"], "dataset": "SVT",
-         "question_type": "Digit String Recognition", "image": _image(33)},
-    ]  # fmt: skip
-    _write(root, "ocrbench", "test", rows, {"question": _v(), "answer": _seq(), "dataset": _v(),
-                                            "question_type": _v(), "image": _img()})  # fmt: skip
+        {
+            "question": "What is written?",
+            "answer": ["Hello"],
+            "dataset": "IIIT5K",
+            "question_type": "Regular Text Recognition",
+            "image": _image(30),
+        },
+        {
+            "question": "What does the sign say?",
+            "answer": ["STOP"],
+            "dataset": "IC13_857",
+            "question_type": "Irregular Text Recognition",
+            "image": _image(31),
+        },
+        {
+            "question": "Write the formula.",
+            "answer": ["x^2"],
+            "dataset": "HME100k",
+            "question_type": "Handwritten Mathematical Expression Recognition",
+            "image": _image(32),
+        },
+        {
+            "question": "What number is shown?",
+            "answer": ["42"],
+            "dataset": "SVT",
+            "question_type": "Digit String Recognition",
+            "image": _image(33),
+        },
+    ]
+    _write(
+        root,
+        "ocrbench",
+        "test",
+        rows,
+        {"question": _v(), "answer": _seq(), "dataset": _v(), "question_type": _v(), "image": _img()},
+    )
 
 
 def _mmbench(root: Path) -> None:
-    def q(index: int, question: str, options: tuple[str, str, str, str], answer: str, hint: str = NAN,
-          seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    def q(
+        index: int, question: str, options: tuple[str, str, str, str], answer: str, hint: str = NAN, seed: int = 0
+    ) -> dict[str, Any]:
         a, b, c, d = options
-        return {"index": index, "question": question, "hint": hint, "A": a, "B": b, "C": c, "D": d, "answer": answer,
-                "category": "object_localization", "L2-category": "finegrained_perception (instance-level)",
-                "source": "test", "split": "dev", "image": _image(40 + seed)}  # fmt: skip
+        return {
+            "index": index,
+            "question": question,
+            "hint": hint,
+            "A": a,
+            "B": b,
+            "C": c,
+            "D": d,
+            "answer": answer,
+            "category": "object_localization",
+            "L2-category": "finegrained_perception (instance-level)",
+            "source": "test",
+            "split": "dev",
+            "image": _image(40 + seed),
+        }
 
     rows = [
         q(0, "Which colour?", ("red", "blue", "green", "black"), "A", hint="Look at the square.", seed=0),
@@ -166,33 +263,46 @@ def _mmbench(root: Path) -> None:
         q(3, "Which\x0b side?\x07", ("up", "down", "left", "right"), "D", seed=3),
         q(1000000, "Which colour?", ("black", "red", "blue", "green"), "B", hint="Look at the square.", seed=0),
     ]
-    features = {k: _v() for k in ("question", "hint", "A", "B", "C", "D", "answer", "category", "L2-category",
-                                  "source", "split")}  # fmt: skip
+    features = {
+        k: _v()
+        for k in ("question", "hint", "A", "B", "C", "D", "answer", "category", "L2-category", "source", "split")
+    }
     _write(root, "mmbench", "dev", rows, {"index": _v("int64"), **features, "image": _img()})
 
 
 def _textvqa(root: Path) -> None:
     rows = [
         {"question_id": 1, "question": "What brand is it?", "answers": ["coca cola"] * 10, "image": _image(50)},
-        {"question_id": 2, "question": "What does the sign say?", "answers": ["stop"] * 7 + ["halt"] * 3,
-         "image": _image(51)},
+        {
+            "question_id": 2,
+            "question": "What does the sign say?",
+            "answers": ["stop"] * 7 + ["halt"] * 3,
+            "image": _image(51),
+        },
         {"question_id": 3, "question": "What number is it?", "answers": ["5"] * 10, "image": _image(52)},
-    ]  # fmt: skip
+    ]
     for r in rows:
         r["ocr_tokens"] = ["sign"]
-    _write(root, "textvqa", "validation", rows, {"question_id": _v("int64"), "question": _v(), "answers": _seq(),
-                                                 "ocr_tokens": _seq(), "image": _img()})  # fmt: skip
+    _write(
+        root,
+        "textvqa",
+        "validation",
+        rows,
+        {"question_id": _v("int64"), "question": _v(), "answers": _seq(), "ocr_tokens": _seq(), "image": _img()},
+    )
 
 
 def _docvqa_like(root: Path, name: str, qa: list[tuple[str, list[str]]], seed: int) -> None:
-    rows = [{"questionId": str(i), "question": q, "answers": a, "image": _image(seed + i)} for i, (q, a) in
-            enumerate(qa)]  # fmt: skip
+    rows = [
+        {"questionId": str(i), "question": q, "answers": a, "image": _image(seed + i)} for i, (q, a) in enumerate(qa)
+    ]
     _write(root, name, "validation", rows, {"questionId": _v(), "question": _v(), "answers": _seq(), "image": _img()})
 
 
 def _infovqa(root: Path) -> None:
-    _docvqa_like(root, "infovqa", [("Which colour?", ["blue"]), ("Which year?", ["1984"]), ("Which fruit?", ["apple"])],
-                 60)  # fmt: skip
+    _docvqa_like(
+        root, "infovqa", [("Which colour?", ["blue"]), ("Which year?", ["1984"]), ("Which fruit?", ["apple"])], 60
+    )
 
 
 def _docvqa(root: Path) -> None:

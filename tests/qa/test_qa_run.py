@@ -33,10 +33,29 @@ def test_a_scripted_model_gets_the_hand_computed_score_on_every_benchmark(bench_
     answers = write_answers(tmp_path / "answers.json")
     out = tmp_path / "run"
     with MockOpenAI(_grade_by_question) as server:
-        result = runner.invoke(app, ["qa", "-m", "scripted-qa", "-M", f"answers={answers}", "-b", "all",
-                                     "--data-dir", str(bench_data), "-o", str(out), "--base-url", server.url,
-                                     "--judge-model", "grader", "--cache-dir", str(tmp_path / "cache"),
-                                     "--no-progress"])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "qa",
+                "-m",
+                "scripted-qa",
+                "-M",
+                f"answers={answers}",
+                "-b",
+                "all",
+                "--data-dir",
+                str(bench_data),
+                "-o",
+                str(out),
+                "--base-url",
+                server.url,
+                "--judge-model",
+                "grader",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert server.chat_calls == 3  # one grade per MM-Vet reply
     results = read_results(out)
@@ -47,20 +66,29 @@ def test_a_scripted_model_gets_the_hand_computed_score_on_every_benchmark(bench_
         assert results[name].score == pytest.approx(expected, abs=tolerance), name
     assert results["ocrbench"].unit == "/1000" and results["ocrbench"].mm_value == pytest.approx(50.0)
     assert results["ocrbench"].lmms_value == pytest.approx(0.002)  # lmms-eval's Final Score / 1000, 4 questions
-    assert results["mmvet"].grader == {"grader": results["mmvet"].grader["grader"], "judge_model": "grader",
-                                       "base_url": server.url}  # fmt: skip
+    assert results["mmvet"].grader == {
+        "grader": results["mmvet"].grader["grader"],
+        "judge_model": "grader",
+        "base_url": server.url,
+    }
     mmvet = read_samples(out, "mmvet")
     assert [s.score for s in mmvet] == [1.0, 0.5, 0.0] and all(s.grade and s.grade.status == "ok" for s in mmvet)
     bench = read_samples(out, "mmbench")
     assert [s.prediction for s in bench] == ["A", "C", "C", "D", "C"]  # the control character is gone
     assert EXPECTED_MM == pytest.approx(61.875)  # (66.67 + 50 + 66.67 + 500/10 + 50 + 63.33 + 58.33 + 90) / 8
     assert "MM = 61.9 (mean of mmmu, mmvet, mmstar, ocrbench, mmbench, textvqa, infovqa, docvqa)" in " ".join(
-        result.output.split())  # fmt: skip
+        result.output.split()
+    )
 
     # Run again: every benchmark is up to date, nothing is asked or graded again (no lmms-eval process at all).
-    outcome = run_qa(model="scripted-qa", model_args={"answers": str(answers)}, benchmarks=resolve("all"), out=out,
-                     data_dir=bench_data, options=QAOptions(grader=Endpoint(model="grader", base_url=server.url),
-                                                            cache_dir=tmp_path / "cache"))  # fmt: skip
+    outcome = run_qa(
+        model="scripted-qa",
+        model_args={"answers": str(answers)},
+        benchmarks=resolve("all"),
+        out=out,
+        data_dir=bench_data,
+        options=QAOptions(grader=Endpoint(model="grader", base_url=server.url), cache_dir=tmp_path / "cache"),
+    )
     assert sorted(outcome.skipped) == sorted(EXPECTED) and outcome.log is None and not outcome.failed
 
     shown = runner.invoke(app, ["score", str(out)])
@@ -73,8 +101,23 @@ def test_a_failing_benchmark_is_an_error_naming_it_and_the_others_are_kept(bench
     have carried on); docvqa is scored, textvqa is recorded as failed with the reason, and the call exits 1."""
     answers = write_answers(tmp_path / "answers.json", {**ANSWERS, "textvqa": {"0": "Coca Cola"}})
     out = tmp_path / "run"
-    result = runner.invoke(app, ["qa", "-m", "scripted-qa", "-M", f"answers={answers}", "-b", "textvqa,docvqa",
-                                 "--data-dir", str(bench_data), "-o", str(out), "--no-progress"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "qa",
+            "-m",
+            "scripted-qa",
+            "-M",
+            f"answers={answers}",
+            "-b",
+            "textvqa,docvqa",
+            "--data-dir",
+            str(bench_data),
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 1
     flat = " ".join(result.output.split())
     assert "1 benchmark(s) without a score: textvqa" in flat and "no answer for textvqa row 1" in flat
@@ -85,8 +128,23 @@ def test_a_failing_benchmark_is_an_error_naming_it_and_the_others_are_kept(bench
     assert not (out / "qa" / "textvqa.samples.jsonl").exists()
 
     # Answering again with the full answers scores textvqa; docvqa is up to date and not asked again.
-    fixed = runner.invoke(app, ["qa", "-m", "scripted-qa", "-M", f"answers={write_answers(answers)}", "-b",
-                                "textvqa,docvqa", "--data-dir", str(bench_data), "-o", str(out), "--no-progress"])
+    fixed = runner.invoke(
+        app,
+        [
+            "qa",
+            "-m",
+            "scripted-qa",
+            "-M",
+            f"answers={write_answers(answers)}",
+            "-b",
+            "textvqa,docvqa",
+            "--data-dir",
+            str(bench_data),
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert fixed.exit_code == 0, fixed.output
     assert read_results(out)["textvqa"].score == pytest.approx(EXPECTED["textvqa"])
 
@@ -97,8 +155,22 @@ def test_a_local_copy_without_the_scored_columns_is_refused_before_anything_runs
     data = write_benchmarks(tmp_path / "data", only=["textvqa"])
     copy = data / "textvqa" / "validation-00000-of-00001.parquet"
     pq.write_table(pq.read_table(copy).drop(["answers"]), copy)  # lmms-eval would score every question 0
-    result = runner.invoke(app, ["qa", "-m", "scripted-qa", "-M", f"answers={write_answers(tmp_path / 'a.json')}",
-                                 "-b", "textvqa", "--data-dir", str(data), "-o", str(tmp_path / "run")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "qa",
+            "-m",
+            "scripted-qa",
+            "-M",
+            f"answers={write_answers(tmp_path / 'a.json')}",
+            "-b",
+            "textvqa",
+            "--data-dir",
+            str(data),
+            "-o",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2
     assert "textvqa: the data at" in result.output and "lacks the column(s) answers" in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
@@ -109,8 +181,24 @@ def test_mmvet_grades_that_fail_leave_it_incomplete_then_a_later_call_grades_the
 ) -> None:
     answers = write_answers(tmp_path / "answers.json")
     out, cache = tmp_path / "run", tmp_path / "cache"
-    args = ["qa", "-m", "scripted-qa", "-M", f"answers={answers}", "-b", "mmvet", "--data-dir", str(bench_data),
-            "-o", str(out), "--judge-model", "grader", "--cache-dir", str(cache), "--no-progress"]  # fmt: skip
+    args = [
+        "qa",
+        "-m",
+        "scripted-qa",
+        "-M",
+        f"answers={answers}",
+        "-b",
+        "mmvet",
+        "--data-dir",
+        str(bench_data),
+        "-o",
+        str(out),
+        "--judge-model",
+        "grader",
+        "--cache-dir",
+        str(cache),
+        "--no-progress",
+    ]
     with MockOpenAI(lambda body: "I cannot grade this") as bad:
         result = runner.invoke(app, [*args, "--base-url", bad.url])
     assert result.exit_code == 1
@@ -120,9 +208,14 @@ def test_mmvet_grades_that_fail_leave_it_incomplete_then_a_later_call_grades_the
     assert all(s.grade and s.grade.status == "failed" and s.score is None for s in read_samples(out, "mmvet"))
 
     with MockOpenAI(_grade_by_question) as good:
-        outcome = run_qa(model="scripted-qa", model_args={"answers": str(answers)}, benchmarks=resolve("mmvet"),
-                         out=out, data_dir=bench_data,
-                         options=QAOptions(grader=Endpoint(model="grader", base_url=good.url), cache_dir=cache))  # fmt: skip
+        outcome = run_qa(
+            model="scripted-qa",
+            model_args={"answers": str(answers)},
+            benchmarks=resolve("mmvet"),
+            out=out,
+            data_dir=bench_data,
+            options=QAOptions(grader=Endpoint(model="grader", base_url=good.url), cache_dir=cache),
+        )
         assert good.chat_calls == 3
     assert outcome.log is None  # graded from the stored replies: the model was not asked again
     r = outcome.results["mmvet"]
@@ -131,8 +224,22 @@ def test_mmvet_grades_that_fail_leave_it_incomplete_then_a_later_call_grades_the
 
 def test_mmvet_without_an_endpoint_or_key_fails_before_asking_anything(bench_data: Path, tmp_path: Path) -> None:
     answers = write_answers(tmp_path / "a.json")
-    result = runner.invoke(app, ["qa", "-m", "scripted-qa", "-M", f"answers={answers}", "-b", "mmvet",
-                                 "--data-dir", str(bench_data), "-o", str(tmp_path / "run")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "qa",
+            "-m",
+            "scripted-qa",
+            "-M",
+            f"answers={answers}",
+            "-b",
+            "mmvet",
+            "--data-dir",
+            str(bench_data),
+            "-o",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.output and not (tmp_path / "run" / "qa").exists()
 
@@ -146,8 +253,25 @@ def test_a_tiny_random_vlm_answers_through_the_real_loading_path(bench_data: Pat
     path = tiny_llava(tmp_path / "vlm", tokenizer=tok)
     plant_reply(path, tok.convert_tokens_to_ids("."), [tok.convert_tokens_to_ids("5")])
     out = tmp_path / "run"
-    result = runner.invoke(app, ["qa", "-m", "vlm", "-M", f"path={path}", "-M", "device=cpu", "-b", "textvqa,docvqa",
-                                 "--data-dir", str(bench_data), "-o", str(out), "--no-progress"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "qa",
+            "-m",
+            "vlm",
+            "-M",
+            f"path={path}",
+            "-M",
+            "device=cpu",
+            "-b",
+            "textvqa,docvqa",
+            "--data-dir",
+            str(bench_data),
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = read_results(out)
     assert [s.prediction for s in read_samples(out, "textvqa")] == ["5", "5", "5"]

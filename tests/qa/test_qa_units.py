@@ -24,8 +24,16 @@ runner = CliRunner()
 
 
 def test_benchmarks_resolve_in_the_papers_order_and_unknown_names_are_refused() -> None:
-    assert [b.name for b in resolve("all")] == ["mmmu", "mmvet", "mmstar", "ocrbench", "mmbench", "textvqa",
-                                                "infovqa", "docvqa"]  # fmt: skip
+    assert [b.name for b in resolve("all")] == [
+        "mmmu",
+        "mmvet",
+        "mmstar",
+        "ocrbench",
+        "mmbench",
+        "textvqa",
+        "infovqa",
+        "docvqa",
+    ]
     assert [b.name for b in resolve("docvqa, MMMU,docvqa")] == ["docvqa", "mmmu"]
     with pytest.raises(ValueError, match="unknown benchmark.*textvq.*Did you mean 'textvqa'"):
         resolve("textvq")
@@ -38,7 +46,11 @@ def test_data_sources_local_parquet_save_to_disk_hub_and_missing(tmp_path: Path)
 
     bench = load_benchmarks().benchmarks["docvqa"]
     assert data_source(bench, None).model_dump(exclude={"files", "fingerprint"}) == {
-        "kind": "hub", "path": "lmms-lab-encoder/DocVQA", "config": "DocVQA", "split": "validation"}  # fmt: skip
+        "kind": "hub",
+        "path": "lmms-lab-encoder/DocVQA",
+        "config": "DocVQA",
+        "split": "validation",
+    }
     assert data_source(bench, "someone/DocVQA-mirror").kind == "hub"
     with pytest.raises(ValueError, match="docvqa: data path ./nowhere does not exist"):
         data_source(bench, "./nowhere")
@@ -71,16 +83,25 @@ def test_data_sources_local_parquet_save_to_disk_hub_and_missing(tmp_path: Path)
 
 def _base(name: str) -> dict[str, Any]:
     b = load_benchmarks().benchmarks[name]
-    return {"benchmark": name, "title": b.title, "unit": b.unit, "lmms_task": b.lmms_task, "metric": b.metric,
-            "model": "m", "data": data_source(b, None), "key": "k"}  # fmt: skip
+    return {
+        "benchmark": name,
+        "title": b.title,
+        "unit": b.unit,
+        "lmms_task": b.lmms_task,
+        "metric": b.metric,
+        "model": "m",
+        "data": data_source(b, None),
+        "key": "k",
+    }
 
 
 def test_scores_are_read_in_each_benchmarks_unit() -> None:
     bench = load_benchmarks().benchmarks
     samples = [{"doc_id": i, "prediction": "x", "metric": {"score": s}} for i, s in enumerate([1, 0, 1, 1, 0])]
     # OCRBench: lmms-eval returns (correct answers) / 1000 whatever the number of questions: 3/1000 for 3 of 5.
-    r, rows = result_from_raw(bench["ocrbench"], {"status": "ok", "value": 0.003, "samples": samples},
-                              _base("ocrbench"))  # fmt: skip
+    r, rows = result_from_raw(
+        bench["ocrbench"], {"status": "ok", "value": 0.003, "samples": samples}, _base("ocrbench")
+    )
     assert (r.score, r.mm_value, r.samples) == (pytest.approx(600.0), pytest.approx(60.0), 5)
     assert [s.score for s in rows] == [1.0, 0.0, 1.0, 1.0, 0.0]
     anls = [{"doc_id": 0, "prediction": "a", "metric": 0.75}]
@@ -97,9 +118,12 @@ def test_scores_are_read_in_each_benchmarks_unit() -> None:
 
 
 def test_summaries_state_their_columns_and_partial_ones_say_what_is_missing() -> None:
-    defs = {"GR": SummaryDef(title="g", columns=["g/a", "g/b"]), "WR": SummaryDef(title="w", columns=["w/a"]),
-            "MM": SummaryDef(title="m", columns=["q1", "q2", "q3"]),
-            "Average": SummaryDef(title="avg", of=["GR", "WR", "MM"])}  # fmt: skip
+    defs = {
+        "GR": SummaryDef(title="g", columns=["g/a", "g/b"]),
+        "WR": SummaryDef(title="w", columns=["w/a"]),
+        "MM": SummaryDef(title="m", columns=["q1", "q2", "q3"]),
+        "Average": SummaryDef(title="avg", of=["GR", "WR", "MM"]),
+    }
     s = summarise({"g/a": 40.0, "g/b": 60.0, "q1": 70.0, "q3": 50.0, "other": 1.0}, defs)
     assert (s["GR"].value, s["GR"].columns, s["GR"].partial) == (50.0, ["g/a", "g/b"], False)
     assert s["WR"].value is None and s["WR"].missing == ["w/a"]
@@ -146,8 +170,10 @@ def test_scripted_qa_answers_from_its_file_and_does_not_act(tmp_path: Path) -> N
         model.answer(Question("q", benchmark="docvqa", doc_id=0))
     with pytest.raises(ValueError, match="needs -M answers"):
         ADAPTERS.get("scripted-qa")()
-    result = runner.invoke(app, ["run", "-m", "scripted-qa", "-M", f"answers={answers}", "-s", "toy", "-n", "1",
-                                 "-o", str(tmp_path / "run")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["run", "-m", "scripted-qa", "-M", f"answers={answers}", "-s", "toy", "-n", "1", "-o", str(tmp_path / "run")],
+    )
     assert result.exit_code == 2 and "does not act" in result.output and not (tmp_path / "run").exists()
 
 
@@ -177,7 +203,8 @@ def test_overlay_tasks_include_lmms_evals_config_and_change_only_data_and_metric
     assert mmbench["include"].endswith("lmms_eval/tasks/mmbench/mmbench_en_dev.yaml")
     assert [m["metric"] for m in mmbench["metric_list"]] == ["gpt_eval_score"]  # no xlsx submission file
     assert mmbench["metric_list"][0]["aggregation"] == Function(
-        "lmms_eval.tasks.mmbench.en_utils.mmbench_aggregate_dev_results_static")  # fmt: skip
+        "lmms_eval.tasks.mmbench.en_utils.mmbench_aggregate_dev_results_static"
+    )
     assert mmbench["dataset_path"] == "parquet" and mmbench["dataset_name"] is None
     hub = overlay_config(bench["textvqa"], data_source(bench["textvqa"], None))
     assert "dataset_path" not in hub and hub["metric_list"][0]["aggregation"] == "mean"
@@ -224,7 +251,7 @@ def test_the_combined_table_orders_benchmarks_and_flags_summaries_over_different
     result = runner.invoke(app, ["score", str(tmp_path / "b"), str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
-    table = flat[flat.index("Combined"):]
+    table = flat[flat.index("Combined") :]
     assert table.index("mmmu") < table.index("mmvet") < table.index("ocrbench") < table.index("textvqa")
     assert f"a: MM = {MM:.1f} (mean of mmmu, mmvet, ocrbench; partial, missing mmstar" in flat
     assert "b: MM = 55.0 (mean of mmmu, ocrbench; partial" in flat  # (50 + 600/10) / 2

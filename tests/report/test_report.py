@@ -151,11 +151,13 @@ def test_sample_indices_are_uniform_and_keep_first_and_last(n: int, expected: li
 
 
 def test_timeline_collapses_consecutive_repeats_per_episode() -> None:
-    steps = pd.DataFrame({
-        "episode_id": ["a"] * 6 + ["b"] * 3,
-        "step": [0, 1, 2, 3, 4, 5, 0, 1, 2],
-        "intention": ["reach", "reach", None, "grasp", "reach", "reach", "reach", "reach", "reach"],
-    })  # fmt: skip
+    steps = pd.DataFrame(
+        {
+            "episode_id": ["a"] * 6 + ["b"] * 3,
+            "step": [0, 1, 2, 3, 4, 5, 0, 1, 2],
+            "intention": ["reach", "reach", None, "grasp", "reach", "reach", "reach", "reach", "reach"],
+        }
+    )
     segs = collapse(steps.sample(frac=1, random_state=1), "intention")  # order of rows must not matter
     got = {e: [(s.label, s.text) for s in segs[e]] for e in segs}
     assert got == {
@@ -282,7 +284,8 @@ def test_failure_breakdown_counts_the_records(judged: dict[str, Path], compare_h
     counts = eps["termination"].value_counts()
     total = re.search(r'<tr class="total"><td class="l">all</td>(.*?)</tr>', card.group(1), re.S)
     assert total and re.findall(r"<td[^>]*>(\d+)</td>", total.group(1)) == [
-        str(counts.get(t, 0)) for t in ("success", "max_steps", "terminated", "error")] + [str(len(eps))]  # fmt: skip
+        str(counts.get(t, 0)) for t in ("success", "max_steps", "terminated", "error")
+    ] + [str(len(eps))]
     flagged = {m: sum(m in j.failure_modes for j in jf.judgements) for j in jf.judgements for m in j.failure_modes}
     assert flagged, "the grounded judge flags a random policy's failures"
     for mode, n in flagged.items():
@@ -303,16 +306,25 @@ def test_episode_browser_carries_every_verdict(judged: dict[str, Path], compare_
     for j in jf.judgements:
         (v,) = by_id[j.episode_id]["j"]
         assert v["s"] == "ok" and v["th"] == j.thought and v["m"] == j.failure_modes
-        assert v["d"] == {"R": j.scores["Reasoning"], "A": j.scores["Action"], "I": j.scores["Intention"],
-                          "RA": j.scores["Alignment"]}  # fmt: skip
+        assert v["d"] == {
+            "R": j.scores["Reasoning"],
+            "A": j.scores["Action"],
+            "I": j.scores["Intention"],
+            "RA": j.scores["Alignment"],
+        }
         assert v["v"] == pytest.approx(100 * scores[j.episode_id], abs=0.01)
 
 
 def test_filmstrips_are_capped_and_spread_over_tasks(judged: dict[str, Path], tmp_path: Path) -> None:
     import pandas as pd
 
-    eps = pd.DataFrame({"episode_id": [f"{t}-{s}" for t in "ABC" for s in range(4)], "task": [t for t in "ABC"
-                        for _ in range(4)], "frames_file": "x"})  # fmt: skip
+    eps = pd.DataFrame(
+        {
+            "episode_id": [f"{t}-{s}" for t in "ABC" for s in range(4)],
+            "task": [t for t in "ABC" for _ in range(4)],
+            "frames_file": "x",
+        }
+    )
     assert filmstrip_ids(eps, 5) == ["A-0", "B-0", "C-0", "A-1", "B-1"]
     assert filmstrip_ids(eps, 0) == [] and len(filmstrip_ids(eps, 100)) == 12
     data = report_data(build_report([judged["random"]], filmstrips=3))
@@ -324,8 +336,9 @@ def test_filmstrips_are_capped_and_spread_over_tasks(judged: dict[str, Path], tm
 
 def test_episode_option_focuses_the_browser(judged: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "focus.html"
-    res = CliRunner().invoke(app, ["report", str(judged["random"]), "-e", "ToyPick-5", "--filmstrips", "0", "-o",
-                                   str(out)])  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["report", str(judged["random"]), "-e", "ToyPick-5", "--filmstrips", "0", "-o", str(out)]
+    )
     assert res.exit_code == 0, res.output
     html = out.read_text(encoding="utf-8")
     (ep,) = report_data(html)["episodes"]
@@ -357,8 +370,18 @@ def test_cli_report_on_a_missing_directory_fails_cleanly(tmp_path: Path) -> None
 
 
 def test_cli_baseline_must_be_one_of_the_runs(judged: dict[str, Path], tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["report", str(judged["random"]), str(judged["toy-expert"]), "--baseline", "nope",
-                                   "-o", str(tmp_path / "r.html")])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(judged["random"]),
+            str(judged["toy-expert"]),
+            "--baseline",
+            "nope",
+            "-o",
+            str(tmp_path / "r.html"),
+        ],
+    )
     assert res.exit_code != 0 and "--baseline 'nope' is none of the runs" in res.output
 
 

@@ -20,9 +20,11 @@ from vlascore.scoring import score_run
 from vlascore.store import load_run
 from vlascore.suites import load_suite
 
-SIM_TOC = ('<nav class="toc"><a href="#summary">summary</a><a href="#charts">charts</a><a href="#compare">paired '
-           'comparison</a><a href="#failures">failures</a><a href="#episodes">episodes</a><a href="#runs">run '
-           "details</a></nav>")  # fmt: skip
+SIM_TOC = (
+    '<nav class="toc"><a href="#summary">summary</a><a href="#charts">charts</a><a href="#compare">paired '
+    'comparison</a><a href="#failures">failures</a><a href="#episodes">episodes</a><a href="#runs">run '
+    "details</a></nav>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,7 @@ def test_each_run_has_its_benchmark_table(html: str) -> None:
     assert only and "vlm-only" in only.group(1) and "QA results only, no simulated run" in only.group(1)
 
 
-def test_the_combined_table_states_every_summary_and_marks_partial_and_subset(runs: dict[str, Path],
-                                                                             html: str) -> None:  # fmt: skip
+def test_the_combined_table_states_every_summary_and_marks_partial_and_subset(runs: dict[str, Path], html: str) -> None:
     sim = combined(html, 0)
     suite_mean = score_run(load_run(runs["sim"])).suite_mean
     assert suite_mean is not None
@@ -136,8 +137,9 @@ def test_a_folder_with_neither_a_run_nor_qa_results_is_still_refused(tmp_path: P
     assert result.exit_code != 0 and "is not a vlascore run directory" in result.output
 
 
-def test_a_run_without_qa_results_renders_as_before(runs: dict[str, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_run_without_qa_results_renders_as_before(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import vlascore.report.build as build
 
     monkeypatch.setattr(build, "utcnow", lambda: "2000-01-01T00:00:00+00:00")

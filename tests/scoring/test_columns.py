@@ -36,22 +36,40 @@ class SeedPicker(Adapter):
         p = obs.privileged
         ee, cube, goal = p.ee_pose[:3], p.objects["cube"][:3], p.objects["goal"][:3]
         if not p.is_grasped:
-            return PolicyStep(np.array([*np.clip((cube - ee) / 0.05, -1, 1), 0, 0, 0,
-                                        -1.0 if np.linalg.norm(cube - ee) < 0.02 else 1.0]))  # fmt: skip
+            return PolicyStep(
+                np.array(
+                    [*np.clip((cube - ee) / 0.05, -1, 1), 0, 0, 0, -1.0 if np.linalg.norm(cube - ee) < 0.02 else 1.0]
+                )
+            )
         return PolicyStep(np.array([*np.clip((goal - ee) / 0.05, -1, 1), 0, 0, 0, -1.0]))
 
 
 ADAPTERS.register("seed-picker", SeedPicker)
 
 SUITE = {
-    "name": "gridtoy", "protocol_version": "1", "backend": "toy", "key_prefix": "g",
-    "defaults": {"env_id": "ToyPick-v0", "instruction": "pick", "max_steps": 40, "camera": "top",
-                 "resolution": [32, 32], "objects": {"cube": "cube", "goal": "goal"}, "control_mode": "ee_delta"},
+    "name": "gridtoy",
+    "protocol_version": "1",
+    "backend": "toy",
+    "key_prefix": "g",
+    "defaults": {
+        "env_id": "ToyPick-v0",
+        "instruction": "pick",
+        "max_steps": 40,
+        "camera": "top",
+        "resolution": [32, 32],
+        "objects": {"cube": "cube", "goal": "goal"},
+        "control_mode": "ee_delta",
+    },
     "tasks": [
         # variant one: episodes 0-1, variant two: episodes 2-5 -> wins {0, 2}: rates 1/2 and 1/4, task 0.375
-        {"id": "a", "mean_over": ["variant"], "grid": [
-            {"variant": "one", "axes": [{"name": "e", "range": {"key": "e", "count": 2}}]},
-            {"variant": "two", "axes": [{"name": "e", "range": {"key": "e", "count": 4}}]}]},
+        {
+            "id": "a",
+            "mean_over": ["variant"],
+            "grid": [
+                {"variant": "one", "axes": [{"name": "e", "range": {"key": "e", "count": 2}}]},
+                {"variant": "two", "axes": [{"name": "e", "range": {"key": "e", "count": 4}}]},
+            ],
+        },
         {"id": "b", "grid": {"axes": [{"name": "e", "range": {"key": "e", "count": 2}}]}},  # wins {1}: 0.5
         {"id": "c", "seeds": [0, 1]},
     ],
@@ -61,7 +79,7 @@ SUITE = {
         {"id": "c", "tasks": ["c"], "key": "elsewhere/c"},
     ],
     "averages": [{"id": "both", "columns": ["ab", "c"]}, {"id": "just_ab", "columns": ["ab"]}],
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -115,8 +133,10 @@ def test_suites_without_columns_score_as_before(toy_suite, tmp_path: Path) -> No
 
 def test_success_mode_can_be_chosen_and_is_recorded(toy_suite, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", "-m", "toy-expert", "-s", "toy", "-n", "2", "-o", str(out),
-                                      "--success-mode", "final", "--no-progress"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        ["run", "-m", "toy-expert", "-s", "toy", "-n", "2", "-o", str(out), "--success-mode", "final", "--no-progress"],
+    )
     assert result.exit_code == 0, result.output
     run = load_run(out)
     assert run.run.suite_fingerprint == toy_suite.with_success_mode("final").fingerprint != toy_suite.fingerprint

@@ -67,9 +67,14 @@ def fresh(src: Path, tmp_path: Path) -> LoadedRun:
 
 def verdict(eid: str, mode: str = "reasoning", status: str = "ok", **scores: int) -> Judgement:
     return Judgement(
-        episode_id=eid, judge="hand", judge_version="1-test", mode=mode, status=status,  # type: ignore[arg-type]
-        scores=scores, failure_reason="no JSON" if status == "failed" else None,
-    )  # fmt: skip
+        episode_id=eid,
+        judge="hand",
+        judge_version="1-test",
+        mode=mode,
+        status=status,  # type: ignore[arg-type]
+        scores=scores,
+        failure_reason="no JSON" if status == "failed" else None,
+    )
 
 
 def write(run: LoadedRun, judgements: list[Judgement], label: str = "hand", run_id: str | None = None) -> JudgementFile:

@@ -53,10 +53,12 @@ class ServeProcess:
         launcher = ["-c", WITH_TEST_ADAPTERS] if test_adapters else ["-m", "vlascore.cli"]
         self.proc = subprocess.Popen(
             [sys.executable, *launcher, "serve", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "250"},
             preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
-        )  # fmt: skip
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # blocks until the server listens (or dies)
         match = URL.search(line)

@@ -84,8 +84,15 @@ class FakeOpenpiServer:
 
 
 def openpi_args(url: str, **extra: Any) -> dict[str, Any]:
-    return {"url": url, "protocol": "openpi", "chunk_size": 4, "execute": 2, "state": "qpos,ee_pose",
-            "blank_image_keys": "observation/wrist_image", **extra}  # fmt: skip
+    return {
+        "url": url,
+        "protocol": "openpi",
+        "chunk_size": 4,
+        "execute": 2,
+        "state": "qpos,ee_pose",
+        "blank_image_keys": "observation/wrist_image",
+        **extra,
+    }
 
 
 def expected_actions(num_steps: list[int], execute: int, first_call: int = 0) -> list[list[float]]:
@@ -125,8 +132,9 @@ def test_an_openpi_chunk_is_executed_as_declared(tmp_path: Path, toy_suite: Suit
 
 def test_an_openpi_server_error_errors_the_episode_and_the_next_reconnects(tmp_path: Path, toy_suite: Suite) -> None:
     with FakeOpenpiServer(fail_on=3) as fake:
-        summary = runner.run(model="remote", model_args=openpi_args(fake.url), suite=toy_suite, out=tmp_path / "r",
-                             episodes=2)  # fmt: skip
+        summary = runner.run(
+            model="remote", model_args=openpi_args(fake.url), suite=toy_suite, out=tmp_path / "r", episodes=2
+        )
     assert (summary.ran, summary.errored) == (2, 1)
     eps = vlascore.load_run(tmp_path / "r").episodes.set_index("episode_id")
     assert eps.loc["ToyPick-0", "failure_reason"] == (
@@ -145,8 +153,14 @@ def test_an_openpi_server_restarted_between_episodes_is_reconnected_to(tmp_path:
             fakes.append(FakeOpenpiServer(port=int(fakes[0].url.rsplit(":", 1)[1])).__enter__())
 
     try:
-        summary = runner.run(model="remote", model_args=openpi_args(fakes[0].url), suite=toy_suite,
-                             out=tmp_path / "r", episodes=2, on_episode=restart)  # fmt: skip
+        summary = runner.run(
+            model="remote",
+            model_args=openpi_args(fakes[0].url),
+            suite=toy_suite,
+            out=tmp_path / "r",
+            episodes=2,
+            on_episode=restart,
+        )
     finally:
         fakes[-1].__exit__()
     assert (summary.ran, summary.errored) == (2, 0) and len(fakes) == 2
@@ -169,19 +183,25 @@ def test_replies_that_break_the_declaration_are_refused(
     tmp_path: Path, toy_suite: Suite, server: dict[str, int], args: dict[str, Any], reason: str
 ) -> None:
     with FakeOpenpiServer(**server) as fake:
-        runner.run(model="remote", model_args=openpi_args(fake.url, **args), suite=toy_suite, out=tmp_path / "r",
-                   episodes=1)  # fmt: skip
+        runner.run(
+            model="remote", model_args=openpi_args(fake.url, **args), suite=toy_suite, out=tmp_path / "r", episodes=1
+        )
     ep = vlascore.load_run(tmp_path / "r").episodes.iloc[0]
     assert ep["status"] == "errored" and reason in ep["failure_reason"]
 
 
 def test_openpi_option_typos_are_named(tmp_path: Path, toy_suite: Suite) -> None:
     with pytest.raises(ValueError, match=r"unknown option\(s\) imagekey for -M protocol=openpi; known: .*image_key"):
-        runner.run(model="remote", model_args={"protocol": "openpi", "imagekey": "x"}, suite=toy_suite,
-                   out=tmp_path / "r")  # fmt: skip
+        runner.run(
+            model="remote", model_args={"protocol": "openpi", "imagekey": "x"}, suite=toy_suite, out=tmp_path / "r"
+        )
     with pytest.raises(ValueError, match=r"execute must be in 1..chunk_size=4"):
-        runner.run(model="remote", model_args={"protocol": "openpi", "chunk_size": 4, "execute": 5}, suite=toy_suite,
-                   out=tmp_path / "r")  # fmt: skip
+        runner.run(
+            model="remote",
+            model_args={"protocol": "openpi", "chunk_size": 4, "execute": 5},
+            suite=toy_suite,
+            out=tmp_path / "r",
+        )
 
 
 def test_the_vlascore_protocol_refuses_an_openpi_server_and_vice_versa() -> None:

@@ -27,8 +27,9 @@ from vlascore.suites import Suite
 def run_both(tmp_path: Path, suite: Suite, model: str, url: str, episodes: int, **remote: Any) -> tuple[Any, Any]:
     """The same seeds in-process and through the server; returns (local, remote) loaded runs."""
     runner.run(model=model, suite=suite, out=tmp_path / "local", episodes=episodes)
-    runner.run(model="remote", model_args={"url": url, **remote}, suite=suite, out=tmp_path / "remote",
-               episodes=episodes)  # fmt: skip
+    runner.run(
+        model="remote", model_args={"url": url, **remote}, suite=suite, out=tmp_path / "remote", episodes=episodes
+    )
     return vlascore.load_run(tmp_path / "local"), vlascore.load_run(tmp_path / "remote")
 
 
@@ -46,23 +47,30 @@ def test_a_served_policy_records_exactly_what_it_records_in_process(tmp_path: Pa
     served_as = info.pop("remote")
     assert info == local.run.adapter_info  # the served declaration is the run's declaration
     assert (served_as["adapter"], served_as["url"], served_as["config"]) == ("scripted", server.url, {"gain": 1.0})
-    assert remote.run.adapter_config == {"url": server.url, "protocol": "vlascore", "served_adapter": "scripted",
-                                         "served_config": {"gain": 1.0}}  # fmt: skip
+    assert remote.run.adapter_config == {
+        "url": server.url,
+        "protocol": "vlascore",
+        "served_adapter": "scripted",
+        "served_config": {"gain": 1.0},
+    }
 
 
 def test_an_exception_in_the_served_adapter_errors_that_episode_only(tmp_path: Path, toy_suite: Suite) -> None:
     log: list[str] = []
     with served("flaky", {"mode": "raise"}, log=log.append) as server:
-        summary = runner.run(model="remote", model_args={"url": server.url}, suite=toy_suite, out=tmp_path / "r",
-                             episodes=4)  # fmt: skip
+        summary = runner.run(
+            model="remote", model_args={"url": server.url}, suite=toy_suite, out=tmp_path / "r", episodes=4
+        )
     assert (summary.ran, summary.errored) == (4, 1)
     assert sum(line.endswith("connected (1/1 client(s))") for line in log) == 1  # one connection throughout
     assert any(line.endswith("act raised RuntimeError: boom at step 3") for line in log)
     eps = vlascore.load_run(tmp_path / "r").episodes.set_index("episode_id")
     bad = eps.loc["ToyPick-1"]
     assert bad["status"] == "errored" and bad["num_steps"] == 3  # the steps before the failure are kept
-    assert bad["failure_reason"] == (f"RemotePolicyError in policy at step 3: RuntimeError: boom at step 3 (in act of "
-                                     f"'flaky' served at {server.url})")  # fmt: skip
+    assert bad["failure_reason"] == (
+        f"RemotePolicyError in policy at step 3: RuntimeError: boom at step 3 (in act of "
+        f"'flaky' served at {server.url})"
+    )
     assert (eps.drop(index="ToyPick-1")["status"] == "ok").all()
 
 
@@ -95,8 +103,11 @@ def test_privileged_state_is_withheld_from_policies_that_do_not_declare_it(tmp_p
     assert len(Probe.seen) == 3
     first = Probe.seen[0]
     assert first.image is not None and first.image.dtype == np.uint8 and first.image.shape == (32, 32, 3)
-    assert {k: v.dtype for k, v in first.proprio.items()} == {"qpos": np.float64, "qvel": np.float64,
-                                                              "ee_pose": np.float64}  # fmt: skip
+    assert {k: v.dtype for k, v in first.proprio.items()} == {
+        "qpos": np.float64,
+        "qvel": np.float64,
+        "ee_pose": np.float64,
+    }
     assert np.isnan(first.privileged.ee_pose).all() and first.privileged.objects == {}
     assert steps["ee_pose"].iloc[0] == [0.0, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]  # the record still has the ground truth
 
@@ -111,8 +122,14 @@ def test_a_call_past_the_timeout_errors_that_episode_and_the_next_reconnects(tmp
 
     try:
         with served("probe", max_clients=2) as server:  # the held instance stays busy until released
-            summary = runner.run(model="remote", model_args={"url": server.url, "timeout": 1.0}, suite=toy_suite,
-                                 out=tmp_path / "r", episodes=3, on_episode=on_episode)  # fmt: skip
+            summary = runner.run(
+                model="remote",
+                model_args={"url": server.url, "timeout": 1.0},
+                suite=toy_suite,
+                out=tmp_path / "r",
+                episodes=3,
+                on_episode=on_episode,
+            )
     finally:
         Probe.hold = None
         release.set()
@@ -128,12 +145,30 @@ def test_a_call_past_the_timeout_errors_that_episode_and_the_next_reconnects(tmp
 
 def test_nothing_listening_is_a_clear_setup_error(tmp_path: Path, toy_suite: Suite) -> None:
     url = f"ws://127.0.0.1:{free_port()}"
-    with pytest.raises(ServerUnreachableError, match=rf"cannot reach a policy server at {url} after 1 attempt\(s\): "
-                       r"connection refused .*`vlascore serve --model NAME --port PORT`"):  # fmt: skip
+    with pytest.raises(
+        ServerUnreachableError,
+        match=rf"cannot reach a policy server at {url} after 1 attempt\(s\): "
+        r"connection refused .*`vlascore serve --model NAME --port PORT`",
+    ):
         runner.run(model="remote", model_args={"url": url, "retries": 0}, suite=toy_suite, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
-    result = CliRunner().invoke(app, ["run", "-m", "remote", "-M", f"url={url}", "-M", "retries=0", "-s", "toy",
-                                      "-o", str(tmp_path / "cli"), "--no-progress"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "-m",
+            "remote",
+            "-M",
+            f"url={url}",
+            "-M",
+            "retries=0",
+            "-s",
+            "toy",
+            "-o",
+            str(tmp_path / "cli"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2 and f"cannot reach a policy server at {url}" in result.stderr
     assert "Traceback" not in result.output
 

@@ -92,8 +92,14 @@ def test_a_server_killed_mid_run_errors_episodes_and_the_client_reconnects(tmp_p
 
     HookedRemote.hook, HookedRemote.at = servers[0].kill, (1, 3)
     try:
-        summary = runner.run(model="remote-hooked", model_args={"url": url, "retries": 0}, suite=toy_suite,
-                             out=tmp_path / "remote", episodes=4, on_episode=bring_back)  # fmt: skip
+        summary = runner.run(
+            model="remote-hooked",
+            model_args={"url": url, "retries": 0},
+            suite=toy_suite,
+            out=tmp_path / "remote",
+            episodes=4,
+            on_episode=bring_back,
+        )
     finally:
         HookedRemote.hook = None
         for s in servers:
@@ -102,14 +108,17 @@ def test_a_server_killed_mid_run_errors_episodes_and_the_client_reconnects(tmp_p
     run = vlascore.load_run(tmp_path / "remote")
     eps = run.episodes.set_index("episode_id")
     lost, down = eps.loc["ToyPick-1"], eps.loc["ToyPick-2"]
-    assert lost["failure_reason"].startswith(f"ConnectionLostError in policy at step 3: lost the connection to the "
-                                             f"policy server at {url} during act")  # fmt: skip
+    assert lost["failure_reason"].startswith(
+        f"ConnectionLostError in policy at step 3: lost the connection to the policy server at {url} during act"
+    )
     assert "episode ToyPick-1 cannot go on (the next episode reconnects)" in lost["failure_reason"]
     assert lost["num_steps"] == 3  # recorded up to the loss
-    assert down["failure_reason"] == (f"ServerUnreachableError in reset: cannot reach a policy server at {url} after "
-                                      "1 attempt(s): connection refused (nothing listens there); start one with "
-                                      "`vlascore serve --model NAME --port PORT` (in the model's environment), or "
-                                      "fix -M url=")  # fmt: skip
+    assert down["failure_reason"] == (
+        f"ServerUnreachableError in reset: cannot reach a policy server at {url} after "
+        "1 attempt(s): connection refused (nothing listens there); start one with "
+        "`vlascore serve --model NAME --port PORT` (in the model's environment), or "
+        "fix -M url="
+    )
     assert eps.loc["ToyPick-0", "status"] == "ok" and eps.loc["ToyPick-3", "status"] == "ok"
     runner.run(model="scripted", suite=toy_suite, out=tmp_path / "local", episodes=4)
     local = vlascore.load_run(tmp_path / "local").steps
@@ -131,8 +140,9 @@ def test_a_stateless_server_gets_the_lost_call_replayed(tmp_path: Path, toy_suit
     HookedRemote.hook, HookedRemote.at = restart, (1, 3)
     HookedRemote.instances.clear()
     try:
-        summary = runner.run(model="remote-hooked", model_args={"url": url}, suite=toy_suite, out=tmp_path / "remote",
-                             episodes=3)  # fmt: skip
+        summary = runner.run(
+            model="remote-hooked", model_args={"url": url}, suite=toy_suite, out=tmp_path / "remote", episodes=3
+        )
     finally:
         HookedRemote.hook = None
         for s in servers:
@@ -160,8 +170,13 @@ def test_without_the_serve_extra_vlascore_imports_and_names_it(tmp_path: Path) -
         print("RUN", ran.exit_code, ran.stderr.replace(chr(10), " "))
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "COLUMNS": "250"})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert proc.returncode == 0, proc.stderr
     serve_line, run_line = proc.stdout.splitlines()[-2:]
     assert serve_line.startswith("SERVE 1") and "pip install 'vlascore[serve]'" in serve_line
@@ -172,8 +187,20 @@ def test_without_the_serve_extra_vlascore_imports_and_names_it(tmp_path: Path) -
 @pytest.mark.skipif(not available("mani_skill"), reason="needs the simulator: pip install 'vlascore[sim]'")
 def test_cli_remote_run_on_tabletop_matches_the_in_process_run(tmp_path: Path) -> None:
     def vlascore_run(*args: str) -> None:
-        cmd = [sys.executable, "-m", "vlascore.cli", "run", "-s", "tabletop", "-t", "PickCube", "-n", "2",
-               "--no-progress", *args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "vlascore.cli",
+            "run",
+            "-s",
+            "tabletop",
+            "-t",
+            "PickCube",
+            "-n",
+            "2",
+            "--no-progress",
+            *args,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
 

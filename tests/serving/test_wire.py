@@ -30,8 +30,12 @@ from vlascore.suites import load_suite
 def same(a: Any, b: Any) -> bool:
     """Equal values with equal types, dtypes and shapes, recursively (NaN equals NaN)."""
     if isinstance(a, np.ndarray):
-        return (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
-                and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))  # fmt: skip
+        return (
+            isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -88,8 +92,13 @@ def _openpi_hook(obj: dict[Any, Any]) -> Any:
 
 
 def test_openpi_ndarray_layout_both_ways() -> None:
-    value = {"observation/image": np.full((8, 8, 3), 7, np.uint8), "observation/state": np.linspace(0, 1, 8),
-             "prompt": "do it", "actions": np.ones((10, 7), np.float32), "step": np.int32(3)}  # fmt: skip
+    value = {
+        "observation/image": np.full((8, 8, 3), 7, np.uint8),
+        "observation/state": np.linspace(0, 1, 8),
+        "prompt": "do it",
+        "actions": np.ones((10, 7), np.float32),
+        "step": np.int32(3),
+    }
     theirs = msgpack.packb(value, default=_openpi_default)
     assert same(unpackb(theirs), value)  # we read what openpi_client writes
     assert same(msgpack.unpackb(packb(value), object_hook=_openpi_hook), value)  # and they read what we write
@@ -124,16 +133,18 @@ def test_unencodable_values_are_a_protocol_error() -> None:
 
 
 def _obs() -> Observation:
-    priv = PrivilegedState(ee_pose=np.array([0.1, 0.2, 0.3, 1.0, 0, 0, 0]), gripper=0.25,
-                           objects={"cube": np.arange(7.0)}, is_grasped=True)  # fmt: skip
+    priv = PrivilegedState(
+        ee_pose=np.array([0.1, 0.2, 0.3, 1.0, 0, 0, 0]), gripper=0.25, objects={"cube": np.arange(7.0)}, is_grasped=True
+    )
     proprio = {"qpos": np.array([0.1, 0.2, 1 / 3]), "ee_pose": priv.ee_pose.copy()}
     return Observation(image=np.zeros((4, 4, 3), np.uint8), proprio=proprio, privileged=priv, step=5)
 
 
 def test_messages_round_trip() -> None:
     task = load_suite("toy").task("ToyPick")
-    hello = Hello(adapter="scripted", config={"gain": 1.0}, info={"chunk_size": 1}, stateless=True,
-                  vlascore_version="0.1.0")  # fmt: skip
+    hello = Hello(
+        adapter="scripted", config={"gain": 1.0}, info={"chunk_size": 1}, stateless=True, vlascore_version="0.1.0"
+    )
     assert decode(encode(hello)) == hello
     reset = decode(encode(Reset(3, EpisodeContext(task=task, seed=7, episode_id="ToyPick-7"))))
     assert isinstance(reset, Reset) and reset.context == EpisodeContext(task=task, seed=7, episode_id="ToyPick-7")

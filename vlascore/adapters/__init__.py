@@ -39,6 +39,7 @@ def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
     except TypeError as exc:
         raise ValueError(f"bad --model-arg for adapter {name!r}: {exc}") from exc
 
+
 __all__ = [
     "ADAPTERS",
     "Adapter",

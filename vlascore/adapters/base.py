@@ -107,9 +107,11 @@ class Adapter(ABC):
 
     def answer(self, question: Question) -> str:
         """The model's VLM side: a text answer to one benchmark question (`vlascore qa`)."""
-        raise NoVLMSideError(f"adapter {self.name!r} has no VLM side that answers questions; `vlascore qa` needs one "
-                             "(see `vlascore models list`, column QA): for a VLA built on a VLM, score the VLM with "
-                             "`--model vlm -M path=BACKBONE`")  # fmt: skip
+        raise NoVLMSideError(
+            f"adapter {self.name!r} has no VLM side that answers questions; `vlascore qa` needs one "
+            "(see `vlascore models list`, column QA): for a VLA built on a VLM, score the VLM with "
+            "`--model vlm -M path=BACKBONE`"
+        )
 
     def info(self) -> dict[str, Any]:
         """The declaration stored with the run."""

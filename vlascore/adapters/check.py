@@ -11,37 +11,15 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from vlascore.adapters.base import Adapter, EpisodeContext, InvalidActionError, PolicyStep, validate_actions
 from vlascore.adapters.conventions import check_conventions
 from vlascore.backends.base import Observation, PrivilegedState
+from vlascore.checks import Check, Findings
 from vlascore.suites import TaskSpec
-
-Status = Literal["ok", "warn", "fail", "skip"]
-
-
-@dataclass
-class Check:
-    name: str
-    status: Status
-    detail: str
-
-
-class Findings:
-    """The named checks of one report, shared by this checker's CheckReport and the backend checker's BackendReport
-    (vlascore/backends/check.py)."""
-
-    checks: list[Check]
-
-    @property
-    def problems(self) -> list[Check]:
-        return [c for c in self.checks if c.status == "fail"]
-
-    def add(self, name: str, status: Status, detail: str) -> None:
-        self.checks.append(Check(name, status, detail))
 
 
 @dataclass
@@ -81,9 +59,16 @@ def _same(a: list[PolicyStep], b: list[PolicyStep]) -> bool:
     )
 
 
-def check_adapter(make: Callable[[], Adapter], tasks: list[TaskSpec], *, seed: int = 0, steps: int = 3,
-                  timed_calls: int = 5, max_latency_ms: float | None = None,
-                  observe: Observe = _synthetic) -> list[CheckReport]:  # fmt: skip
+def check_adapter(
+    make: Callable[[], Adapter],
+    tasks: list[TaskSpec],
+    *,
+    seed: int = 0,
+    steps: int = 3,
+    timed_calls: int = 5,
+    max_latency_ms: float | None = None,
+    observe: Observe = _synthetic,
+) -> list[CheckReport]:
     """Construct the adapter once and run the conformance checks on each task; never raises for its faults."""
     try:
         adapter = make()
@@ -109,8 +94,16 @@ def check_adapter(make: Callable[[], Adapter], tasks: list[TaskSpec], *, seed: i
     return reports
 
 
-def _run_checks(adapter: Adapter, task: TaskSpec, report: CheckReport, seed: int, steps: int, timed_calls: int,
-                max_latency_ms: float | None, observe: Observe) -> None:  # fmt: skip
+def _run_checks(
+    adapter: Adapter,
+    task: TaskSpec,
+    report: CheckReport,
+    seed: int,
+    steps: int,
+    timed_calls: int,
+    max_latency_ms: float | None,
+    observe: Observe,
+) -> None:
     add = report.add
     add("construct", "ok", f"{type(adapter).__module__}.{type(adapter).__qualname__}")
     if not adapter.name:
@@ -125,7 +118,8 @@ def _run_checks(adapter: Adapter, task: TaskSpec, report: CheckReport, seed: int
         conv = check_conventions(adapter, task)
         space = task.action_space if adapter.speaks_task_convention else adapter.action_space
         desc = f"{space.mode} {space.rotation} dim {space.dim} normalised={space.normalized}" + (
-            " (the task's own: it speaks each task's convention)" if adapter.speaks_task_convention else "")
+            " (the task's own: it speaks each task's convention)" if adapter.speaks_task_convention else ""
+        )
         add("conventions", "ok", desc + (f"; converted for {task.id}: {', '.join(conv.steps)}" if conv else ""))
     except Exception as exc:  # noqa: BLE001
         add("conventions", "fail", str(exc))
@@ -156,8 +150,12 @@ def _run_checks(adapter: Adapter, task: TaskSpec, report: CheckReport, seed: int
         _bounds(adapter, actions, i, report)
     if shape_ok:
         k = {np.asarray(o.action).reshape(-1, adapter.action_space.dim).shape[0] for o in outs}
-        add("actions", "ok", f"{steps} calls, chunk length(s) {sorted(k)} (chunk_size {adapter.chunk_size}, "
-                             f"executes {adapter.execute_steps or 'all'}), finite")  # fmt: skip
+        add(
+            "actions",
+            "ok",
+            f"{steps} calls, chunk length(s) {sorted(k)} (chunk_size {adapter.chunk_size}, "
+            f"executes {adapter.execute_steps or 'all'}), finite",
+        )
     _text(adapter, outs, report)
     deterministic = False
     try:
@@ -175,8 +173,15 @@ def _run_checks(adapter: Adapter, task: TaskSpec, report: CheckReport, seed: int
     _latency(adapter, task, seed, timed_calls, max_latency_ms, observe, report)
 
 
-def _batch(adapter: Adapter, task: TaskSpec, seed: int, steps: int, outs: list[PolicyStep], observe: Observe,
-           report: CheckReport) -> None:  # fmt: skip
+def _batch(
+    adapter: Adapter,
+    task: TaskSpec,
+    seed: int,
+    steps: int,
+    outs: list[PolicyStep],
+    observe: Observe,
+    report: CheckReport,
+) -> None:
     add = report.add
     try:
         adapter.reset(EpisodeContext(task=task, seed=seed, episode_id=f"{task.id}-{seed}"))
@@ -194,8 +199,11 @@ def _batch(adapter: Adapter, task: TaskSpec, seed: int, steps: int, outs: list[P
 def _bounds(adapter: Adapter, actions: np.ndarray, i: int, report: CheckReport) -> None:
     space = adapter.action_space
     if space.normalized and np.any(np.abs(actions) > 1 + 1e-6):
-        report.add("bounds", "warn", f"step {i}: normalised action outside [-1, 1] (the controller clips): "
-                                     f"{np.round(actions, 3).tolist()}")  # fmt: skip
+        report.add(
+            "bounds",
+            "warn",
+            f"step {i}: normalised action outside [-1, 1] (the controller clips): {np.round(actions, 3).tolist()}",
+        )
     grip = actions[:, -1]
     if space.gripper_binary and not np.all(np.isin(grip, (-1.0, 1.0))):
         report.add("gripper", "fail", f"step {i}: declared a binary gripper but sent {grip.tolist()}")
@@ -213,14 +221,18 @@ def _text(adapter: Adapter, outs: list[PolicyStep], report: CheckReport) -> None
     if adapter.reasons and not said:
         report.add("reasoning", "fail", "declares reasons=True but returned no reasoning text")
     elif not adapter.reasons and said:
-        report.add("reasoning", "warn", "returns reasoning but declares reasons=False: judges will treat it as a "
-                                        "specialist and ignore the text")  # fmt: skip
+        report.add(
+            "reasoning",
+            "warn",
+            "returns reasoning but declares reasons=False: judges will treat it as a specialist and ignore the text",
+        )
     else:
         report.add("reasoning", "ok", f"{len(said)}/{len(outs)} calls with reasoning (reasons={adapter.reasons})")
 
 
-def _latency(adapter: Adapter, task: TaskSpec, seed: int, calls: int, max_ms: float | None, observe: Observe,
-             report: CheckReport) -> None:  # fmt: skip
+def _latency(
+    adapter: Adapter, task: TaskSpec, seed: int, calls: int, max_ms: float | None, observe: Observe, report: CheckReport
+) -> None:
     if calls < 1:
         return
     adapter.reset(EpisodeContext(task=task, seed=seed + 1, episode_id=f"{task.id}-{seed + 1}"))
@@ -242,8 +254,7 @@ def summarise(reports: list[CheckReport]) -> dict[str, Any]:
     return {
         "ok": not any(r.problems for r in reports),
         "reports": [
-            {"adapter": r.adapter, "task": r.task, "latency_ms": r.latency_ms,
-             "checks": [c.__dict__ for c in r.checks]}  # fmt: skip
+            {"adapter": r.adapter, "task": r.task, "latency_ms": r.latency_ms, "checks": [c.__dict__ for c in r.checks]}
             for r in reports
         ],
     }

@@ -74,11 +74,14 @@ def _axis_angle_to_matrix(v: np.ndarray) -> np.ndarray:
 def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)  # fmt: skip
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 def _rot6d_to_matrix(r: np.ndarray) -> np.ndarray:
@@ -205,9 +208,11 @@ def plan_conversion(src: ActionSpace, task: TaskSpec) -> ActionConverter | None:
         return ConventionError(f"cannot convert the adapter's actions to {where}: {why}. Differences: {diffs}")
 
     if src.gripper != dst.gripper:
-        raise refuse(f"the task's gripper takes {dst.gripper} commands and the adapter emits {src.gripper} ones; the "
-                     "two do not convert without the controller's state (for SimplerEnv's Google Robot, whose "
-                     "gripper is relative, load the adapter with its Google Robot gripper rule, e.g. -M robot=google)")
+        raise refuse(
+            f"the task's gripper takes {dst.gripper} commands and the adapter emits {src.gripper} ones; the "
+            "two do not convert without the controller's state (for SimplerEnv's Google Robot, whose "
+            "gripper is relative, load the adapter with its Google Robot gripper rule, e.g. -M robot=google)"
+        )
     joint = {src.mode.startswith("joint"), dst.mode.startswith("joint")}
     if joint == {True, False}:
         raise refuse("joint-space and end-effector actions need the robot's kinematics, which vlascore does not do")

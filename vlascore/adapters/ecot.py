@@ -25,8 +25,17 @@ SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
-TAGS = ("TASK", "PLAN", "VISIBLE OBJECTS", "SUBTASK REASONING", "SUBTASK", "MOVE REASONING", "MOVE",
-        "GRIPPER POSITION", "ACTION")  # fmt: skip
+TAGS = (
+    "TASK",
+    "PLAN",
+    "VISIBLE OBJECTS",
+    "SUBTASK REASONING",
+    "SUBTASK",
+    "MOVE REASONING",
+    "MOVE",
+    "GRIPPER POSITION",
+    "ACTION",
+)
 # a tag is a whole word followed by ':' (so SUBTASK: is not TASK:); longer alternatives first
 _TAG_RE = re.compile(r"(?<![A-Za-z])(" + "|".join(sorted(TAGS, key=len, reverse=True)) + r"):")
 
@@ -55,8 +64,10 @@ class ECoTAdapter(OpenVLAAdapter):
     name = "ecot"
     default_path = "Embodied-CoT/ecot-openvla-7b-bridge"
     reasons = True
-    needs = ("checkpoint Embodied-CoT/ecot-openvla-7b-bridge (15 GB download); a CUDA GPU with >= 16 GB for "
-             "bfloat16; ~1-3 s per step to write its reasoning")  # fmt: skip
+    needs = (
+        "checkpoint Embodied-CoT/ecot-openvla-7b-bridge (15 GB download); a CUDA GPU with >= 16 GB for "
+        "bfloat16; ~1-3 s per step to write its reasoning"
+    )
 
     def configure(self, *, reason_every: int = 1, **options: Any) -> None:
         self.reason_every = int(reason_every)
@@ -78,8 +89,9 @@ class ECoTAdapter(OpenVLAAdapter):
         body = self.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
         reasoning = f"TASK: {body}"
         reasoning = re.sub(r"\s*(?<![A-Za-z])ACTION:\s*$", "", reasoning)
-        return PolicyStep(action=self.to_action(action_ids), reasoning=reasoning,
-                          intention=intention_of(parse_reasoning(reasoning)))  # fmt: skip
+        return PolicyStep(
+            action=self.to_action(action_ids), reasoning=reasoning, intention=intention_of(parse_reasoning(reasoning))
+        )
 
     def predict(self, images: list[Any], instructions: list[str]) -> list[PolicyStep]:
         # the prompt ends inside the answer ("TASK:"), where training text continued with a word, not '▁'

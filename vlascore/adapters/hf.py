@@ -46,8 +46,14 @@ def load_processor(path: str, *, revision: str | None = None, trust_remote_code:
     return tf.AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
 
 
-def model_class(path: str, config: dict[str, Any], *, revision: str | None, trust_remote_code: bool,
-                default: str = "AutoModelForImageTextToText") -> Any:  # fmt: skip
+def model_class(
+    path: str,
+    config: dict[str, Any],
+    *,
+    revision: str | None,
+    trust_remote_code: bool,
+    default: str = "AutoModelForImageTextToText",
+) -> Any:
     """The class that loads `path`: its remote code when `auto_map` names one, else a transformers Auto class."""
     tf = transformers_module()
     auto_map = config.get("auto_map") or {}
@@ -61,18 +67,27 @@ def model_class(path: str, config: dict[str, Any], *, revision: str | None, trus
     return get_class_from_dynamic_module(ref, path, revision=revision)
 
 
-def load_model(path: str, *, device: str = "auto", dtype: str = "auto", revision: str | None = None,
-               trust_remote_code: bool = True, default_class: str = "AutoModelForImageTextToText",
-               **kwargs: Any) -> tuple[Any, str, Any]:  # fmt: skip
+def load_model(
+    path: str,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = True,
+    default_class: str = "AutoModelForImageTextToText",
+    **kwargs: Any,
+) -> tuple[Any, str, Any]:
     """(model in eval mode on its device, device name, torch dtype)."""
     tf = transformers_module()
     dev = select_device(device)
     torch_dtype = select_dtype(dtype, dev)
-    cls = model_class(path, read_config(path, revision), revision=revision, trust_remote_code=trust_remote_code,
-                      default=default_class)  # fmt: skip
+    cls = model_class(
+        path, read_config(path, revision), revision=revision, trust_remote_code=trust_remote_code, default=default_class
+    )
     dtype_arg = "dtype" if int(tf.__version__.split(".")[0]) >= 5 else "torch_dtype"  # renamed in transformers 5
-    model = cls.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
-                                **{dtype_arg: torch_dtype}, **kwargs)  # fmt: skip
+    model = cls.from_pretrained(
+        path, revision=revision, trust_remote_code=trust_remote_code, **{dtype_arg: torch_dtype}, **kwargs
+    )
     return model.to(dev).eval(), dev, torch_dtype
 
 
@@ -113,15 +128,30 @@ class HFAdapter(Adapter):
     image_spec: ImageSpec = ImageSpec()
     """Preprocessing the checkpoint expects before its processor."""
 
-    def __init__(self, path: str | None = None, device: str = "auto", dtype: str = "auto",
-                 revision: str | None = None, trust_remote_code: bool = True, center_crop: float | None = None,
-                 execute: int | None = None, **options: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        revision: str | None = None,
+        trust_remote_code: bool = True,
+        center_crop: float | None = None,
+        execute: int | None = None,
+        **options: Any,
+    ) -> None:
         path = str(path or self.default_path)
         if not path:
             raise ValueError(f"adapter {self.name!r} needs a checkpoint: -M path=HUB_ID_OR_DIR")
-        super().__init__(path=path, device=device, dtype=dtype, revision=revision,
-                         trust_remote_code=trust_remote_code, center_crop=center_crop, execute=execute,
-                         **options)  # fmt: skip
+        super().__init__(
+            path=path,
+            device=device,
+            dtype=dtype,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            center_crop=center_crop,
+            execute=execute,
+            **options,
+        )
         self.path, self.revision, self.trust_remote_code = path, revision, bool(trust_remote_code)
         if center_crop is not None:
             self.image_spec = self.image_spec.model_copy(update={"center_crop": float(center_crop)})
@@ -152,5 +182,11 @@ class HFAdapter(Adapter):
 
     def info(self) -> dict[str, Any]:
         dtype = str(self.dtype).removeprefix("torch.")
-        return {**super().info(), "path": self.path, "revision": self.revision, "device": self.device,
-                "dtype": dtype, "image": self.image_spec.model_dump(mode="json")}  # fmt: skip
+        return {
+            **super().info(),
+            "path": self.path,
+            "revision": self.revision,
+            "device": self.device,
+            "dtype": dtype,
+            "image": self.image_spec.model_dump(mode="json"),
+        }

@@ -71,13 +71,16 @@ def import_instructvla(code: str | None, module: str) -> ModuleType:
     if code:
         root = Path(code).expanduser().resolve()
         if not (root / top).is_dir():
-            raise FileNotFoundError(f"-M code={code}: there is no `{top}/` package there; point it at the root of a "
-                                    f"clone of {REPO}")  # fmt: skip
+            raise FileNotFoundError(
+                f"-M code={code}: there is no `{top}/` package there; point it at the root of a clone of {REPO}"
+            )
         loaded = sys.modules.get(module)
         where = Path(getattr(loaded, "__file__", None) or root).resolve()
         if loaded is not None and not where.is_relative_to(root):
-            raise ImportError(f"`{module}` is already imported from {where}, not from -M code={code}; run vlascore in "
-                              "a fresh process to switch between clones")  # fmt: skip
+            raise ImportError(
+                f"`{module}` is already imported from {where}, not from -M code={code}; run vlascore in "
+                "a fresh process to switch between clones"
+            )
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
     try:
@@ -90,8 +93,10 @@ def import_instructvla(code: str | None, module: str) -> ModuleType:
                 "(pip install -r /path/to/InstructVLA/pip_requirements.txt; it pins transformers==4.51.0 and needs "
                 "peft, timm and flash-attn), then pass -M code=/path/to/InstructVLA (or put it on PYTHONPATH)"
             ) from exc
-        raise ImportError(f"InstructVLA's code imports `{exc.name}`, which is not installed: pip install -r "
-                          "<your InstructVLA clone>/pip_requirements.txt") from exc  # fmt: skip
+        raise ImportError(
+            f"InstructVLA's code imports `{exc.name}`, which is not installed: pip install -r "
+            "<your InstructVLA clone>/pip_requirements.txt"
+        ) from exc
     if not callable(getattr(mod, "load_vla", None)):
         raise ImportError(f"`{module}` has no load_vla(): not InstructVLA's model module (-M module=...)")
     return mod
@@ -109,12 +114,16 @@ def resolve_checkpoint(path: str) -> tuple[str, Path | None]:
         found = sorted((p / "checkpoints").glob("*.pt"))
         if len(found) != 1:
             names = ", ".join(f.name for f in found) or "none"
-            raise ValueError(f"{path}/checkpoints holds {len(found)} .pt files ({names}): pass one with "
-                             f"-M path={p}/checkpoints/NAME.pt")  # fmt: skip
+            raise ValueError(
+                f"{path}/checkpoints holds {len(found)} .pt files ({names}): pass one with "
+                f"-M path={p}/checkpoints/NAME.pt"
+            )
         run, p = p, found[0]
     elif path.startswith(("/", ".", "~")) or path.count("/") != 1:
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist: give a run directory, its checkpoints/NAME.pt "
-                                "or a hub id (ShuaiYang03/instructvla_...)")  # fmt: skip
+        raise FileNotFoundError(
+            f"checkpoint {path!r} does not exist: give a run directory, its checkpoints/NAME.pt "
+            "or a hub id (ShuaiYang03/instructvla_...)"
+        )
     else:
         return path, None
     for name in ("config.json", "dataset_statistics.json"):
@@ -134,32 +143,50 @@ class InstructVLAAdapter(HFAdapter):
 
     name = "instructvla"
     default_path = "ShuaiYang03/instructvla_finetune_v2_xlora_freeze_head_instruction"
-    action_space = ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1,
-                               gripper_binary=True)  # fmt: skip
+    action_space = ActionSpace(
+        mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1, gripper_binary=True
+    )
     chunk_size = 16
     execute_steps: int | None = 1
     reasons = True
     image_spec = ImageSpec()
     default_reasoning: bool | None = None
     """None: reason exactly when the checkpoint is stage 2 (the Generalist)."""
-    needs = (f"InstructVLA's code ({REPO}: clone it, pip install -r pip_requirements.txt, put {ASSETS} in its ckpt/, "
-             "pass -M code=DIR); the Generalist checkpoint (default) downloads from the hub; a CUDA GPU "
-             "(its code uses flash-attention 2 and CUDA autocast)")  # fmt: skip
+    needs = (
+        f"InstructVLA's code ({REPO}: clone it, pip install -r pip_requirements.txt, put {ASSETS} in its ckpt/, "
+        "pass -M code=DIR); the Generalist checkpoint (default) downloads from the hub; a CUDA GPU "
+        "(its code uses flash-attention 2 and CUDA autocast)"
+    )
 
-    def load(self, *, device: str, dtype: str, code: str | None = None, module: str = DEFAULT_MODULE,
-             unnorm_key: str | None = None, reasoning: bool | None = None, ensemble: Any = 0.1,
-             ensemble_horizon: int | None = None, robot: str = "auto", sticky_repeat: int = 10,
-             **options: Any) -> None:  # fmt: skip
+    def load(
+        self,
+        *,
+        device: str,
+        dtype: str,
+        code: str | None = None,
+        module: str = DEFAULT_MODULE,
+        unnorm_key: str | None = None,
+        reasoning: bool | None = None,
+        ensemble: Any = 0.1,
+        ensemble_horizon: int | None = None,
+        robot: str = "auto",
+        sticky_repeat: int = 10,
+        **options: Any,
+    ) -> None:
         if options:
             raise TypeError(f"unknown option(s) for adapter {self.name!r}: {', '.join(sorted(options))}")
         if self.revision:
             raise ValueError("InstructVLA's load_vla takes no revision: download that revision and pass -M path=DIR")
         if not self.trust_remote_code:
-            raise ValueError("InstructVLA's loader always runs Eagle-2's own modelling code; trust_remote_code=false "
-                             "cannot be honoured")  # fmt: skip
+            raise ValueError(
+                "InstructVLA's loader always runs Eagle-2's own modelling code; trust_remote_code=false "
+                "cannot be honoured"
+            )
         if (dtype or "auto").lower() not in ("auto", "bfloat16"):
-            raise ValueError(f"dtype {dtype!r}: InstructVLA casts its inputs to bfloat16 and runs the VLM in "
-                             "bfloat16 (-M dtype=bfloat16 or auto)")  # fmt: skip
+            raise ValueError(
+                f"dtype {dtype!r}: InstructVLA casts its inputs to bfloat16 and runs the VLM in "
+                "bfloat16 (-M dtype=bfloat16 or auto)"
+            )
         self.alpha = parse_ensemble(ensemble, "cosine ensemble's alpha (InstructVLA: 0.1)")
         torch = require("torch", "models", "InstructVLA")
         self.device = select_device(device)
@@ -169,17 +196,25 @@ class InstructVLAAdapter(HFAdapter):
         config = read_config(str(run) if run is not None else self.path)
         window = int(config.get("future_action_window_size", 15))  # the chunk is the current action + `window`
         self._check_assets(config.get("stage"))
-        vla = mod.load_vla(checkpoint, load_for_training=False, future_action_window_size=window,
-                           past_action_window_size=1, action_dim=7)  # fmt: skip
+        vla = mod.load_vla(
+            checkpoint,
+            load_for_training=False,
+            future_action_window_size=window,
+            past_action_window_size=1,
+            action_dim=7,
+        )
         vla.vlm = vla.vlm.to(torch.bfloat16)  # as the wrapper's use_bf16; the action expert stays float32
         self.model, self.dtype = vla.to(self.device).eval(), torch.bfloat16
-        self.unnorm_key, _ = pick_stats(dict(getattr(vla, "norm_stats", None) or {}), unnorm_key,
-                                        f"{run or self.path} dataset_statistics.json")  # fmt: skip
+        self.unnorm_key, _ = pick_stats(
+            dict(getattr(vla, "norm_stats", None) or {}), unnorm_key, f"{run or self.path} dataset_statistics.json"
+        )
         self.stage = getattr(vla, "stage", config.get("stage"))
         params = inspect.signature(vla.predict_action).parameters
         if "proprio" in params:
-            raise ValueError(f"`{module}` predicts from robot state as well (proprio), which vlascore does not map "
-                             f"to the WidowX / Google Robot state it was trained on; use {DEFAULT_MODULE}")  # fmt: skip
+            raise ValueError(
+                f"`{module}` predicts from robot state as well (proprio), which vlascore does not map "
+                f"to the WidowX / Google Robot state it was trained on; use {DEFAULT_MODULE}"
+            )
         self.reasons = self._reasoning(reasoning, "use_generate" in params)
         self._generate_kw = {"use_generate": self.reasons} if "use_generate" in params else {}
         self.chunk_size = window + 1
@@ -198,9 +233,11 @@ class InstructVLAAdapter(HFAdapter):
         needed = ["Eagle2-2B"] + (["empty_language_adapter"] if stage == "stage2" else [])
         missing = [n for n in needed if not (ckpt / n).is_dir()]
         if missing:
-            raise FileNotFoundError(f"InstructVLA builds its model from {ckpt}/{{{','.join(needed)}}}; missing "
-                                    f"{', '.join(missing)}: huggingface-cli download {ASSETS} "
-                                    f"--local-dir {ckpt}")  # fmt: skip
+            raise FileNotFoundError(
+                f"InstructVLA builds its model from {ckpt}/{{{','.join(needed)}}}; missing "
+                f"{', '.join(missing)}: huggingface-cli download {ASSETS} "
+                f"--local-dir {ckpt}"
+            )
 
     def _reasoning(self, requested: bool | None, can_generate: bool) -> bool:
         want = self.default_reasoning if requested is None else bool(requested)
@@ -209,8 +246,10 @@ class InstructVLAAdapter(HFAdapter):
             return stage2 and can_generate
         if want and not (stage2 and can_generate):
             why = "its predict_action has no use_generate" if stage2 else f"{self.path} is a {self.stage} checkpoint"
-            raise ValueError(f"adapter {self.name!r}: reasoning needs a stage-2 (Generalist) checkpoint that answers "
-                             f"before acting; {why}. Pass -M reasoning=false to run it as a specialist")  # fmt: skip
+            raise ValueError(
+                f"adapter {self.name!r}: reasoning needs a stage-2 (Generalist) checkpoint that answers "
+                f"before acting; {why}. Pass -M reasoning=false to run it as a specialist"
+            )
         return bool(want)
 
     def chunk(self, image: Any, instruction: str) -> tuple[np.ndarray, str | None]:
@@ -218,9 +257,12 @@ class InstructVLAAdapter(HFAdapter):
         torch = require("torch", "models", "InstructVLA")
         with torch.inference_mode():
             actions, _normalized, _latent = self.model.predict_action(
-                image=image, instruction=instruction.strip().lower(), unnorm_key=self.unnorm_key, do_sample=False,
+                image=image,
+                instruction=instruction.strip().lower(),
+                unnorm_key=self.unnorm_key,
+                do_sample=False,
                 **self._generate_kw,
-            )  # fmt: skip
+            )
         reasoning = clean_reasoning(getattr(self.model, "last_response", None)) if self.reasons else None
         return np.asarray(actions, dtype=np.float64).reshape(-1, 7), reasoning
 
@@ -270,10 +312,17 @@ class InstructVLAAdapter(HFAdapter):
 
     def info(self) -> dict[str, Any]:
         ens = None if self.ensembler is None else {"alpha": self.ensembler.alpha, "horizon": self.ensembler.horizon}
-        return {**super().info(), "code": self.code, "stage": self.stage, "unnorm_key": self.unnorm_key,
-                "ensemble": ens, "robot": self.gripper.robot, "sticky_repeat": self.gripper.repeat,
-                "prompt": "What action should the robot take to {instruction}?"
-                          + (" First answer my question." if self.reasons else "")}  # fmt: skip
+        return {
+            **super().info(),
+            "code": self.code,
+            "stage": self.stage,
+            "unnorm_key": self.unnorm_key,
+            "ensemble": ens,
+            "robot": self.gripper.robot,
+            "sticky_repeat": self.gripper.repeat,
+            "prompt": "What action should the robot take to {instruction}?"
+            + (" First answer my question." if self.reasons else ""),
+        }
 
 
 class DualVLAAdapter(InstructVLAAdapter):
@@ -283,12 +332,16 @@ class DualVLAAdapter(InstructVLAAdapter):
     default_path = ""
     reasons = True
     default_reasoning = True
-    needs = (f"a local DualVLA checkpoint (weights not public: -M path=RUN_DIR) and the InstructVLA code it loads "
-             f"with ({REPO}, its pip_requirements.txt and {ASSETS} in its ckpt/; -M code=DIR); a CUDA GPU")  # fmt: skip
+    needs = (
+        f"a local DualVLA checkpoint (weights not public: -M path=RUN_DIR) and the InstructVLA code it loads "
+        f"with ({REPO}, its pip_requirements.txt and {ASSETS} in its ckpt/; -M code=DIR); a CUDA GPU"
+    )
 
     def __init__(self, path: str | None = None, **options: Any) -> None:
         if not path:
-            raise ValueError("adapter 'dualvla' needs your checkpoint: DualVLA's weights are not public. Pass "
-                             "-M path=/ckpt/RUN_DIR (or RUN_DIR/checkpoints/NAME.pt) and "
-                             "-M code=/path/to/InstructVLA")  # fmt: skip
+            raise ValueError(
+                "adapter 'dualvla' needs your checkpoint: DualVLA's weights are not public. Pass "
+                "-M path=/ckpt/RUN_DIR (or RUN_DIR/checkpoints/NAME.pt) and "
+                "-M code=/path/to/InstructVLA"
+            )
         super().__init__(path=path, **options)

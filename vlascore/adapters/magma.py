@@ -36,8 +36,10 @@ class MagmaAdapter(ActionTokenPolicy):
     image_spec = ImageSpec(size=(256, 256), resample="bicubic")
     lowercase_instruction = False
     sticky_repeat = 10  # Magma's SimplerEnv agent holds a Google Robot gripper change for 10 steps
-    needs = ("checkpoint microsoft/Magma-8B (17 GB download) with its remote code; action statistics via "
-             "-M norm_stats=FILE.json; a CUDA GPU with >= 20 GB for bfloat16")  # fmt: skip
+    needs = (
+        "checkpoint microsoft/Magma-8B (17 GB download) with its remote code; action statistics via "
+        "-M norm_stats=FILE.json; a CUDA GPU with >= 20 GB for bfloat16"
+    )
 
     def stats_table(self, override: str | None) -> tuple[dict[str, Any], str]:
         table, where = super().stats_table(override)
@@ -68,8 +70,10 @@ class MagmaAdapter(ActionTokenPolicy):
     def encode(self, images: list[Any], prompts: list[str]) -> dict[str, Any]:
         """Magma's processor takes one image and text; samples are stacked here (prompts padded on the left)."""
         torch = require("torch", "models", "in-process model adapters")
-        samples = [dict(self.processor(images=image, texts=text, return_tensors="pt"))
-                   for image, text in zip(images, prompts, strict=True)]  # fmt: skip
+        samples = [
+            dict(self.processor(images=image, texts=text, return_tensors="pt"))
+            for image, text in zip(images, prompts, strict=True)
+        ]
         shapes = {tuple(s["pixel_values"].shape) for s in samples}
         if len(shapes) > 1:
             raise ValueError(f"magma: images processed to different shapes {sorted(shapes)}; use -M batch=1")

@@ -37,8 +37,9 @@ class ScriptedQAAdapter(Adapter):
             raise ValueError(f"cannot read the answers file {answers}: {exc}") from exc
         if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
             raise ValueError(f"{answers}: expected {{benchmark: {{row: answer}}}}")
-        self.table: dict[str, dict[str, str]] = {b: {str(k): str(v) for k, v in rows.items()}
-                                                 for b, rows in table.items()}  # fmt: skip
+        self.table: dict[str, dict[str, str]] = {
+            b: {str(k): str(v) for k, v in rows.items()} for b, rows in table.items()
+        }
 
     def act(self, obs: Observation, instruction: str) -> PolicyStep:
         raise NotImplementedError("scripted-qa only answers questions (vlascore qa); it does not act")
@@ -46,11 +47,13 @@ class ScriptedQAAdapter(Adapter):
     def answer(self, question: Question) -> str:
         rows = self.table.get(question.benchmark)
         if rows is None:
-            raise KeyError(f"scripted-qa: the answers file has no {question.benchmark!r} section "
-                           f"(it has {', '.join(sorted(self.table)) or 'none'})")  # fmt: skip
+            raise KeyError(
+                f"scripted-qa: the answers file has no {question.benchmark!r} section "
+                f"(it has {', '.join(sorted(self.table)) or 'none'})"
+            )
         text = rows.get(str(question.doc_id), rows.get("*"))
         if text is None:
-            raise KeyError(f"scripted-qa: no answer for {question.benchmark} row {question.doc_id} (and no \"*\")")
+            raise KeyError(f'scripted-qa: no answer for {question.benchmark} row {question.doc_id} (and no "*")')
         return text
 
     def info(self) -> dict[str, Any]:

@@ -38,8 +38,10 @@ class ChunkEnsembler:
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk, dtype=np.float64)
         if chunk.ndim != 2 or len(chunk) < self.horizon:
-            raise ValueError(f"ensembling over {self.horizon} chunks needs (n >= {self.horizon}, dim) chunks, "
-                             f"got shape {chunk.shape}")  # fmt: skip
+            raise ValueError(
+                f"ensembling over {self.horizon} chunks needs (n >= {self.horizon}, dim) chunks, "
+                f"got shape {chunk.shape}"
+            )
         self._chunks.append(chunk)
         n = len(self._chunks)
         # oldest first: the chunk predicted `age` calls ago holds this step's action at index `age`
@@ -105,9 +107,15 @@ def make_gripper(unnorm_key: str, robot: str = "auto", sticky_repeat: int = 10) 
 
 def arm_space(gripper: GripperPost) -> ActionSpace:
     """Open X-Embodiment's end-effector deltas: metres, roll-pitch-yaw radians, then the gripper's convention."""
-    return ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False,
-                       gripper_open=gripper.gripper_open, gripper_binary=gripper.gripper_binary,
-                       gripper=gripper.gripper_mode)  # fmt: skip
+    return ActionSpace(
+        mode="ee_delta",
+        rotation="euler_rpy",
+        dim=7,
+        normalized=False,
+        gripper_open=gripper.gripper_open,
+        gripper_binary=gripper.gripper_binary,
+        gripper=gripper.gripper_mode,
+    )
 
 
 def apply_gripper(actions: np.ndarray, gripper: GripperPost) -> np.ndarray:
@@ -134,7 +142,9 @@ def execute_steps(ensembling: bool, execute: Any) -> int | None:
     """Actions run per call: one ensembled action, or `execute` of each chunk (None: all)."""
     if ensembling:
         if execute not in (None, 1):
-            raise ValueError(f"execute={execute} with ensembling: an ensembled step is one action; pass "
-                             "-M ensemble=none to run several actions of each chunk")  # fmt: skip
+            raise ValueError(
+                f"execute={execute} with ensembling: an ensembled step is one action; pass "
+                "-M ensemble=none to run several actions of each chunk"
+            )
         return 1
     return None if execute is None else int(execute)

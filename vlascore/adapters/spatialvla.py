@@ -63,9 +63,11 @@ def remote_code_hint(path: str, model: str) -> Iterator[None]:
         version = transformers_module().__version__
         hint = ""
         if int(version.split(".")[0]) >= 5:
-            hint = (f" The released {model} code targets transformers 4.47-4.x (it imports HybridCache and PaliGemma "
-                    f"processor helpers that transformers 5 removed) and this environment has {version}: run it where "
-                    "`pip install 'transformers>=4.47,<5'` is installed.")  # fmt: skip
+            hint = (
+                f" The released {model} code targets transformers 4.47-4.x (it imports HybridCache and PaliGemma "
+                f"processor helpers that transformers 5 removed) and this environment has {version}: run it where "
+                "`pip install 'transformers>=4.47,<5'` is installed."
+            )
         raise ImportError(f"cannot import the modelling code shipped with {path}: {exc}.{hint}") from exc
 
 
@@ -78,34 +80,55 @@ class SpatialVLAAdapter(HFAdapter):
 
     name = "spatialvla"
     default_path = "IPEC-COMMUNITY/spatialvla-4b-224-pt"
-    action_space = ActionSpace(mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1,
-                               gripper_binary=True)  # fmt: skip
+    action_space = ActionSpace(
+        mode="ee_delta", rotation="euler_rpy", dim=7, normalized=False, gripper_open=1, gripper_binary=True
+    )
     chunk_size = 4
     execute_steps: int | None = 1
     image_spec = ImageSpec(size=(224, 224), resample="bilinear")
-    needs = ("checkpoint download ~8 GB (4B parameters, bfloat16); its remote code needs transformers >=4.47,<5 "
-             "and torchvision; a CUDA GPU with ~8.5 GB (model card)")  # fmt: skip
+    needs = (
+        "checkpoint download ~8 GB (4B parameters, bfloat16); its remote code needs transformers >=4.47,<5 "
+        "and torchvision; a CUDA GPU with ~8.5 GB (model card)"
+    )
 
-    def load(self, *, device: str, dtype: str, unnorm_key: str | None = None, ensemble: Any = -0.8,
-             robot: str = "auto", sticky_repeat: int = 10, **options: Any) -> None:  # fmt: skip
+    def load(
+        self,
+        *,
+        device: str,
+        dtype: str,
+        unnorm_key: str | None = None,
+        ensemble: Any = -0.8,
+        robot: str = "auto",
+        sticky_repeat: int = 10,
+        **options: Any,
+    ) -> None:
         if options:
             raise TypeError(f"unknown option(s) for adapter {self.name!r}: {', '.join(sorted(options))}")
         if (dtype or "auto").lower() not in ("auto", "bfloat16"):
-            raise ValueError(f"dtype {dtype!r}: SpatialVLA's predict_action casts its inputs to bfloat16, so the model "
-                             "runs in bfloat16 (-M dtype=bfloat16 or auto)")  # fmt: skip
+            raise ValueError(
+                f"dtype {dtype!r}: SpatialVLA's predict_action casts its inputs to bfloat16, so the model "
+                "runs in bfloat16 (-M dtype=bfloat16 or auto)"
+            )
         self.temperature = parse_ensemble(ensemble, "temperature (SimplerEnv: -0.8)")
         with remote_code_hint(self.path, "SpatialVLA"):
             self.processor = load_processor(self.path, revision=self.revision, trust_remote_code=self.trust_remote_code)
             if not hasattr(self.processor, "decode_actions"):
-                raise ValueError(f"{self.path} is not a SpatialVLA checkpoint: its processor "
-                                 f"({type(self.processor).__name__}) has no decode_actions")  # fmt: skip
+                raise ValueError(
+                    f"{self.path} is not a SpatialVLA checkpoint: its processor "
+                    f"({type(self.processor).__name__}) has no decode_actions"
+                )
             table = dict(getattr(self.processor, "statistics", None) or {})
-            self.unnorm_key, _ = pick_stats(table, resolve_unnorm_key(table, unnorm_key),
-                                            f"{self.path} (processor_config.json statistics)")  # fmt: skip
+            self.unnorm_key, _ = pick_stats(
+                table, resolve_unnorm_key(table, unnorm_key), f"{self.path} (processor_config.json statistics)"
+            )
             self.model, self.device, self.dtype = load_model(
-                self.path, device=device, dtype="bfloat16", revision=self.revision,
-                trust_remote_code=self.trust_remote_code, default_class="AutoModel",
-            )  # fmt: skip
+                self.path,
+                device=device,
+                dtype="bfloat16",
+                revision=self.revision,
+                trust_remote_code=self.trust_remote_code,
+                default_class="AutoModel",
+            )
         self.chunk_size = int(getattr(self.processor, "action_chunk_size", 1))
         self.num_obs_steps = int(getattr(self.processor, "num_obs_steps", 1))
         self.obs_delta = int(getattr(self.processor, "obs_delta", 1))
@@ -119,8 +142,13 @@ class SpatialVLAAdapter(HFAdapter):
     def chunk(self, frames: list[Any], instruction: str) -> np.ndarray:
         """(chunk, 7) actions in the dataset's units, gripper 0 closed .. 1 open, for `frames` (oldest first)."""
         torch = require("torch", "models", "SpatialVLA")
-        inputs = self.processor(images=frames, text=instruction.strip().lower(), unnorm_key=self.unnorm_key,
-                                return_tensors="pt", do_normalize=False)  # fmt: skip
+        inputs = self.processor(
+            images=frames,
+            text=instruction.strip().lower(),
+            unnorm_key=self.unnorm_key,
+            return_tensors="pt",
+            do_normalize=False,
+        )
         with torch.no_grad():
             generated = self.model.predict_action(inputs)
         actions = self.processor.decode_actions(generation_outputs=generated, unnorm_key=self.unnorm_key)["actions"]
@@ -134,8 +162,11 @@ class SpatialVLAAdapter(HFAdapter):
         for image, text in zip(images, instructions, strict=True):
             chunk = self.chunk([image] * self.num_obs_steps, text)
             actions = chunk[:1] if self.ensembler is not None else chunk[: self.execute_steps]
-            steps.append(PolicyStep(apply_gripper(actions, make_gripper(self.unnorm_key, self.gripper.robot,
-                                                                        self.gripper.repeat))))  # fmt: skip
+            steps.append(
+                PolicyStep(
+                    apply_gripper(actions, make_gripper(self.unnorm_key, self.gripper.robot, self.gripper.repeat))
+                )
+            )
         return steps
 
     def reset(self, context: EpisodeContext) -> None:
@@ -159,6 +190,13 @@ class SpatialVLAAdapter(HFAdapter):
         return [self.act(o, i) for o, i in zip(observations, instructions, strict=True)]
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "unnorm_key": self.unnorm_key, "ensemble_temperature": self.temperature,
-                "robot": self.gripper.robot, "sticky_repeat": self.gripper.repeat, "num_obs_steps": self.num_obs_steps,
-                "obs_delta": self.obs_delta, "prompt": "{instruction}, lower-cased"}  # fmt: skip
+        return {
+            **super().info(),
+            "unnorm_key": self.unnorm_key,
+            "ensemble_temperature": self.temperature,
+            "robot": self.gripper.robot,
+            "sticky_repeat": self.gripper.repeat,
+            "num_obs_steps": self.num_obs_steps,
+            "obs_delta": self.obs_delta,
+            "prompt": "{instruction}, lower-cased",
+        }

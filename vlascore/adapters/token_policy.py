@@ -118,17 +118,28 @@ class ActionTokenPolicy(HFAdapter):
     may not batch), `max_new_tokens` (generation budget; models that only speak actions default to just enough).
     """
 
-    action_space = ActionSpace(mode="ee_delta", rotation=ARM_ROTATION, dim=7, normalized=False, gripper_open=1,
-                               gripper_binary=True)  # fmt: skip
+    action_space = ActionSpace(
+        mode="ee_delta", rotation=ARM_ROTATION, dim=7, normalized=False, gripper_open=1, gripper_binary=True
+    )
     """As listed (WidowX's gripper); each instance declares the one its statistics and `robot` imply."""
     sticky_repeat: int = 15
     """Default steps a Google Robot gripper change is held (SimplerEnv uses 15 for OpenVLA, Octo and RT-1)."""
     lowercase_instruction: bool = True
     """Whether the training data lower-cased instructions (OpenVLA's pipeline did)."""
 
-    def load(self, *, device: str, dtype: str, unnorm_key: str | None = None, norm_stats: str | None = None,
-             robot: str = "auto", sticky_repeat: int | None = None, batch: int | None = None,
-             max_new_tokens: int | None = None, **options: Any) -> None:  # fmt: skip
+    def load(
+        self,
+        *,
+        device: str,
+        dtype: str,
+        unnorm_key: str | None = None,
+        norm_stats: str | None = None,
+        robot: str = "auto",
+        sticky_repeat: int | None = None,
+        batch: int | None = None,
+        max_new_tokens: int | None = None,
+        **options: Any,
+    ) -> None:
         # everything that can be wrong with the options fails before the weights load (15 GB for a 7B checkpoint)
         select_device(device)
         if robot != "auto" and robot not in ROBOTS:
@@ -137,8 +148,10 @@ class ActionTokenPolicy(HFAdapter):
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.checkpoint_config = read_config(self.path, self.revision)
         if self.checkpoint_config.get("auto_map") and not self.trust_remote_code:
-            raise ValueError(f"{self.path} ships its own modelling code (config.json `auto_map`); loading it needs "
-                             "-M trust_remote_code=true")  # fmt: skip
+            raise ValueError(
+                f"{self.path} ships its own modelling code (config.json `auto_map`); loading it needs "
+                "-M trust_remote_code=true"
+            )
         table, where = self.stats_table(norm_stats)
         self.unnorm_key, self.stats = pick_stats(table, unnorm_key, where)
         self.stats_source = where
@@ -149,19 +162,28 @@ class ActionTokenPolicy(HFAdapter):
             )
         self.robot: Robot = robot_for(self.unnorm_key) if robot == "auto" else robot  # type: ignore[assignment]
         self.gripper = GripperPost(self.robot, sticky_repeat if sticky_repeat is not None else self.sticky_repeat)
-        self.action_space = ActionSpace(mode="ee_delta", rotation=ARM_ROTATION, dim=self.stats.dim, normalized=False,
-                                        gripper_open=self.gripper.gripper_open,
-                                        gripper_binary=self.gripper.gripper_binary,
-                                        gripper=self.gripper.gripper_mode)  # fmt: skip
+        self.action_space = ActionSpace(
+            mode="ee_delta",
+            rotation=ARM_ROTATION,
+            dim=self.stats.dim,
+            normalized=False,
+            gripper_open=self.gripper.gripper_open,
+            gripper_binary=self.gripper.gripper_binary,
+            gripper=self.gripper.gripper_mode,
+        )
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens is not None else None
         self.processor = load_processor(self.path, revision=self.revision, trust_remote_code=self.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"  # batched prompts end together, where generation starts
         self.configure(**options)
         self.model, self.device, self.dtype = load_model(
-            self.path, device=device, dtype=dtype, revision=self.revision, trust_remote_code=self.trust_remote_code,
+            self.path,
+            device=device,
+            dtype=dtype,
+            revision=self.revision,
+            trust_remote_code=self.trust_remote_code,
             default_class="AutoModelForImageTextToText",
-        )  # fmt: skip
+        )
         bins = int(getattr(self.model.config, "n_action_bins", 256))
         self.actions = ActionTokenizer(self.action_vocab_size(), bins=bins)
         remote = type(self.model).__module__.startswith("transformers_modules")
@@ -202,8 +224,9 @@ class ActionTokenPolicy(HFAdapter):
         return None
 
     # --- the shared pipeline ------------------------------------------------------------------------------------
-    def generate(self, images: list[Any], prompts: list[str], *, max_new_tokens: int | None = None,
-                 append_empty: bool = True) -> list[list[int]]:  # fmt: skip
+    def generate(
+        self, images: list[Any], prompts: list[str], *, max_new_tokens: int | None = None, append_empty: bool = True
+    ) -> list[list[int]]:
         """Greedy generation in batches of `self.batch`; each sample's new tokens, cut before the first end token."""
         torch = require("torch", "models", "in-process model adapters")
         budget = max_new_tokens or self.max_new_tokens or self.budget()
@@ -217,8 +240,9 @@ class ActionTokenPolicy(HFAdapter):
                 inputs = self.with_empty_token(inputs, int(self.empty_token_id()), pad)  # type: ignore[arg-type]
             inputs = {k: self.to_device(v) for k, v in inputs.items()}
             with torch.inference_mode():
-                seqs = self.model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=budget,
-                                           pad_token_id=pad)  # fmt: skip
+                seqs = self.model.generate(
+                    **inputs, do_sample=False, num_beams=1, max_new_tokens=budget, pad_token_id=pad
+                )
             out.extend(new_tokens(seqs, inputs["input_ids"], ends))
         return out
 
@@ -290,8 +314,15 @@ class ActionTokenPolicy(HFAdapter):
         return self.postprocess(self.predict(self.images(observations), instructions))
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "unnorm_key": self.unnorm_key, "norm_stats": self.stats_source, "robot": self.robot,
-                "sticky_repeat": self.gripper.repeat, "batch": self.batch, "action_vocab_size": self.actions.vocab_size,
-                "empty_token_id": self.empty_token_id(), "max_new_tokens": self.max_new_tokens or self.budget(),
-                "prompt": self.prompt("{instruction}")}  # fmt: skip
-
+        return {
+            **super().info(),
+            "unnorm_key": self.unnorm_key,
+            "norm_stats": self.stats_source,
+            "robot": self.robot,
+            "sticky_repeat": self.gripper.repeat,
+            "batch": self.batch,
+            "action_vocab_size": self.actions.vocab_size,
+            "empty_token_id": self.empty_token_id(),
+            "max_new_tokens": self.max_new_tokens or self.budget(),
+            "prompt": self.prompt("{instruction}"),
+        }

@@ -35,8 +35,16 @@ from vlascore.registry import did_you_mean
 from vlascore.suites import ActionSpace
 
 FORMATS = ("json", "tokens")
-OPTIONS = ("format", "max_new_tokens", "temperature", "chat_template", "prompt", "action_space", "bins",
-           "action_vocab_size")
+OPTIONS = (
+    "format",
+    "max_new_tokens",
+    "temperature",
+    "chat_template",
+    "prompt",
+    "action_space",
+    "bins",
+    "action_vocab_size",
+)
 """The options this adapter adds to HFAdapter's."""
 DEFAULT_PROMPT = "prompts/vlm_policy.j2"
 """The default template, relative to the tasks/ data folder."""
@@ -45,10 +53,16 @@ QUOTE_CHARS = 300
 
 _ROTATIONS: dict[str, list[tuple[str, str]]] = {
     "euler_xyz": [("roll", "about x"), ("pitch", "about y"), ("yaw", "about z")],
-    "euler_rpy": [("roll", "about the fixed x axis"), ("pitch", "about the fixed y axis"),
-                  ("yaw", "about the fixed z axis")],  # fmt: skip
-    "axis_angle": [("rx", "axis-angle x component"), ("ry", "axis-angle y component"),
-                   ("rz", "axis-angle z component")],  # fmt: skip
+    "euler_rpy": [
+        ("roll", "about the fixed x axis"),
+        ("pitch", "about the fixed y axis"),
+        ("yaw", "about the fixed z axis"),
+    ],
+    "axis_angle": [
+        ("rx", "axis-angle x component"),
+        ("ry", "axis-angle y component"),
+        ("rz", "axis-angle z component"),
+    ],
     "quaternion": [("qw", "quaternion w"), ("qx", "quaternion x"), ("qy", "quaternion y"), ("qz", "quaternion z")],
     "rot6d": [(f"r{i + 1}", f"6D rotation entry {i + 1}") for i in range(6)],
     "none": [],
@@ -76,11 +90,14 @@ def action_dimensions(space: ActionSpace) -> list[dict[str, str]]:
         move = "end-effector translation along" if delta else "end-effector target position on"
         turn = "end-effector rotation" if delta else "end-effector target orientation,"
         names = [(axis, f"{move} {axis}") for axis in "xyz"]
-        names += [(n, f"{turn} {m}" + (" (intrinsic euler xyz)" if space.rotation == "euler_xyz" else ""))
-                  for n, m in _ROTATIONS.get(space.rotation, [])]  # fmt: skip
+        names += [
+            (n, f"{turn} {m}" + (" (intrinsic euler xyz)" if space.rotation == "euler_xyz" else ""))
+            for n, m in _ROTATIONS.get(space.rotation, [])
+        ]
     else:
-        names = [(f"joint{i + 1}", f"{'change of' if delta else 'target position of'} joint {i + 1}")
-                 for i in range(arm)]  # fmt: skip
+        names = [
+            (f"joint{i + 1}", f"{'change of' if delta else 'target position of'} joint {i + 1}") for i in range(arm)
+        ]
     if len(names) != arm:  # a convention the names do not cover: say less rather than something wrong
         names = [(f"a{i + 1}", f"arm command {i + 1}") for i in range(arm)]
     opens, closes = space.gripper_open, -space.gripper_open
@@ -95,8 +112,7 @@ def load_template(path: str | Path | None = None) -> tuple[jinja2.Template, str,
         text = file.read_text()
     except OSError as exc:
         raise ValueError(f"cannot read the prompt template {file}: {exc}") from exc
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True,
-                             lstrip_blocks=True)  # fmt: skip
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
     try:
         template = env.from_string(text)
     except jinja2.TemplateError as exc:
@@ -105,14 +121,22 @@ def load_template(path: str | Path | None = None) -> tuple[jinja2.Template, str,
     return template, where, hashlib.sha256(text.encode()).hexdigest()
 
 
-def render_prompt(template: jinja2.Template, instruction: str, space: ActionSpace, fmt: str,
-                  control_mode: str = "") -> str:  # fmt: skip
+def render_prompt(
+    template: jinja2.Template, instruction: str, space: ActionSpace, fmt: str, control_mode: str = ""
+) -> str:
     """The text part of the prompt: the instruction, the action convention and the answer format."""
     dims = action_dimensions(space)
     try:
-        text = template.render(instruction=instruction, format=fmt, control_mode=control_mode or space.mode,
-                               space=space, dims=dims, names=[d["name"] for d in dims],
-                               gripper_open=space.gripper_open, gripper_close=-space.gripper_open)  # fmt: skip
+        text = template.render(
+            instruction=instruction,
+            format=fmt,
+            control_mode=control_mode or space.mode,
+            space=space,
+            dims=dims,
+            names=[d["name"] for d in dims],
+            gripper_open=space.gripper_open,
+            gripper_close=-space.gripper_open,
+        )
     except jinja2.TemplateError as exc:
         raise ValueError(f"cannot render the vlm prompt template: {exc}") from exc
     return text.strip()
@@ -164,25 +188,28 @@ def parse_json_reply(text: str, dim: int) -> PolicyStep:
     if obj is None:
         raise ReplyError(f"the model's reply holds no JSON object; reply: {quote(text)}")
     if "action" not in obj:
-        raise ReplyError(f"the model's JSON has no \"action\" key (keys: {', '.join(obj) or 'none'}); "
-                         f"reply: {quote(text)}")  # fmt: skip
+        raise ReplyError(
+            f'the model\'s JSON has no "action" key (keys: {", ".join(obj) or "none"}); reply: {quote(text)}'
+        )
     raw = obj["action"]
     try:
         action = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ReplyError(f"the model's \"action\" is not a list of numbers; reply: {quote(text)}") from None
+        raise ReplyError(f'the model\'s "action" is not a list of numbers; reply: {quote(text)}') from None
     if action.ndim == 2 and action.shape[0] == 1:
         action = action[0]
     if action.shape != (dim,):
-        raise ReplyError(f"the model's \"action\" has shape {action.shape}, expected {dim} numbers; "
-                         f"reply: {quote(text)}")  # fmt: skip
+        raise ReplyError(
+            f'the model\'s "action" has shape {action.shape}, expected {dim} numbers; reply: {quote(text)}'
+        )
     if not np.all(np.isfinite(action)):
-        raise ReplyError(f"the model's \"action\" holds NaN or inf; reply: {quote(text)}")
+        raise ReplyError(f'the model\'s "action" holds NaN or inf; reply: {quote(text)}')
     return PolicyStep(action, reasoning=_text_field(obj.get("reasoning")), intention=_text_field(obj.get("intention")))
 
 
-def parse_token_reply(ids: Sequence[int], tokens: ActionTokenizer, dim: int,
-                      decode: Callable[[list[int]], str]) -> PolicyStep:  # fmt: skip
+def parse_token_reply(
+    ids: Sequence[int], tokens: ActionTokenizer, dim: int, decode: Callable[[list[int]], str]
+) -> PolicyStep:
     """Generated ids -> PolicyStep: text before the first action token, then `dim` consecutive action tokens."""
     ids = [int(i) for i in ids]
     is_action = tokens.is_action_token(np.asarray(ids, dtype=np.int64)) if ids else np.zeros(0, dtype=bool)
@@ -200,13 +227,16 @@ def parse_token_reply(ids: Sequence[int], tokens: ActionTokenizer, dim: int,
         return " ".join([*pieces, decode(run)] if run else pieces)
 
     if start < 0:
-        raise ReplyError(f"the model's reply holds no action tokens (ids {tokens.vocab_size - tokens.bins + 1}.."
-                         f"{tokens.vocab_size - 1}); reply: {quote(shown())}")  # fmt: skip
+        raise ReplyError(
+            f"the model's reply holds no action tokens (ids {tokens.vocab_size - tokens.bins + 1}.."
+            f"{tokens.vocab_size - 1}); reply: {quote(shown())}"
+        )
     action_ids = ids[start : start + dim]
     if len(action_ids) < dim or not is_action[start : start + dim].all():
         got = int(is_action[start : start + dim].sum())
-        raise ReplyError(f"the model's reply has {got} consecutive action tokens, expected {dim}; "
-                         f"reply: {quote(shown())}")  # fmt: skip
+        raise ReplyError(
+            f"the model's reply has {got} consecutive action tokens, expected {dim}; reply: {quote(shown())}"
+        )
     reasoning, intention = split_labelled(decode(ids[:start]))
     return PolicyStep(tokens.decode(np.asarray(action_ids)), reasoning=reasoning, intention=intention)
 
@@ -234,15 +264,27 @@ class VLMPolicyAdapter(HFAdapter):
     answers_questions = True
     needs = "an image-text-to-text checkpoint (-M path=HUB_ID_OR_DIR); a GPU for models above ~1B parameters"
 
-    def load(self, *, device: str, dtype: str, format: str = "json", max_new_tokens: int = 256,
-             temperature: float = 0.0, chat_template: bool | str | None = "auto", prompt: str | None = None,
-             action_space: dict[str, Any] | None = None, bins: int = 256,
-             action_vocab_size: int | None = None, **unknown: Any) -> None:  # fmt: skip
+    def load(
+        self,
+        *,
+        device: str,
+        dtype: str,
+        format: str = "json",
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        chat_template: bool | str | None = "auto",
+        prompt: str | None = None,
+        action_space: dict[str, Any] | None = None,
+        bins: int = 256,
+        action_vocab_size: int | None = None,
+        **unknown: Any,
+    ) -> None:
         if unknown:
             known = [*OPTIONS, "path", "device", "dtype", "revision", "trust_remote_code", "center_crop", "execute"]
             hints = "".join(did_you_mean(k, known) for k in unknown)
-            raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}.{hints} The vlm adapter takes "
-                            f"{', '.join(known)}")  # fmt: skip
+            raise TypeError(
+                f"unknown option(s) {', '.join(sorted(unknown))}.{hints} The vlm adapter takes {', '.join(known)}"
+            )
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}: use {' or '.join(FORMATS)}")
         self.format = format
@@ -259,29 +301,33 @@ class VLMPolicyAdapter(HFAdapter):
         self.control_mode = ""
         render_prompt(self.template, "check", self.action_space, format)  # fails now, not at step 0
 
-        self.model, self.device, self.dtype = load_model(self.path, device=device, dtype=dtype,
-                                                         revision=self.revision,
-                                                         trust_remote_code=self.trust_remote_code)  # fmt: skip
+        self.model, self.device, self.dtype = load_model(
+            self.path, device=device, dtype=dtype, revision=self.revision, trust_remote_code=self.trust_remote_code
+        )
         self.processor = load_processor(self.path, revision=self.revision, trust_remote_code=self.trust_remote_code)
         self.tokenizer: Any = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None:
-            raise ValueError(f"{self.path}: its processor has no tokenizer; the vlm adapter needs an "
-                             "image-text-to-text checkpoint")  # fmt: skip
+            raise ValueError(
+                f"{self.path}: its processor has no tokenizer; the vlm adapter needs an image-text-to-text checkpoint"
+            )
         self.tokenizer.padding_side = "left"  # batched generation continues every prompt from its last token
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         has_template = bool(getattr(self.processor, "chat_template", None))
         wanted = None if chat_template in (None, "auto") else bool(chat_template)
         if wanted and not has_template:
-            raise ValueError(f"{self.path} has no chat template (chat_template=true); use chat_template=false "
-                             "for a plain prompt, or a checkpoint that ships one")  # fmt: skip
+            raise ValueError(
+                f"{self.path} has no chat template (chat_template=true); use chat_template=false "
+                "for a plain prompt, or a checkpoint that ships one"
+            )
         self.use_chat_template = has_template if wanted is None else wanted
         self.image_token = str(getattr(self.processor, "image_token", "") or "")
 
         self.stop_ids = stop_token_ids(self.model, self.tokenizer, self.tokenizer.pad_token_id)
         head = self.model.get_output_embeddings()
-        vocab = action_vocab_size or (head.weight.shape[0] if head is not None
-                                      else self.model.config.get_text_config().vocab_size)  # fmt: skip
+        vocab = action_vocab_size or (
+            head.weight.shape[0] if head is not None else self.model.config.get_text_config().vocab_size
+        )
         self.action_tokens = ActionTokenizer(int(vocab), bins=int(bins)) if format == "tokens" else None
 
     def reset(self, context: EpisodeContext) -> None:
@@ -309,11 +355,13 @@ class VLMPolicyAdapter(HFAdapter):
         """One batched generate: the new token ids of each reply, up to its first stop token."""
         torch = require("torch", "models", "the vlm adapter")
         batch = self.encode(images, instructions)
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {
-            "do_sample": False}  # fmt: skip
+        sampling = (
+            {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        )
         with torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)  # fmt: skip
+            out = self.model.generate(
+                **batch, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling
+            )
         return new_tokens(out, batch["input_ids"], self.stop_ids)
 
     def decode_text(self, ids: list[int]) -> str:
@@ -332,8 +380,10 @@ class VLMPolicyAdapter(HFAdapter):
             except ReplyError as exc:
                 if len(ids) < self.max_new_tokens:
                     raise
-                raise ReplyError(f"{exc} (the reply used all max_new_tokens={self.max_new_tokens} without "
-                                 "finishing: raise -M max_new_tokens)") from None  # fmt: skip
+                raise ReplyError(
+                    f"{exc} (the reply used all max_new_tokens={self.max_new_tokens} without "
+                    "finishing: raise -M max_new_tokens)"
+                ) from None
         return steps
 
     def answer(self, question: Question) -> str:
@@ -343,17 +393,24 @@ class VLMPolicyAdapter(HFAdapter):
         images = [im.convert("RGB") for im in question.images]
         if self.use_chat_template:
             content = [*({"type": "image"} for _ in images), {"type": "text", "text": question.prompt}]
-            text = str(self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                          add_generation_prompt=True, tokenize=False))  # fmt: skip
+            text = str(
+                self.processor.apply_chat_template(
+                    [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+                )
+            )
         else:
             text = self.image_token * len(images) + question.prompt
         batch = self.processor(text=[text], images=[images] if images else None, return_tensors="pt")
         batch = batch.to(self.device, dtype=self.dtype)
-        sampling = {"do_sample": True, "temperature": question.temperature} if question.temperature > 0 else {
-            "do_sample": False}  # fmt: skip
+        sampling = (
+            {"do_sample": True, "temperature": question.temperature}
+            if question.temperature > 0
+            else {"do_sample": False}
+        )
         with torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=question.max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)  # fmt: skip
+            out = self.model.generate(
+                **batch, max_new_tokens=question.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling
+            )
         reply = self.decode_text(new_tokens(out, batch["input_ids"], self.stop_ids)[0])
         for stop in question.until:
             if stop and stop in reply:
@@ -361,6 +418,12 @@ class VLMPolicyAdapter(HFAdapter):
         return reply
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "format": self.format, "prompt_template": self.template_source,
-                "prompt_sha256": self.template_sha256, "chat_template": self.use_chat_template,
-                "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}  # fmt: skip
+        return {
+            **super().info(),
+            "format": self.format,
+            "prompt_template": self.template_source,
+            "prompt_sha256": self.template_sha256,
+            "chat_template": self.use_chat_template,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+        }

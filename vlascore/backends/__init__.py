@@ -21,4 +21,5 @@ def make_backend(name: str, **options: Any) -> Backend:
     except TypeError as exc:
         raise ValueError(f"bad --backend-arg for backend {name!r}: {exc}") from exc
 
+
 __all__ = ["BACKENDS", "Backend", "BackendError", "Observation", "PrivilegedState", "StepResult", "make_backend"]

@@ -10,8 +10,12 @@ from pathlib import Path
 
 # The ManiSkill3 SimplerEnv digital twins of BridgeData v2 and the asset packs each needs
 # (mani_skill/utils/assets/data.py: pack id -> target path under the asset dir).
-BRIDGE_TWINS = ("PutCarrotOnPlateInScene-v1", "PutSpoonOnTableClothInScene-v1",
-                "StackGreenCubeOnYellowCubeBakedTexInScene-v1", "PutEggplantInBasketScene-v1")  # fmt: skip
+BRIDGE_TWINS = (
+    "PutCarrotOnPlateInScene-v1",
+    "PutSpoonOnTableClothInScene-v1",
+    "StackGreenCubeOnYellowCubeBakedTexInScene-v1",
+    "PutEggplantInBasketScene-v1",
+)
 ASSET_PACKS = {"bridge_v2_real2sim": "tasks/bridge_v2_real2sim_dataset", "widowx250s": "robots/widowx"}
 ENV_PACKS = {env_id: ("bridge_v2_real2sim", "widowx250s") for env_id in BRIDGE_TWINS}
 
@@ -36,6 +40,8 @@ def missing_assets(env_id: str) -> str:
     packs = missing_packs(env_id)
     if not packs:
         return ""
-    return (f"{env_id} needs the ManiSkill asset pack(s) {', '.join(packs)}, not found under "
-            f"{maniskill_asset_dir()} (set MS_ASSET_DIR to use another place): download them with "
-            f"`{download_command(packs)}`")  # fmt: skip
+    return (
+        f"{env_id} needs the ManiSkill asset pack(s) {', '.join(packs)}, not found under "
+        f"{maniskill_asset_dir()} (set MS_ASSET_DIR to use another place): download them with "
+        f"`{download_command(packs)}`"
+    )

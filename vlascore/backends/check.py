@@ -20,16 +20,24 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from vlascore.adapters.check import Check, Findings, Status
 from vlascore.backends.base import Backend, Observation, StepResult
+from vlascore.checks import Check, Findings, Status
 from vlascore.suites import TaskSpec
 
 QUAT_TOLERANCE = 1e-3
 """How far a quaternion's norm may be from 1 (float32 simulators store poses with about 1e-7 error)."""
 PROPRIO_KEYS = ("qpos", "qvel", "ee_pose")
 """Proprio entries the contract names (adapters converting conventions read `ee_pose`)."""
-TASK_CHECKS = ("make", "reset_observation", "reset_seed_determinism", "reset_seed_varies", "env_reuse",
-               "step_result", "step_determinism", "describe")  # fmt: skip
+TASK_CHECKS = (
+    "make",
+    "reset_observation",
+    "reset_seed_determinism",
+    "reset_seed_varies",
+    "env_reuse",
+    "step_result",
+    "step_determinism",
+    "describe",
+)
 """The checks run for every task, in order (`construct` before them, `close` after the last task): `env_reuse` comes
 before the other stepping checks, so its first reset is one of an env that has not stepped yet."""
 
@@ -121,8 +129,9 @@ def _image_findings(image: Any, task: TaskSpec, problems: list[str], warnings: l
     if image is None:
         where = f"camera {task.camera!r}"
         if task.resolution is not None:
-            problems.append(f"image is None but the task declares a {task.resolution[0]}x{task.resolution[1]} image "
-                            f"from {where}")  # fmt: skip
+            problems.append(
+                f"image is None but the task declares a {task.resolution[0]}x{task.resolution[1]} image from {where}"
+            )
         else:
             warnings.append(f"image is None ({where} gave no frame)")
         return
@@ -134,8 +143,10 @@ def _image_findings(image: Any, task: TaskSpec, problems: list[str], warnings: l
     if image.ndim != 3 or image.shape[2] != 3:
         problems.append(f"image shape is {image.shape}, not HxWx3")
     elif task.resolution is not None and image.shape[:2] != (task.resolution[1], task.resolution[0]):
-        problems.append(f"image is {image.shape[1]}x{image.shape[0]} (WxH), the task declares "
-                        f"{task.resolution[0]}x{task.resolution[1]}")  # fmt: skip
+        problems.append(
+            f"image is {image.shape[1]}x{image.shape[0]} (WxH), the task declares "
+            f"{task.resolution[0]}x{task.resolution[1]}"
+        )
     if image.size and not problems and np.all(image == image.flat[0]):
         warnings.append(f"every pixel of the image is {image.flat[0]}: a blank render?")
 
@@ -339,8 +350,10 @@ def check_step_result(backend: Backend, task: TaskSpec, seed: int = 0) -> Verdic
             warnings.append(f"the observation after the first step has step {obs.step}, not 1")
     if problems:
         return _verdict(problems, warnings, "")
-    ok = (f"step(neutral {action.tolist()}) in {ms:.1f} ms: reward {float(r):.4g}, success {bool(result.success)}, "
-          f"terminated {bool(result.terminated)}")  # fmt: skip
+    ok = (
+        f"step(neutral {action.tolist()}) in {ms:.1f} ms: reward {float(r):.4g}, success {bool(result.success)}, "
+        f"terminated {bool(result.terminated)}"
+    )
     return _verdict(problems, warnings, ok)
 
 
@@ -356,8 +369,11 @@ def _rollout(backend: Backend, seed: int, actions: list[np.ndarray], run: str) -
 
 
 def _step_difference(a: StepResult, b: StepResult) -> str | None:
-    for label, x, y in (("reward", a.reward, b.reward), ("success", a.success, b.success),
-                        ("terminated", a.terminated, b.terminated)):  # fmt: skip
+    for label, x, y in (
+        ("reward", a.reward, b.reward),
+        ("success", a.success, b.success),
+        ("terminated", a.terminated, b.terminated),
+    ):
         if not _same(x, y):
             return f"{label} {x!r} vs {y!r}"
     return observation_difference(a.observation, b.observation)
@@ -452,8 +468,9 @@ def _task_checks(backend: Backend, task: TaskSpec, seed: int, steps: int) -> lis
     return checks
 
 
-def check_backend(make_backend: Callable[[], Backend], tasks: list[TaskSpec], *, seed: int = 0,
-                  steps: int = 5) -> list[BackendReport]:  # fmt: skip
+def check_backend(
+    make_backend: Callable[[], Backend], tasks: list[TaskSpec], *, seed: int = 0, steps: int = 5
+) -> list[BackendReport]:
     """Construct the backend once, run the checks on each task in order (one report per task) and close it (the
     `close` finding goes in the last report); never raises for the backend's faults."""
     if not tasks:

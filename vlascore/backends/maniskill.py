@@ -101,9 +101,13 @@ class ManiSkillBackend(Backend):
     def env_kwargs(self, task: TaskSpec, cell: EpisodeCell | None = None) -> dict[str, Any]:
         """Keyword arguments for ManiSkill's gym.make() of `task` (of grid cell `cell`, when it has a grid)."""
         kwargs: dict[str, Any] = dict(
-            obs_mode="rgb", control_mode=task.control_mode, sim_backend=self.sim_backend,
-            render_backend=self.render_backend, num_envs=self.num_envs, max_episode_steps=task.max_steps,
-        )  # fmt: skip
+            obs_mode="rgb",
+            control_mode=task.control_mode,
+            sim_backend=self.sim_backend,
+            render_backend=self.render_backend,
+            num_envs=self.num_envs,
+            max_episode_steps=task.max_steps,
+        )
         if task.resolution is not None:
             kwargs["sensor_configs"] = {"width": task.resolution[0], "height": task.resolution[1]}
         freqs = {k: v for k, v in (("sim_freq", task.sim_freq), ("control_freq", task.control_freq)) if v is not None}
@@ -132,8 +136,10 @@ class ManiSkillBackend(Backend):
                 _fresh_greenscreen_list()
                 self._envs[key] = gym.make(env_id, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any build failure becomes one actionable error
-                raise BackendError(f"cannot build ManiSkill env {env_id!r}: {type(exc).__name__}: {exc}. "
-                                   f"{self._hint(env_id, exc)}".strip()) from exc  # fmt: skip
+                raise BackendError(
+                    f"cannot build ManiSkill env {env_id!r}: {type(exc).__name__}: {exc}. "
+                    f"{self._hint(env_id, exc)}".strip()
+                ) from exc
         if self._envs[key] is not self._env:
             self._env = self._envs[key]
             self._gripper_limits = None  # per env: re-read after switching
@@ -168,8 +174,9 @@ class ManiSkillBackend(Backend):
             self._gripper_limits = tuple(float(v) for v in _np(agent.robot.get_qlimits())[0][-1])
         lo, hi = self._gripper_limits
         gripper = float(np.clip((qpos[-1] - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else 0.0
-        objects = {role: normalise_quat_pose(lookup(env, path).pose.raw_pose)
-                   for role, path in self._task.objects.items()}  # fmt: skip
+        objects = {
+            role: normalise_quat_pose(lookup(env, path).pose.raw_pose) for role, path in self._task.objects.items()
+        }
         # Tasks name the flag differently (is_grasped, is_cubeA_grasped, is_obj_grasped): take the first.
         key = next((k for k in (info or {}) if k.startswith("is_") and k.endswith("grasped")), None)
         grasped = bool(_np(info[key]).reshape(-1)[0]) if info and key else False

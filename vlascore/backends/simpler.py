@@ -137,8 +137,11 @@ class SimplerBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         data = Path(self.data_dir) if self.data_dir else package_data_dir()
-        return {"data_dir": str(data) if data else None, "rebuild_each_episode": self.rebuild_each_episode,
-                "max_envs": self.max_envs}  # fmt: skip
+        return {
+            "data_dir": str(data) if data else None,
+            "rebuild_each_episode": self.rebuild_each_episode,
+            "max_envs": self.max_envs,
+        }
 
     def env_kwargs(self, task: TaskSpec, cell: EpisodeCell | None = None) -> dict[str, Any]:
         """Keyword arguments of gym.make() for `task` (its grid cell `cell`), as SimplerEnv's evaluator builds them."""
@@ -160,8 +163,10 @@ class SimplerBackend(Backend):
             if "rgb_overlay_cameras" not in kwargs:
                 robot = kwargs.get("robot")
                 if robot is None:
-                    raise BackendError(f"task {task.id!r}: an rgb_overlay_path needs `robot` in its build settings "
-                                       "(the robot decides the camera the overlay goes on)")  # fmt: skip
+                    raise BackendError(
+                        f"task {task.id!r}: an rgb_overlay_path needs `robot` in its build settings "
+                        "(the robot decides the camera the overlay goes on)"
+                    )
                 cams = [cam for name, cam in OVERLAY_CAMERAS if name in str(robot)]
                 if cams:  # SimplerEnv sets none for other robots (the env then overlays no camera)
                     kwargs["rgb_overlay_cameras"] = cams[:1]
@@ -172,13 +177,16 @@ class SimplerBackend(Backend):
         if not file.is_absolute():
             root = Path(self.data_dir).expanduser() if self.data_dir else package_data_dir()
             if root is None:
-                raise BackendError(f"cannot resolve rgb_overlay_path {path!r}: {PACKAGE} is not installed and no "
-                                   "data_dir was given")  # fmt: skip
+                raise BackendError(
+                    f"cannot resolve rgb_overlay_path {path!r}: {PACKAGE} is not installed and no data_dir was given"
+                )
             file = root / file
         if not file.is_file():
-            raise BackendError(f"rgb_overlay_path {path!r}: {file} does not exist. The overlay images are in "
-                               "ManiSkill2_real2sim's data/real_inpainting (SimplerEnv's submodule); pass data_dir, "
-                               "or set MS2_REAL2SIM_ASSET_DIR, to where that data directory is")  # fmt: skip
+            raise BackendError(
+                f"rgb_overlay_path {path!r}: {file} does not exist. The overlay images are in "
+                "ManiSkill2_real2sim's data/real_inpainting (SimplerEnv's submodule); pass data_dir, "
+                "or set MS2_REAL2SIM_ASSET_DIR, to where that data directory is"
+            )
         return file
 
     def _import(self) -> Any:
@@ -192,11 +200,15 @@ class SimplerBackend(Backend):
             except (ImportError, ValueError):
                 pass
             if installed:
-                raise BackendError(f"{PACKAGE} is installed but does not import ({type(exc).__name__}: {exc}); it "
-                                   f"needs sapien==2.2.2 and gymnasium<1.0 next to it. Run `vlascore doctor`; "
-                                   f"{SIMPLER_INSTALL}") from exc  # fmt: skip
-            raise BackendError(f"the simpler backend needs {PACKAGE} (SimplerEnv), which is not installed (it is not "
-                               f"on PyPI): {SIMPLER_INSTALL}") from exc  # fmt: skip
+                raise BackendError(
+                    f"{PACKAGE} is installed but does not import ({type(exc).__name__}: {exc}); it "
+                    f"needs sapien==2.2.2 and gymnasium<1.0 next to it. Run `vlascore doctor`; "
+                    f"{SIMPLER_INSTALL}"
+                ) from exc
+            raise BackendError(
+                f"the simpler backend needs {PACKAGE} (SimplerEnv), which is not installed (it is not "
+                f"on PyPI): {SIMPLER_INSTALL}"
+            ) from exc
         return importlib.import_module("gymnasium")
 
     def make(self, task: TaskSpec) -> None:
@@ -260,8 +272,10 @@ class SimplerBackend(Backend):
         images = obs.get("image", {})
         camera = self._task.camera
         if camera not in images:
-            raise BackendError(f"task {self._task.id!r}: camera {camera!r} is not in the observation; the env has "
-                               f"{', '.join(images) or 'no cameras'}")  # fmt: skip
+            raise BackendError(
+                f"task {self._task.id!r}: camera {camera!r} is not in the observation; the env has "
+                f"{', '.join(images) or 'no cameras'}"
+            )
         image = np.ascontiguousarray(_np(images[camera]["rgb"])[..., :3], dtype=np.uint8)
         if self._task.resolution is not None and image.shape[1::-1] != tuple(self._task.resolution):
             image = resize_nearest(image, self._task.resolution)

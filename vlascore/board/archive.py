@@ -97,8 +97,12 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
     if kind == stat.S_IFDIR or info.external_attr & 0x10:  # 0x10: the MS-DOS directory attribute
         return "a directory entry without a trailing '/'"
     if kind not in (0, stat.S_IFREG):
-        names = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
-                 stat.S_IFSOCK: "a socket"}  # fmt: skip
+        names = {
+            stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device",
+            stat.S_IFIFO: "a FIFO",
+            stat.S_IFSOCK: "a socket",
+        }
         return names.get(kind, f"a special file (mode {oct(kind)})")
     return "file"
 
@@ -143,11 +147,14 @@ def open_archive(path: Path, limits: Limits) -> zipfile.ZipFile:
     if declared is not None:
         entries, cd_size = declared
         if entries > limits.max_files:
-            raise Rejected(f"the bundle has {entries} entries, more than this board's limit of {limits.max_files}",
-                           "ask the board owner to raise max_files in board.yaml (or pass --max-files)")  # fmt: skip
+            raise Rejected(
+                f"the bundle has {entries} entries, more than this board's limit of {limits.max_files}",
+                "ask the board owner to raise max_files in board.yaml (or pass --max-files)",
+            )
         if cd_size > max(entries, 1) * _CENTRAL_BYTES_PER_ENTRY:
-            raise Rejected(f"the bundle's central directory ({format_bytes(cd_size)}) is too large for "
-                           f"{entries} entries", _FIX)  # fmt: skip
+            raise Rejected(
+                f"the bundle's central directory ({format_bytes(cd_size)}) is too large for {entries} entries", _FIX
+            )
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -159,8 +166,10 @@ def checked_members(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo
     (folders are created from the file names)."""
     infos = zf.infolist()
     if len(infos) > limits.max_files:
-        raise Rejected(f"the bundle has {len(infos)} entries, more than this board's limit of {limits.max_files}",
-                       "ask the board owner to raise max_files in board.yaml (or pass --max-files)")  # fmt: skip
+        raise Rejected(
+            f"the bundle has {len(infos)} entries, more than this board's limit of {limits.max_files}",
+            "ask the board owner to raise max_files in board.yaml (or pass --max-files)",
+        )
     files: list[zipfile.ZipInfo] = []
     seen: dict[str, str] = {}
     for info in infos:
@@ -180,20 +189,22 @@ def checked_members(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo
         folded = info.filename.casefold()
         if folded in seen:
             same = seen[folded] == info.filename
-            raise Rejected(f"archive entry {shown!r} appears twice" + ("" if same else f" (as {seen[folded]!r})"),
-                           _FIX)  # fmt: skip
+            raise Rejected(f"archive entry {shown!r} appears twice" + ("" if same else f" (as {seen[folded]!r})"), _FIX)
         seen[folded] = info.filename
         files.append(info)
-    folders = {"/".join(parts[:i]) for parts in (f.filename.casefold().split("/") for f in files)
-               for i in range(1, len(parts))}  # fmt: skip
+    folders = {
+        "/".join(parts[:i]) for parts in (f.filename.casefold().split("/") for f in files) for i in range(1, len(parts))
+    }
     clash = sorted(seen[f] for f in seen if f in folders)
     if clash:
         raise Rejected(f"archive entry {clash[0]!r} is both a file and a folder", _FIX)
     total = sum(info.file_size for info in files)
     if total > limits.max_bytes:
-        raise Rejected(f"the bundle unpacks to {format_bytes(total)}, more than this board's limit of "
-                       f"{format_bytes(limits.max_bytes)}",
-                       "ask the board owner to raise max_bytes in board.yaml (or pass --max-bytes)")  # fmt: skip
+        raise Rejected(
+            f"the bundle unpacks to {format_bytes(total)}, more than this board's limit of "
+            f"{format_bytes(limits.max_bytes)}",
+            "ask the board owner to raise max_bytes in board.yaml (or pass --max-bytes)",
+        )
     return files
 
 
@@ -206,15 +217,21 @@ def copy_bounded(src: IO[bytes], dst: IO[bytes], name: str, declared: int, budge
             break
         written += len(chunk)
         if written > declared:
-            raise Rejected(f"archive entry {name!r} unpacks to more than the {declared} bytes its header declares "
-                           "(a forged header)", _FIX)  # fmt: skip
+            raise Rejected(
+                f"archive entry {name!r} unpacks to more than the {declared} bytes its header declares "
+                "(a forged header)",
+                _FIX,
+            )
         if written > budget:
-            raise Rejected("the bundle unpacks to more than this board's size limit (while extracting "
-                           f"{name!r})", "ask the board owner to raise max_bytes in board.yaml")  # fmt: skip
+            raise Rejected(
+                f"the bundle unpacks to more than this board's size limit (while extracting {name!r})",
+                "ask the board owner to raise max_bytes in board.yaml",
+            )
         dst.write(chunk)
     if written != declared:
-        raise Rejected(f"archive entry {name!r} unpacks to {written} bytes, not the {declared} its header declares",
-                       _FIX)  # fmt: skip
+        raise Rejected(
+            f"archive entry {name!r} unpacks to {written} bytes, not the {declared} its header declares", _FIX
+        )
     return written
 
 
@@ -252,7 +269,8 @@ def extract(zf: zipfile.ZipFile, members: Iterable[zipfile.ZipInfo], dest: Path,
             except Rejected:
                 raise
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-                raise Rejected(f"archive entry {info.filename!r} is corrupt or does not match its header ({exc})",
-                               _FIX) from None  # fmt: skip
+                raise Rejected(
+                    f"archive entry {info.filename!r} is corrupt or does not match its header ({exc})", _FIX
+                ) from None
         names.append(info.filename)
     return names

@@ -235,8 +235,10 @@ class Board:
         typo'd path); a board (with its board.yaml) may hold anything else too (a README, a .git folder)."""
         if not self.path.exists():
             if must_exist:
-                raise BoardError(f"{self.path} is not a board folder (it does not exist); create one with "
-                                 "`vlascore leaderboard add BUNDLE --board DIR`")  # fmt: skip
+                raise BoardError(
+                    f"{self.path} is not a board folder (it does not exist); create one with "
+                    "`vlascore leaderboard add BUNDLE --board DIR`"
+                )
             return
         if not self.path.is_dir():
             raise BoardError(f"{self.path} is a file, not a board folder: pass a folder to --board")
@@ -244,22 +246,31 @@ class Board:
             return
         foreign = sorted(p.name for p in self.path.iterdir() if p.name not in _BOARD_ENTRIES and p.name[0] != ".")
         if foreign:
-            raise BoardError(f"{self.path} does not look like a board folder (it holds {shown(foreign)}): pass an "
-                             "empty or new folder, or an existing board")  # fmt: skip
+            raise BoardError(
+                f"{self.path} does not look like a board folder (it holds {shown(foreign)}): pass an "
+                "empty or new folder, or an existing board"
+            )
 
     def config(self) -> BoardConfig:
         """board.yaml, or the defaults when there is none yet."""
         if not self.config_path.is_file():
             return BoardConfig()
         raw = read_yaml_mapping(self.config_path, "board config", "`title` and limits", BoardError)
-        return parse_record(raw, BoardConfig, str(self.config_path), error=BoardError,
-                            fix="fix it, or delete it to get the defaults back")  # fmt: skip
+        return parse_record(
+            raw,
+            BoardConfig,
+            str(self.config_path),
+            error=BoardError,
+            fix="fix it, or delete it to get the defaults back",
+        )
 
     def _write_default_config(self) -> None:
         import yaml
 
-        text = ("# vlascore leaderboard settings (docs/leaderboard.md). Limits apply to every `leaderboard add`.\n"
-                + yaml.safe_dump(BoardConfig().model_dump(), sort_keys=False))  # fmt: skip
+        text = (
+            "# vlascore leaderboard settings (docs/leaderboard.md). Limits apply to every `leaderboard add`.\n"
+            + yaml.safe_dump(BoardConfig().model_dump(), sort_keys=False)
+        )
         atomic_write_text(self.config_path, text)
 
     @contextmanager
@@ -327,8 +338,14 @@ class Board:
         return problems
 
     # -- adding ---------------------------------------------------------------------------------------------
-    def add(self, bundle: str | Path, *, limits: Limits | None = None, min_episodes: int | None = None,
-            progress: Callable[[str], None] | None = None) -> BoardRecord:  # fmt: skip
+    def add(
+        self,
+        bundle: str | Path,
+        *,
+        limits: Limits | None = None,
+        min_episodes: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> BoardRecord:
         """Check a bundle and store it, or raise Rejected (and leave the board as it was)."""
         say = progress or (lambda _msg: None)
         bundle = Path(bundle)
@@ -364,12 +381,20 @@ class Board:
                 self._refuse_duplicate(manifest)
                 digest = manifest.digest()
                 record = BoardRecord(
-                    id="-".join(p for p in (slug(submission.name), digest[:10]) if p), name=submission.name,
-                    adapter=run_record.adapter, reasons=submission.reasons, suite=run_record.suite,
-                    suite_fingerprint=run_record.suite_fingerprint, protocol_version=run_record.protocol_version,
-                    bundle=bundle.name, manifest_sha256=digest, traces_sha256=manifest.traces_digest(),
-                    qa=checked.qa, mm=checked.mm, schema_version=RECORD_SCHEMA_VERSION if checked.qa else 1,
-                )  # fmt: skip
+                    id="-".join(p for p in (slug(submission.name), digest[:10]) if p),
+                    name=submission.name,
+                    adapter=run_record.adapter,
+                    reasons=submission.reasons,
+                    suite=run_record.suite,
+                    suite_fingerprint=run_record.suite_fingerprint,
+                    protocol_version=run_record.protocol_version,
+                    bundle=bundle.name,
+                    manifest_sha256=digest,
+                    traces_sha256=manifest.traces_digest(),
+                    qa=checked.qa,
+                    mm=checked.mm,
+                    schema_version=RECORD_SCHEMA_VERSION if checked.qa else 1,
+                )
                 atomic_write_text(staging / RECORD_FILE, record.to_json())
                 atomic_write_text(staging / SCORES_FILE, results.model_dump_json(indent=2))
                 os.chmod(staging, 0o755)
@@ -396,8 +421,10 @@ class Board:
                     "nothing to do; to replace it, remove that submission's folder first",
                 )
             if r.traces_sha256 == traces:
-                raise Rejected(f"the same run (identical traces) is already on the board as {r.id} ({r.name!r})",
-                               f"to replace it, remove {self.folder(r.id)} first")  # fmt: skip
+                raise Rejected(
+                    f"the same run (identical traces) is already on the board as {r.id} ({r.name!r})",
+                    f"to replace it, remove {self.folder(r.id)} first",
+                )
 
     # -- re-judging -------------------------------------------------------------------------------------------
     def rejudge(
@@ -458,9 +485,15 @@ class Board:
             result = judge_run(entry.run_dir, judge, context, label=label)
             with self._locked():  # record the file as the board's before anything else can fail
                 if all(j.label != label for j in record.board_judgements):
-                    record.board_judgements.append(BoardJudgement(
-                        label=label, file=f"{RUN_DIR}/{JUDGEMENTS_DIR}/{label}.json", judge=result.judge,
-                        judge_version=result.judge_version, judge_model=result.judge_model))  # fmt: skip
+                    record.board_judgements.append(
+                        BoardJudgement(
+                            label=label,
+                            file=f"{RUN_DIR}/{JUDGEMENTS_DIR}/{label}.json",
+                            judge=result.judge,
+                            judge_version=result.judge_version,
+                            judge_model=result.judge_model,
+                        )
+                    )
                     atomic_write_text(entry.folder / RECORD_FILE, record.to_json())
             run = load_run(entry.run_dir)
             try:

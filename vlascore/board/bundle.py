@@ -146,8 +146,11 @@ class Manifest(BaseModel):
 
     def digest(self, prefix: str = "", exclude: str | tuple[str, ...] | None = None) -> str:
         """sha256 of the canonical listing of the files under `prefix` (all: the bundle's content hash)."""
-        listing = {k: v.model_dump() for k, v in sorted(self.files.items())
-                   if k.startswith(prefix) and not (exclude and k.startswith(exclude))}  # fmt: skip
+        listing = {
+            k: v.model_dump()
+            for k, v in sorted(self.files.items())
+            if k.startswith(prefix) and not (exclude and k.startswith(exclude))
+        }
         return hashlib.sha256(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def traces_digest(self) -> str:
@@ -169,9 +172,11 @@ def layout_problem(name: str) -> str | None:
             return None
         if parts[1] == QA_DIR and is_qa_file(parts[2]):
             return None
-    return (f"{name!r} is not part of a bundle, which holds only {MANIFEST_FILE}, {SUBMISSION_FILE}, {RESULTS_FILE} "
-            f"and run/{RUN_FILE}, run/{DB_FILE}, run/{FRAMES_DIR}/*.npz, run/{JUDGEMENTS_DIR}/*.json, "
-            f"run/{QA_DIR}/*.json and *.samples.jsonl (file names of letters, digits and ._+-)")  # fmt: skip
+    return (
+        f"{name!r} is not part of a bundle, which holds only {MANIFEST_FILE}, {SUBMISSION_FILE}, {RESULTS_FILE} "
+        f"and run/{RUN_FILE}, run/{DB_FILE}, run/{FRAMES_DIR}/*.npz, run/{JUDGEMENTS_DIR}/*.json, "
+        f"run/{QA_DIR}/*.json and *.samples.jsonl (file names of letters, digits and ._+-)"
+    )
 
 
 def completeness_problems(results: RunResults) -> list[tuple[str, str]]:
@@ -179,13 +184,21 @@ def completeness_problems(results: RunResults) -> list[tuple[str, str]]:
     file has no verdict for. The submitter's `submit` and the board's `add` refuse the same things."""
     problems = []
     if results.missing:
-        problems.append((f"run {results.run_id!r} is missing {results.missing} planned episode(s)",
-                         "finish it with `vlascore run ... --resume` before submitting"))  # fmt: skip
+        problems.append(
+            (
+                f"run {results.run_id!r} is missing {results.missing} planned episode(s)",
+                "finish it with `vlascore run ... --resume` before submitting",
+            )
+        )
     for v in results.vla:
         if v.unjudged:
-            problems.append((f"judgement file {v.label!r} has no verdict for {v.unjudged} episode(s)",
-                             f"judge them (`vlascore judge RUN -j {v.judge}`), or delete "
-                             f"judgements/{v.label}.json to submit without it"))  # fmt: skip
+            problems.append(
+                (
+                    f"judgement file {v.label!r} has no verdict for {v.unjudged} episode(s)",
+                    f"judge them (`vlascore judge RUN -j {v.judge}`), or delete "
+                    f"judgements/{v.label}.json to submit without it",
+                )
+            )
     return problems
 
 
@@ -202,31 +215,65 @@ def run_files(run: LoadedRun) -> list[tuple[str, Path]]:
             continue
         path = run.path / str(frames_file)
         if not path.is_file():
-            raise BoardError(f"episode {eid!r} of {run.path} names its frames file {frames_file}, which is missing: "
-                             "the run is damaged; re-run it (or the episode) before submitting")  # fmt: skip
+            raise BoardError(
+                f"episode {eid!r} of {run.path} names its frames file {frames_file}, which is missing: "
+                "the run is damaged; re-run it (or the episode) before submitting"
+            )
         files.append((f"{RUN_DIR}/{FRAMES_DIR}/{path.name}", path))
     folder = run.path / JUDGEMENTS_DIR
     if folder.is_dir():  # the same files the scoring reads: *.json, not writers' dot temp files
-        files += [(f"{RUN_DIR}/{JUDGEMENTS_DIR}/{p.name}", p) for p in sorted(folder.glob("*.json"))
-                  if not p.name.startswith(".")]  # fmt: skip
+        files += [
+            (f"{RUN_DIR}/{JUDGEMENTS_DIR}/{p.name}", p)
+            for p in sorted(folder.glob("*.json"))
+            if not p.name.startswith(".")
+        ]
     return files + [(f"{RUN_DIR}/{QA_DIR}/{name}", path) for name, path in qa_files(run.path)]
 
 
-def make_submission(rec: RunRecord, results: RunResults, name: str | None = None, url: str | None = None,
-                    notes: str | None = None, qa: list[QAFigure] | None = None,
-                    mm: Summary | None = None) -> Submission:  # fmt: skip
+def make_submission(
+    rec: RunRecord,
+    results: RunResults,
+    name: str | None = None,
+    url: str | None = None,
+    notes: str | None = None,
+    qa: list[QAFigure] | None = None,
+    mm: Summary | None = None,
+) -> Submission:
     """The submission record of a run, its results and its checked QA results (board/qa.py: check_qa); the board
     rebuilds it to check a bundle's claims."""
     return Submission(
-        schema_version=SUBMISSION_SCHEMA_VERSION if qa else 1, qa=qa or [], mm=mm,
-        name=name or rec.adapter, url=url or None, notes=notes or None, run_id=rec.run_id, adapter=rec.adapter,
-        adapter_config=rec.adapter_config, reasons=bool(rec.adapter_info.get("reasons", False)), suite=rec.suite,
-        suite_fingerprint=rec.suite_fingerprint, protocol_version=rec.protocol_version, backend=rec.backend,
-        judges=[JudgeSummary(label=v.label, judge=v.judge, judge_version=v.judge_version, judge_model=v.judge_model,
-                             mode=v.mode, judged=v.judged, failed=v.failed) for v in results.vla],
-        episodes_per_task={t.task: t.episodes for t in results.tasks}, package_versions=rec.package_versions,
-        run_vlascore_version=rec.vlascore_version, vlascore_version=__version__, git_revision=git_revision(),
-    )  # fmt: skip
+        schema_version=SUBMISSION_SCHEMA_VERSION if qa else 1,
+        qa=qa or [],
+        mm=mm,
+        name=name or rec.adapter,
+        url=url or None,
+        notes=notes or None,
+        run_id=rec.run_id,
+        adapter=rec.adapter,
+        adapter_config=rec.adapter_config,
+        reasons=bool(rec.adapter_info.get("reasons", False)),
+        suite=rec.suite,
+        suite_fingerprint=rec.suite_fingerprint,
+        protocol_version=rec.protocol_version,
+        backend=rec.backend,
+        judges=[
+            JudgeSummary(
+                label=v.label,
+                judge=v.judge,
+                judge_version=v.judge_version,
+                judge_model=v.judge_model,
+                mode=v.mode,
+                judged=v.judged,
+                failed=v.failed,
+            )
+            for v in results.vla
+        ],
+        episodes_per_task={t.task: t.episodes for t in results.tasks},
+        package_versions=rec.package_versions,
+        run_vlascore_version=rec.vlascore_version,
+        vlascore_version=__version__,
+        git_revision=git_revision(),
+    )
 
 
 def _put(zf: zipfile.ZipFile, name: str, source: IO[bytes], manifest: dict[str, ManifestEntry]) -> None:
@@ -279,23 +326,28 @@ def write_bundle(run: LoadedRun, results: RunResults, submission: Submission, ou
     return Packed(out, submission, results, Manifest(files=files))
 
 
-def pack(run_dir: str | Path, out: str | Path, name: str | None = None, url: str | None = None,
-         notes: str | None = None) -> Packed:  # fmt: skip
+def pack(
+    run_dir: str | Path, out: str | Path, name: str | None = None, url: str | None = None, notes: str | None = None
+) -> Packed:
     """Re-score the run and pack it into a bundle; refuses (BoardError / StoreError, with the fix) a folder that
     is not a run (QA results alone included), a run still being written, a run with missing planned episodes or
     unjudged episodes, QA results whose figures do not add up."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file() and qa_files(run_dir):
-        raise BoardError(f"{run_dir} holds QA results only (no {RUN_FILE}): a leaderboard submission is a simulated "
-                         "run; give `vlascore qa` the simulated run's directory as --out to submit QA results "
-                         "with it")  # fmt: skip
+        raise BoardError(
+            f"{run_dir} holds QA results only (no {RUN_FILE}): a leaderboard submission is a simulated "
+            "run; give `vlascore qa` the simulated run's directory as --out to submit QA results "
+            "with it"
+        )
     run = load_run(run_dir)  # StoreError: not a run directory
     try:
         for suffix in ("-journal", "-wal"):
             if (run.path / f"{DB_FILE}{suffix}").exists():
-                raise BoardError(f"{run.path / DB_FILE} has a {suffix[1:]} file next to it: the run is being written "
-                                 "or was interrupted mid-episode; let it finish (or `vlascore run ... --resume`) "
-                                 "and submit again")  # fmt: skip
+                raise BoardError(
+                    f"{run.path / DB_FILE} has a {suffix[1:]} file next to it: the run is being written "
+                    "or was interrupted mid-episode; let it finish (or `vlascore run ... --resume`) "
+                    "and submit again"
+                )
         if url and not is_http_url(url):
             raise BoardError(f"--url {url!r} is not an http(s) URL: give e.g. https://github.com/you/model")
         results = score_run(run)

@@ -23,8 +23,10 @@ from vlascore.qa.records import QA_DIR, QAResult, QASample, qa_dir, read_samples
 from vlascore.qa.summary import Summary, summarise
 
 SAMPLES_SUFFIX = ".samples.jsonl"
-QA_FIX = ("submit the QA results `vlascore qa` wrote, unedited (run `vlascore qa` again for a benchmark whose "
-          "result is wrong, or delete its qa/<benchmark>.json and .samples.jsonl to submit without it)")  # fmt: skip
+QA_FIX = (
+    "submit the QA results `vlascore qa` wrote, unedited (run `vlascore qa` again for a benchmark whose "
+    "result is wrong, or delete its qa/<benchmark>.json and .samples.jsonl to submit without it)"
+)
 _REL_TOL = 1e-9
 """The tolerance validate.differences compares figures with (only float summation order may differ)."""
 
@@ -100,8 +102,10 @@ def _check(r: QAResult, bench: Benchmark, samples: list[QASample] | None, where:
     if r.score is None or r.mm_value is None:
         raise Rejected(f"{where} is ok but states no score (or no mm_value)", QA_FIX)
     if not _same(r.mm_value, r.score / bench.mm_divisor):
-        raise Rejected(f"{where}: mm_value {r.mm_value!r} is not score / {bench.mm_divisor:g} "
-                       f"({r.score / bench.mm_divisor!r})", QA_FIX)  # fmt: skip
+        raise Rejected(
+            f"{where}: mm_value {r.mm_value!r} is not score / {bench.mm_divisor:g} ({r.score / bench.mm_divisor!r})",
+            QA_FIX,
+        )
     if samples is None:
         raise Rejected(f"{where} has a score but no {samples_where}", QA_FIX)
     if not samples or len(samples) != r.samples:
@@ -113,19 +117,26 @@ def _check(r: QAResult, bench: Benchmark, samples: list[QASample] | None, where:
     if bench.pooled:
         scores = [s.score for s in samples if s.score is not None]
         if len(scores) != len(samples) or not _same(r.score, bench.pooled_score(scores)):
-            raise Rejected(f"{where}: score {r.score!r} is not the mean of the per-question scores in "
-                           f"{samples_where}", QA_FIX)  # fmt: skip
+            raise Rejected(
+                f"{where}: score {r.score!r} is not the mean of the per-question scores in {samples_where}", QA_FIX
+            )
     if bench.grader == "judge":
         if r.grader is None:
             raise Rejected(f"{where} is judge-graded but names no grader", QA_FIX)
         ungraded = [s.doc_id for s in samples if s.grade is None or s.grade.status != "ok" or s.grade.score is None]
         if ungraded:
-            raise Rejected(f"{where} is ok but {samples_where} has no valid grade for {len(ungraded)} question(s) "
-                           f"(first: doc_id {ungraded[0]})", QA_FIX)  # fmt: skip
+            raise Rejected(
+                f"{where} is ok but {samples_where} has no valid grade for {len(ungraded)} question(s) "
+                f"(first: doc_id {ungraded[0]})",
+                QA_FIX,
+            )
         expected = 100.0 * sum(s.grade.score for s in samples if s.grade and s.grade.score is not None) / len(samples)
         if not _same(r.score, expected):
-            raise Rejected(f"{where}: score {r.score!r} is not the mean of the {len(samples)} grades in "
-                           f"{samples_where} x 100 ({expected!r})", QA_FIX)  # fmt: skip
+            raise Rejected(
+                f"{where}: score {r.score!r} is not the mean of the {len(samples)} grades in "
+                f"{samples_where} x 100 ({expected!r})",
+                QA_FIX,
+            )
 
 
 def check_qa(run_dir: str | Path, adapter: str, where: str = QA_DIR) -> tuple[list[QAFigure], Summary | None]:
@@ -146,9 +157,20 @@ def check_qa(run_dir: str | Path, adapter: str, where: str = QA_DIR) -> tuple[li
         if r.unit != bench.unit:
             raise Rejected(f"{name} states its score in {r.unit!r}; {bench.name} scores in {bench.unit!r}", QA_FIX)
         _check(r, bench, _read_samples(path.with_name(path.stem + SAMPLES_SUFFIX), samples_name), name, samples_name)
-        figures.append(QAFigure(benchmark=r.benchmark, title=r.title, status=r.status, failure_reason=r.failure_reason,
-                                score=r.score, unit=r.unit, mm_value=r.mm_value, samples=r.samples, limit=r.limit,
-                                graded=bench.grader == "judge"))  # fmt: skip
+        figures.append(
+            QAFigure(
+                benchmark=r.benchmark,
+                title=r.title,
+                status=r.status,
+                failure_reason=r.failure_reason,
+                score=r.score,
+                unit=r.unit,
+                mm_value=r.mm_value,
+                samples=r.samples,
+                limit=r.limit,
+                graded=bench.grader == "judge",
+            )
+        )
     if not figures:
         return [], None
     order = list(known)

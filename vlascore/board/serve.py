@@ -28,14 +28,17 @@ def make_server(site: str | Path, host: str = "127.0.0.1", port: int = 8000) -> 
     """A server for the built site at `site` (port 0: any free port; read it from `server.server_address`)."""
     site = Path(site)
     if not (site / INDEX_PAGE).is_file():
-        raise BoardError(f"{site} is not a built leaderboard site (no {INDEX_PAGE}): build one with "
-                         "`vlascore leaderboard build DIR -o SITE`")  # fmt: skip
+        raise BoardError(
+            f"{site} is not a built leaderboard site (no {INDEX_PAGE}): build one with "
+            "`vlascore leaderboard build DIR -o SITE`"
+        )
     handler = partial(QuietHandler, directory=str(site))
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
-        raise BoardError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port, or stop "
-                         "what is using it") from None  # fmt: skip
+        raise BoardError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port, or stop what is using it"
+        ) from None
 
 
 def url_of(server: ThreadingHTTPServer) -> str:

@@ -300,31 +300,65 @@ def _best_first(value: float | None) -> tuple[int, float]:
 def model_ref(entry: Entry, report_ok: bool = True) -> ModelRef:
     s, base = entry.submission, f"{MODELS_DIR}/{entry.record.id}"
     return ModelRef(
-        id=entry.record.id, name=s.name, url=s.url if is_http_url(s.url) else None, notes=s.notes,
-        adapter=s.adapter, report=f"{base}/{REPORT_PAGE}" if report_ok else None, results=f"{base}/{RESULTS_FILE}",
-        submission=f"{base}/{SUBMISSION_FILE}", board_results=f"{base}/{BOARD_RESULTS_FILE}",
-    )  # fmt: skip
+        id=entry.record.id,
+        name=s.name,
+        url=s.url if is_http_url(s.url) else None,
+        notes=s.notes,
+        adapter=s.adapter,
+        report=f"{base}/{REPORT_PAGE}" if report_ok else None,
+        results=f"{base}/{RESULTS_FILE}",
+        submission=f"{base}/{SUBMISSION_FILE}",
+        board_results=f"{base}/{BOARD_RESULTS_FILE}",
+    )
 
 
 def _vla_row(ref: ModelRef, v: VlaScoreResult, source: Literal["submitted", "board"]) -> VlaRow:
-    return VlaRow(model=ref, label=v.label, source=source, sim=v.sim, reasoning=v.reasoning, action=v.action,
-                  intention=v.intention, alignment=v.alignment, vla_score=v.vla_score, episodes=v.episodes,
-                  judged=v.judged, failed=v.failed)  # fmt: skip
+    return VlaRow(
+        model=ref,
+        label=v.label,
+        source=source,
+        sim=v.sim,
+        reasoning=v.reasoning,
+        action=v.action,
+        intention=v.intention,
+        alignment=v.alignment,
+        vla_score=v.vla_score,
+        episodes=v.episodes,
+        judged=v.judged,
+        failed=v.failed,
+    )
 
 
-def _success_rows(group: list[Entry], tasks: list[str], refs: dict[str, ModelRef],
-                  declared: bool = False) -> list[SuccessRow]:  # fmt: skip
+def _success_rows(
+    group: list[Entry], tasks: list[str], refs: dict[str, ModelRef], declared: bool = False
+) -> list[SuccessRow]:
     rows = []
     for e in group:
         r, by_task = e.results, {t.task: t for t in e.results.tasks}
-        cells = [TaskCell(task=t, rate=_pct(by_task[t].success_rate, by_task[t].ci_low, by_task[t].ci_high),
-                          successes=by_task[t].successes, episodes=by_task[t].episodes, errored=by_task[t].errored)
-                 for t in tasks if t in by_task]  # fmt: skip
+        cells = [
+            TaskCell(
+                task=t,
+                rate=_pct(by_task[t].success_rate, by_task[t].ci_low, by_task[t].ci_high),
+                successes=by_task[t].successes,
+                episodes=by_task[t].episodes,
+                errored=by_task[t].errored,
+            )
+            for t in tasks
+            if t in by_task
+        ]
         cols = [None if c.success_rate is None else 100 * c.success_rate for c in r.columns] if declared else []
         avgs = [None if a.value is None else 100 * a.value for a in r.averages]
-        rows.append(SuccessRow(model=refs[e.record.id], tasks=cells,
-                               mean=_pct(r.suite_mean, r.suite_ci_low, r.suite_ci_high), episodes=r.episodes,
-                               errored=r.errored, columns=cols, averages=avgs))  # fmt: skip
+        rows.append(
+            SuccessRow(
+                model=refs[e.record.id],
+                tasks=cells,
+                mean=_pct(r.suite_mean, r.suite_ci_low, r.suite_ci_high),
+                episodes=r.episodes,
+                errored=r.errored,
+                columns=cols,
+                averages=avgs,
+            )
+        )
     return sorted(rows, key=lambda row: (_best_first(row.mean.value), row.model.name))
 
 
@@ -345,9 +379,16 @@ def _judge_sections(fingerprint: str, group: list[Entry], refs: dict[str, ModelR
     for (judge, version, model), rows in sorted(sections.items()):
         for mode_rows in rows.values():
             mode_rows.sort(key=lambda row: (_best_first(row.vla_score.value), row.model.name))
-        out.append(JudgeSection(anchor=_anchor("judge", fingerprint, judge, version, model), judge=judge,
-                                judge_version=version, judge_model=model or None, reasoning=rows["reasoning"],
-                                specialist=rows["specialist"]))  # fmt: skip
+        out.append(
+            JudgeSection(
+                anchor=_anchor("judge", fingerprint, judge, version, model),
+                judge=judge,
+                judge_version=version,
+                judge_model=model or None,
+                reasoning=rows["reasoning"],
+                specialist=rows["specialist"],
+            )
+        )
     return out
 
 
@@ -368,10 +409,20 @@ def qa_section(entries: list[Entry], refs: dict[str, ModelRef]) -> QASection | N
     tables = []
     for (columns, limits), rows in sorted(groups.items(), key=lambda kv: (-len(kv[0][0]), kv[0])):
         rows.sort(key=lambda r: (_best_first(r.mm.value), r.model.name))
-        tables.append(QAGroup(anchor=_anchor("qa", columns, limits), columns=list(columns), limits=dict(limits),
-                              missing=rows[0].mm.missing, rows=rows))  # fmt: skip
-    benchmarks = [QAColumn(name=n, title=present[n].title, unit=present[n].unit)
-                  for n in load_benchmarks().benchmarks if n in present]  # fmt: skip
+        tables.append(
+            QAGroup(
+                anchor=_anchor("qa", columns, limits),
+                columns=list(columns),
+                limits=dict(limits),
+                missing=rows[0].mm.missing,
+                rows=rows,
+            )
+        )
+    benchmarks = [
+        QAColumn(name=n, title=present[n].title, unit=present[n].unit)
+        for n in load_benchmarks().benchmarks
+        if n in present
+    ]
     return QASection(benchmarks=benchmarks, groups=tables)
 
 
@@ -386,16 +437,38 @@ def site_data(title: str, description: str, entries: list[Entry], refs: dict[str
         tasks = [t.task for t in first.tasks]
         # a fingerprint fixes the columns and what each average averages, so rows of a group always compare
         declared = first.declares_columns
-        columns = [ColumnHead(id=c.id, title=c.title or c.id, key=c.key, tasks=c.tasks, in_mean=c.in_mean)
-                   for c in first.columns] if declared else []  # fmt: skip
+        columns = (
+            [
+                ColumnHead(id=c.id, title=c.title or c.id, key=c.key, tasks=c.tasks, in_mean=c.in_mean)
+                for c in first.columns
+            ]
+            if declared
+            else []
+        )
         averages = [AverageHead(id=a.id, title=a.title or a.id, columns=a.columns) for a in first.averages]
-        suites.append(SuiteSection(anchor=_anchor("suite", fingerprint), suite=first.suite, fingerprint=fingerprint,
-                                   protocol_version=first.protocol_version, tasks=tasks, columns=columns,
-                                   averages=averages, mean_columns=first.suite_mean_columns,
-                                   success=_success_rows(group, tasks, refs, declared),
-                                   judges=_judge_sections(fingerprint, group, refs)))  # fmt: skip
-    return SiteData(title=title, description=description, generated_at=utcnow(), vlascore_version=__version__,
-                    submissions=len(entries), suites=suites, qa=qa_section(entries, refs))  # fmt: skip
+        suites.append(
+            SuiteSection(
+                anchor=_anchor("suite", fingerprint),
+                suite=first.suite,
+                fingerprint=fingerprint,
+                protocol_version=first.protocol_version,
+                tasks=tasks,
+                columns=columns,
+                averages=averages,
+                mean_columns=first.suite_mean_columns,
+                success=_success_rows(group, tasks, refs, declared),
+                judges=_judge_sections(fingerprint, group, refs),
+            )
+        )
+    return SiteData(
+        title=title,
+        description=description,
+        generated_at=utcnow(),
+        vlascore_version=__version__,
+        submissions=len(entries),
+        suites=suites,
+        qa=qa_section(entries, refs),
+    )
 
 
 # -- rendering -----------------------------------------------------------------------------------------------
@@ -472,12 +545,14 @@ def _check_site_folder(site: Path) -> None:
     if not site.is_dir():
         raise BoardError(f"{site} is a file: pass a folder to -o")
     if any(site.iterdir()) and not (site / DATA_FILE).is_file():
-        raise BoardError(f"{site} is not empty and not a leaderboard site (no {DATA_FILE}): pass a new or empty "
-                         "folder to -o")  # fmt: skip
+        raise BoardError(
+            f"{site} is not empty and not a leaderboard site (no {DATA_FILE}): pass a new or empty folder to -o"
+        )
 
 
-def build_site(board_dir: str | Path, site: str | Path, *, force: bool = False,
-               progress: Callable[[str], None] | None = None) -> BuildSummary:  # fmt: skip
+def build_site(
+    board_dir: str | Path, site: str | Path, *, force: bool = False, progress: Callable[[str], None] | None = None
+) -> BuildSummary:
     """Build the static site of a board; see the module docstring. Returns what was built and reused."""
     from vlascore.report import write_plotly_js, write_report
 

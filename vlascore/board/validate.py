@@ -72,11 +72,18 @@ def differences(submitted: Any, recomputed: Any, path: str = "") -> list[str]:
     if isinstance(submitted, list) and isinstance(recomputed, list):
         if len(submitted) != len(recomputed):
             return [f"{path}: {len(submitted)} entries submitted, {len(recomputed)} recomputed"]
-        return [d for i, (a, b) in enumerate(zip(submitted, recomputed, strict=True))
-                for d in differences(a, b, f"{path}[{i}]")]  # fmt: skip
+        return [
+            d
+            for i, (a, b) in enumerate(zip(submitted, recomputed, strict=True))
+            for d in differences(a, b, f"{path}[{i}]")
+        ]
     numbers = (int, float)
-    if (isinstance(submitted, numbers) and isinstance(recomputed, numbers) and not isinstance(submitted, bool)
-            and not isinstance(recomputed, bool)):  # fmt: skip
+    if (
+        isinstance(submitted, numbers)
+        and isinstance(recomputed, numbers)
+        and not isinstance(submitted, bool)
+        and not isinstance(recomputed, bool)
+    ):
         if math.isclose(submitted, recomputed, rel_tol=_REL_TOL, abs_tol=1e-12):
             return []
     elif submitted == recomputed:
@@ -148,15 +155,18 @@ def check_manifest(root: Path, names: list[str]) -> Manifest:
         path = root.joinpath(*name.split("/"))
         size = path.stat().st_size
         if size != entry.size:
-            raise Rejected(f"{name} is {size} bytes, but {MANIFEST_FILE} says {entry.size}: it was changed after "
-                           "packing", BUNDLE_FIX)  # fmt: skip
+            raise Rejected(
+                f"{name} is {size} bytes, but {MANIFEST_FILE} says {entry.size}: it was changed after packing",
+                BUNDLE_FIX,
+            )
         digest = hashlib.sha256()
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
         if digest.hexdigest() != entry.sha256:
-            raise Rejected(f"{name} does not match its sha256 in {MANIFEST_FILE}: it was changed after packing",
-                           BUNDLE_FIX)  # fmt: skip
+            raise Rejected(
+                f"{name} does not match its sha256 in {MANIFEST_FILE}: it was changed after packing", BUNDLE_FIX
+            )
     for required in (SUBMISSION_FILE, RESULTS_FILE, f"{RUN_DIR}/{RUN_FILE}", f"{RUN_DIR}/{DB_FILE}"):
         if required not in listed:
             raise Rejected(f"the bundle has no {required}", BUNDLE_FIX)
@@ -185,9 +195,12 @@ def _check_database(path: Path) -> None:
             conn.close()
     except sqlite3.Error as exc:
         raise Rejected(f"cannot read {RUN_DIR}/{DB_FILE} ({exc})", BUNDLE_FIX) from None
-    unexpected = sorted(f"{kind} {name}" for kind, name in objects
-                        if not (kind == "table" and name in expected)
-                        and not (kind == "index" and str(name).startswith("sqlite_autoindex_")))  # fmt: skip
+    unexpected = sorted(
+        f"{kind} {name}"
+        for kind, name in objects
+        if not (kind == "table" and name in expected)
+        and not (kind == "index" and str(name).startswith("sqlite_autoindex_"))
+    )
     if unexpected:
         raise Rejected(f"{RUN_DIR}/{DB_FILE} holds objects a run never has: {shown(unexpected)}", BUNDLE_FIX)
     for table, wanted in expected.items():
@@ -205,10 +218,12 @@ def _check_database(path: Path) -> None:
 def _check_suite(record: RunRecord, suites: dict[str, Suite], board_dir: Path) -> Suite:
     suite = suites.get(record.suite_fingerprint)
     if suite is None:
-        raise Rejected(f"suite {record.suite!r} with fingerprint {record.suite_fingerprint} is not one this board "
-                       "accepts (neither a built-in suite nor one in its suites/ folder)",
-                       f"run a built-in suite unchanged, or ask the board owner to place that suite's YAML in "
-                       f"{board_dir / SUITES_DIR}/")  # fmt: skip
+        raise Rejected(
+            f"suite {record.suite!r} with fingerprint {record.suite_fingerprint} is not one this board "
+            "accepts (neither a built-in suite nor one in its suites/ folder)",
+            f"run a built-in suite unchanged, or ask the board owner to place that suite's YAML in "
+            f"{board_dir / SUITES_DIR}/",
+        )
     try:
         frozen = Suite.model_validate(record.suite_spec)
     except ValidationError as exc:
@@ -222,23 +237,28 @@ def _check_suite(record: RunRecord, suites: dict[str, Suite], board_dir: Path) -
     return suite
 
 
-def _check_judges(files: list[JudgementFile], judges: dict[tuple[str, str], JudgeSpec], board_dir: Path,
-                  run_dir: Path) -> None:  # fmt: skip
+def _check_judges(
+    files: list[JudgementFile], judges: dict[tuple[str, str], JudgeSpec], board_dir: Path, run_dir: Path
+) -> None:
     folder = run_dir / JUDGEMENTS_DIR
     stems = {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
     for jf in files:
         where = f"{RUN_DIR}/{JUDGEMENTS_DIR}/{jf.label}.json"
         if jf.label not in stems:
-            raise Rejected(f"a judgement file is labelled {jf.label!r} but is not named {jf.label}.json",
-                           "re-run `vlascore judge`; do not rename judgement files")  # fmt: skip
+            raise Rejected(
+                f"a judgement file is labelled {jf.label!r} but is not named {jf.label}.json",
+                "re-run `vlascore judge`; do not rename judgement files",
+            )
         if (jf.judge, jf.judge_version) not in judges:
             versions = sorted(v for n, v in judges if n == jf.judge)
             known = f"this board knows {jf.judge} {', '.join(versions)}" if versions else f"no judge {jf.judge!r}"
-            raise Rejected(f"{where} was judged by {jf.judge} version {jf.judge_version}, which this board does not "
-                           f"accept ({known})",
-                           "judge with an unmodified built-in judge (`vlascore judge RUN -j grounded` or "
-                           "-j vla-score), or ask the board owner to place your judge YAML in "
-                           f"{board_dir / JUDGES_DIR}/")  # fmt: skip
+            raise Rejected(
+                f"{where} was judged by {jf.judge} version {jf.judge_version}, which this board does not "
+                f"accept ({known})",
+                "judge with an unmodified built-in judge (`vlascore judge RUN -j grounded` or "
+                "-j vla-score), or ask the board owner to place your judge YAML in "
+                f"{board_dir / JUDGES_DIR}/",
+            )
         odd = sorted(
             {
                 j.episode_id
@@ -247,9 +267,11 @@ def _check_judges(files: list[JudgementFile], judges: dict[tuple[str, str], Judg
             }
         )
         if odd:
-            raise Rejected(f"{where} mixes judge versions or models (episodes {shown(odd)} differ from the file's "
-                           f"{jf.judge} {jf.judge_version})",
-                           "re-run the judge pass so one version judges every episode")  # fmt: skip
+            raise Rejected(
+                f"{where} mixes judge versions or models (episodes {shown(odd)} differ from the file's "
+                f"{jf.judge} {jf.judge_version})",
+                "re-run the judge pass so one version judges every episode",
+            )
 
 
 def _check_coverage(run: LoadedRun, suite: Suite, min_episodes: int) -> None:
@@ -268,10 +290,12 @@ def _check_coverage(run: LoadedRun, suite: Suite, min_episodes: int) -> None:
     for task in suite.tasks:
         seeds = record.seeds.get(task.id, [])
         if seeds != task.seeds[: len(seeds)]:
-            raise Rejected(f"task {task.id}: seeds {shown([str(s) for s in seeds])} are not the first {len(seeds)} "
-                           f"seeds of the suite ({shown([str(s) for s in task.seeds[:len(seeds)]])}): cherry-picked "
-                           "or reordered seeds are not comparable",
-                           "run with `vlascore run --episodes N`, which takes the first N seeds")  # fmt: skip
+            raise Rejected(
+                f"task {task.id}: seeds {shown([str(s) for s in seeds])} are not the first {len(seeds)} "
+                f"seeds of the suite ({shown([str(s) for s in task.seeds[: len(seeds)]])}): cherry-picked "
+                "or reordered seeds are not comparable",
+                "run with `vlascore run --episodes N`, which takes the first N seeds",
+            )
         if len(seeds) < min_episodes:
             raise Rejected(
                 f"task {task.id} has {len(seeds)} episode(s); this board needs at least {min_episodes} per task",
@@ -282,12 +306,20 @@ def _check_coverage(run: LoadedRun, suite: Suite, min_episodes: int) -> None:
     recorded = {str(e): (str(t), int(s)) for e, t, s in zip(eps["episode_id"], eps["task"], eps["seed"], strict=True)}
     unplanned = sorted(e for e in recorded if e not in planned or recorded[e] != planned[e])
     if unplanned:
-        raise Rejected(f"the traces hold episode(s) that are not in run.json's seed plan: {shown(unplanned)}",
-                       "submit the run as recorded")  # fmt: skip
+        raise Rejected(
+            f"the traces hold episode(s) that are not in run.json's seed plan: {shown(unplanned)}",
+            "submit the run as recorded",
+        )
 
 
-def _check_claims(submission: Submission, record: RunRecord, submitted: RunResults, recomputed: RunResults,
-                  qa: list[QAFigure], mm: Summary | None) -> None:  # fmt: skip
+def _check_claims(
+    submission: Submission,
+    record: RunRecord,
+    submitted: RunResults,
+    recomputed: RunResults,
+    qa: list[QAFigure],
+    mm: Summary | None,
+) -> None:
     """submission.json and results.json must say what the bundled run (and its QA results) say."""
     for what, claimed, actual in (
         ("run_id", submitted.run_id, record.run_id),
@@ -296,25 +328,31 @@ def _check_claims(submission: Submission, record: RunRecord, submitted: RunResul
         if claimed != actual:
             raise Rejected(f"{RESULTS_FILE} is for {what} {claimed!r}, but the bundled run is {actual!r}", BUNDLE_FIX)
     expected = make_submission(record, recomputed, submission.name, submission.url, submission.notes, qa, mm)
-    diffs = differences(submission.model_dump(mode="json", exclude=_FREE_FIELDS),
-                        expected.model_dump(mode="json", exclude=_FREE_FIELDS))  # fmt: skip
+    diffs = differences(
+        submission.model_dump(mode="json", exclude=_FREE_FIELDS), expected.model_dump(mode="json", exclude=_FREE_FIELDS)
+    )
     if diffs:
         raise Rejected(f"{SUBMISSION_FILE} does not match the bundled run: {shown(diffs)}", BUNDLE_FIX)
-    diffs = differences(submitted.model_dump(mode="json", exclude={"scored_at"}),
-                        recomputed.model_dump(mode="json", exclude={"scored_at"}))  # fmt: skip
+    diffs = differences(
+        submitted.model_dump(mode="json", exclude={"scored_at"}),
+        recomputed.model_dump(mode="json", exclude={"scored_at"}),
+    )
     if diffs:
-        raise Rejected(f"{RESULTS_FILE} differs from the board's recomputation from the traces and judgement files: "
-                       f"{shown(diffs)}",
-                       "submit the figures `vlascore submit` computes (same vlascore version as the board); "
-                       "results are never edited by hand")  # fmt: skip
+        raise Rejected(
+            f"{RESULTS_FILE} differs from the board's recomputation from the traces and judgement files: "
+            f"{shown(diffs)}",
+            "submit the figures `vlascore submit` computes (same vlascore version as the board); "
+            "results are never edited by hand",
+        )
 
 
 _FREE_FIELDS = {"name", "url", "notes", "vlascore_version", "git_revision", "created_at", "schema_version"}
 """Fields of submission.json that are the submitter's to state; every other one is checked against the run."""
 
 
-def _check_grounded_verdicts(run: LoadedRun, files: list[JudgementFile],
-                             judges: dict[tuple[str, str], JudgeSpec]) -> None:  # fmt: skip
+def _check_grounded_verdicts(
+    run: LoadedRun, files: list[JudgementFile], judges: dict[tuple[str, str], JudgeSpec]
+) -> None:
     """Re-run every judgement file of a grounded judge (offline and deterministic, so cheap and exact) and refuse
     verdicts that differ: the honesty check proper only re-does the arithmetic over the verdicts it is given."""
     from vlascore.judging.base import JUDGES
@@ -331,16 +369,19 @@ def _check_grounded_verdicts(run: LoadedRun, files: list[JudgementFile],
             judge = make_judge(run, spec.source)
             fresh = judge_inputs(judge, episode_inputs(run, [j.episode_id for j in ok]))
         except (JudgeError, KeyError, ValueError, StoreError) as exc:
-            raise Rejected(f"cannot re-run the grounded judge of {RUN_DIR}/{JUDGEMENTS_DIR}/{jf.label}.json "
-                           f"({exc})", BUNDLE_FIX) from None  # fmt: skip
+            raise Rejected(
+                f"cannot re-run the grounded judge of {RUN_DIR}/{JUDGEMENTS_DIR}/{jf.label}.json ({exc})", BUNDLE_FIX
+            ) from None
         by_id = {f.episode_id: f for f in fresh}
         differ = [j.episode_id for j in ok if by_id[j.episode_id].scores != j.scores]
         if differ:
-            raise Rejected(f"{RUN_DIR}/{JUDGEMENTS_DIR}/{jf.label}.json: the board's own run of {jf.judge} "
-                           f"{jf.judge_version} gives other scores for episode(s) {shown(differ)}: the verdicts were "
-                           "edited, or made by another vlascore version's judge code",
-                           "judge with the vlascore version the board runs (`vlascore judge RUN -j grounded`), "
-                           "or ask the board owner to set verify_grounded: false in board.yaml")  # fmt: skip
+            raise Rejected(
+                f"{RUN_DIR}/{JUDGEMENTS_DIR}/{jf.label}.json: the board's own run of {jf.judge} "
+                f"{jf.judge_version} gives other scores for episode(s) {shown(differ)}: the verdicts were "
+                "edited, or made by another vlascore version's judge code",
+                "judge with the vlascore version the board runs (`vlascore judge RUN -j grounded`), "
+                "or ask the board owner to set verify_grounded: false in board.yaml",
+            )
 
 
 @dataclass
@@ -357,8 +398,14 @@ class Checked:
     """MM over them (None: no QA results)."""
 
 
-def check_run(root: Path, suites: dict[str, Suite], judges: dict[tuple[str, str], JudgeSpec], board_dir: Path,
-              min_episodes: int, verify_grounded: bool = True) -> Checked:  # fmt: skip
+def check_run(
+    root: Path,
+    suites: dict[str, Suite],
+    judges: dict[tuple[str, str], JudgeSpec],
+    board_dir: Path,
+    min_episodes: int,
+    verify_grounded: bool = True,
+) -> Checked:
     """Every check after the manifest's, on the bundle extracted at `root`."""
     submission = read_bundled(root / SUBMISSION_FILE, Submission, SUBMISSION_FILE)
     submitted = read_bundled(root / RESULTS_FILE, RunResults, RESULTS_FILE)

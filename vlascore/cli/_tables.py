@@ -38,25 +38,34 @@ def results_table(results: RunResults) -> Table:
     for r in results.tasks:
         name = escape(r.task) + (f" [dim](mean of {len(r.groups)} {'x'.join(r.mean_over)})[/]" if r.groups else "")
         table.add_row(
-            name, _fmt_rate(r.success_rate, r.ci_low, r.ci_high), str(r.successes), str(r.episodes),
-            f"[red]{r.errored}[/]" if r.errored else "0", f"{r.mean_steps:.1f}" if r.mean_steps is not None else "-",
-        )  # fmt: skip
+            name,
+            _fmt_rate(r.success_rate, r.ci_low, r.ci_high),
+            str(r.successes),
+            str(r.episodes),
+            f"[red]{r.errored}[/]" if r.errored else "0",
+            f"{r.mean_steps:.1f}" if r.mean_steps is not None else "-",
+        )
     table.add_section()
     by_task = [r.task for r in results.tasks if r.success_rate is not None]
     n_cols = len(results.suite_mean_columns)
     label = "suite mean" if results.suite_mean_columns in ([], by_task) else f"mean of {n_cols} columns"
     table.add_row(
-        f"[bold]{label}[/]", _fmt_rate(results.suite_mean, results.suite_ci_low, results.suite_ci_high),
-        str(sum(r.successes for r in results.tasks)), str(results.episodes),
-        f"[red]{results.errored}[/]" if results.errored else "0", "",
-    )  # fmt: skip
+        f"[bold]{label}[/]",
+        _fmt_rate(results.suite_mean, results.suite_ci_low, results.suite_ci_high),
+        str(sum(r.successes for r in results.tasks)),
+        str(results.episodes),
+        f"[red]{results.errored}[/]" if results.errored else "0",
+        "",
+    )
     return table
 
 
 def columns_table(results: RunResults) -> Table:
     """The suite's result columns and headline averages, each average with the columns it used."""
-    table = Table(title=f"columns of {results.suite}", caption="a column is the unweighted mean of its tasks' rates; "
-                  "* counts in the suite mean")  # fmt: skip
+    table = Table(
+        title=f"columns of {results.suite}",
+        caption="a column is the unweighted mean of its tasks' rates; * counts in the suite mean",
+    )
     table.add_column("column")
     table.add_column("key", style="dim")
     table.add_column("success %", justify="right")
@@ -64,8 +73,9 @@ def columns_table(results: RunResults) -> Table:
     for c in results.columns:
         value = "n/a" if c.success_rate is None else f"{100 * c.success_rate:.1f}"
         missing = f" [yellow](missing {', '.join(c.missing)})[/]" if c.missing else ""
-        table.add_row(escape(c.id) + (" *" if c.in_mean else ""), escape(c.key), value,
-                      escape(", ".join(c.tasks)) + missing)  # fmt: skip
+        table.add_row(
+            escape(c.id) + (" *" if c.in_mean else ""), escape(c.key), value, escape(", ".join(c.tasks)) + missing
+        )
     if results.averages:
         table.add_section()
     for a in results.averages:
@@ -116,7 +126,6 @@ def vla_table(v: Any) -> Table:
     return table
 
 
-
 def print_results(results: RunResults, path: Path) -> None:
     console.print(results_table(results))
     if results.declares_columns:
@@ -144,7 +153,6 @@ def print_results(results: RunResults, path: Path) -> None:
     console.print(f"results written to {path / 'results.json'}")
 
 
-
 def score_or_fail(run_dir: Path, errored_as_failure: bool = False) -> RunResults:
     from vlascore.scoring import score_and_write
     from vlascore.store import StoreError
@@ -155,14 +163,20 @@ def score_or_fail(run_dir: Path, errored_as_failure: bool = False) -> RunResults
         raise fail(str(exc)) from None
 
 
-
 def _task_settings(t: Any) -> dict[str, str]:
     size = f"{t.resolution[0]}x{t.resolution[1]}" if t.resolution else "native size"
-    freq = (f"{t.control_freq:g} Hz control / {t.sim_freq} Hz physics" if t.control_freq and t.sim_freq
-            else "simulator's frequencies")  # fmt: skip
-    return {"control": t.control_mode, "camera": f"{t.camera} {size}", "frequencies": freq,
-            "success": t.success_mode, "max steps": str(t.max_steps)}  # fmt: skip
-
+    freq = (
+        f"{t.control_freq:g} Hz control / {t.sim_freq} Hz physics"
+        if t.control_freq and t.sim_freq
+        else "simulator's frequencies"
+    )
+    return {
+        "control": t.control_mode,
+        "camera": f"{t.camera} {size}",
+        "frequencies": freq,
+        "success": t.success_mode,
+        "max steps": str(t.max_steps),
+    }
 
 
 def suite_tasks_table(s: Any) -> Table:
@@ -170,8 +184,10 @@ def suite_tasks_table(s: Any) -> Table:
     settings = [_task_settings(t) for t in s.tasks]
     shared = [k for k in settings[0] if len({row[k] for row in settings}) == 1]
     caption = " | ".join(f"{k}: {settings[0][k]}" for k in shared)
-    table = Table(title=f"{s.name} (protocol {s.protocol_version}, fingerprint {s.fingerprint}, backend {s.backend})",
-                  caption=caption)  # fmt: skip
+    table = Table(
+        title=f"{s.name} (protocol {s.protocol_version}, fingerprint {s.fingerprint}, backend {s.backend})",
+        caption=caption,
+    )
     own = [k for k in settings[0] if k not in shared]
     for col in ("task", "env", "category", *own, "episodes", "instruction"):
         table.add_column(col, no_wrap=col == "task")
@@ -183,16 +199,19 @@ def suite_tasks_table(s: Any) -> Table:
     return table
 
 
-
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-
 def qa_table(results: dict[str, QAResult], title: str) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD, caption="score in percent; OCRBench: correct per 1000 questions")
-    for col, justify in (("benchmark", "left"), ("score", "right"), ("MM scale", "right"), ("questions", "right"),
-                         ("status", "left")):  # fmt: skip
+    for col, justify in (
+        ("benchmark", "left"),
+        ("score", "right"),
+        ("MM scale", "right"),
+        ("questions", "right"),
+        ("status", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for name, r in results.items():
         status = "[green]ok[/]" if r.status == "ok" else f"[red]{r.status}[/]"
@@ -201,10 +220,8 @@ def qa_table(results: dict[str, QAResult], title: str) -> Table:
     return table
 
 
-
 def data_notes(results: dict[str, QAResult]) -> list[str]:
     return [f"{name} data: {r.data.describe()}" for name, r in results.items()]
-
 
 
 def combined_table(rows: list[CombinedRow]) -> tuple[Table, list[str]]:
@@ -216,16 +233,22 @@ def combined_table(rows: list[CombinedRow]) -> tuple[Table, list[str]]:
     order = list(load_benchmarks().benchmarks)
     benches = [b for b in order if b in present] + sorted(present - set(order))
     names = list(dict.fromkeys(s for r in rows for s in r.summaries))
-    table = Table(title="Combined: simulation, VLA Score, multimodal QA", box=box.SIMPLE_HEAD,
-                  caption="percent; OCRBench out of 1000 (MM: / 10); * partial, ~ subset (see notes)")  # fmt: skip
+    table = Table(
+        title="Combined: simulation, VLA Score, multimodal QA",
+        box=box.SIMPLE_HEAD,
+        caption="percent; OCRBench out of 1000 (MM: / 10); * partial, ~ subset (see notes)",
+    )
     table.add_column("")
     for r in rows:
         table.add_column(escape(r.label), justify="right")
     table.add_row("Sim (success %)", *[_fmt(r.sim) for r in rows])
     table.add_row("VLA Score", *[_fmt(r.vla) for r in rows], end_section=True)
     for b in benches:
-        table.add_row(b, *[(_fmt(r.qa.get(b)) + ("~" if b in r.qa_subset else "")) if b in r.qa else "" for r in rows],
-                      end_section=b == benches[-1])  # fmt: skip
+        table.add_row(
+            b,
+            *[(_fmt(r.qa.get(b)) + ("~" if b in r.qa_subset else "")) if b in r.qa else "" for r in rows],
+            end_section=b == benches[-1],
+        )
     for n in names:
         cells = []
         for r in rows:
@@ -244,11 +267,9 @@ def combined_table(rows: list[CombinedRow]) -> tuple[Table, list[str]]:
     return table, notes
 
 
-
 def print_combined(rows: list[CombinedRow]) -> None:
 
     table, notes = combined_table(rows)
     console.print(table)
     for note in notes:
         console.print(f"[dim]{escape(note)}[/]", highlight=False)
-

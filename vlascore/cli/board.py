@@ -95,16 +95,19 @@ def submit_cmd(
     except StoreError as exc:
         raise fail(str(exc)) from None
     s, files = packed.submission, packed.manifest.files
-    judges = ", ".join(f"{j.judge} {j.judge_version}" + (f" ({j.judge_model})" if j.judge_model else "")
-                       for j in s.judges) or "none (success rates only)"  # fmt: skip
+    judges = (
+        ", ".join(f"{j.judge} {j.judge_version}" + (f" ({j.judge_model})" if j.judge_model else "") for j in s.judges)
+        or "none (success rates only)"
+    )
     qa = f"\n  QA: {', '.join(f.benchmark for f in s.qa)}; {s.mm.describe()}" if s.qa and s.mm else ""
     console.print(
         f"packed {escape(s.name)!s}: {len(files)} file(s), {format_bytes(sum(f.size for f in files.values()))} "
         f"into {escape(str(packed.path))}\n  suite {escape(s.suite)} (fingerprint {s.suite_fingerprint}), "
         f"{sum(s.episodes_per_task.values())} episode(s); judgements: {escape(judges)}{escape(qa)}\n"
         f"add it to a board with: vlascore leaderboard add {escape(str(packed.path))} --board DIR",
-        highlight=False, soft_wrap=True,
-    )  # fmt: skip
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @leaderboard_app.command("add")
@@ -159,8 +162,11 @@ def add_cmd(
             continue
         except StoreError as exc:
             raise fail(str(exc), 1) from None
-        console.print(f"[green]accepted[/] {escape(record.name)} as [bold]{record.id}[/] "
-                      f"(suite {escape(record.suite)})", highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"[green]accepted[/] {escape(record.name)} as [bold]{record.id}[/] (suite {escape(record.suite)})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if rejected:
         raise typer.Exit(1)
 
@@ -188,8 +194,13 @@ def list_cmd(board: BoardOpt) -> None:
     for e in entries:
         mean = e.results.suite_mean
         made = {j.label for j in e.record.board_judgements}
-        vla = "\n".join(f"{_num(v.vla_score.value)} ({escape(v.label)}{', board' if v.label in made else ''})"
-                        for v in e.results.vla) or "-"  # fmt: skip
+        vla = (
+            "\n".join(
+                f"{_num(v.vla_score.value)} ({escape(v.label)}{', board' if v.label in made else ''})"
+                for v in e.results.vla
+            )
+            or "-"
+        )
         success = _num(None if mean is None else 100 * mean)
         table.add_row(
             e.record.id,
@@ -241,9 +252,13 @@ def build_cmd(
         summary = build_site(board, out, force=force, progress=say)
     except StoreError as exc:
         raise fail(str(exc), 1) from None
-    console.print(f"site written to {escape(str(out / 'index.html'))} ({summary.submissions} submission(s), "
-                  f"{summary.reports_built} report(s) built, {summary.reports_reused} up to date, "
-                  f"{summary.seconds:.1f} s)", highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        f"site written to {escape(str(out / 'index.html'))} ({summary.submissions} submission(s), "
+        f"{summary.reports_built} report(s) built, {summary.reports_reused} up to date, "
+        f"{summary.seconds:.1f} s)",
+        highlight=False,
+        soft_wrap=True,
+    )
     for rid, problem in summary.report_errors.items():
         err.print(f"[yellow]warning:[/] the report of {rid} could not be built: {escape(problem)}", highlight=False)
     if summary.report_errors:
@@ -346,8 +361,15 @@ def rejudge_cmd(
         olds = list(o.old.items()) or [("-", None)]
         for label, old in olds:
             delta = "-" if o.new is None or old is None else f"{o.new - old:+.1f}"
-            table.add_row(escape(o.name), o.id, escape(label), _num(old) if label != "-" else "-",
-                          escape(o.label or "-"), new, delta)  # fmt: skip
+            table.add_row(
+                escape(o.name),
+                o.id,
+                escape(label),
+                _num(old) if label != "-" else "-",
+                escape(o.label or "-"),
+                new,
+                delta,
+            )
     console.print(table)
     failed = [o for o in outcomes if o.error]
     console.print(

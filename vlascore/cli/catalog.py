@@ -21,7 +21,6 @@ adapter_app = typer.Typer(
 )
 
 
-
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor_cmd)
     app.add_typer(tasks_app, name="tasks")
@@ -57,11 +56,12 @@ def tasks_list(
         raise fail(str(exc)) from None
     console.print(suite_tasks_table(s))
     if s.columns or s.averages:
-        console.print(f"columns: {', '.join(f'{c.id} = mean of {chr(43).join(c.tasks)}' for c in s.result_columns)}",
-                      soft_wrap=True)  # fmt: skip
+        console.print(
+            f"columns: {', '.join(f'{c.id} = mean of {chr(43).join(c.tasks)}' for c in s.result_columns)}",
+            soft_wrap=True,
+        )
     for a in s.averages:
         console.print(f"average {a.id}: mean of {', '.join(a.columns)}", soft_wrap=True)
-
 
 
 @tasks_app.command("validate")
@@ -80,11 +80,12 @@ def tasks_validate(paths: Annotated[list[Path], typer.Argument(help="Suite YAML 
             err.print(f"[red]invalid[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             bad += 1
             continue
-        console.print(f"[green]ok[/] {path}: suite {s.name!r}, {len(s.tasks)} task(s), protocol {s.protocol_version}, "
-                      f"fingerprint {s.fingerprint}")  # fmt: skip
+        console.print(
+            f"[green]ok[/] {path}: suite {s.name!r}, {len(s.tasks)} task(s), protocol {s.protocol_version}, "
+            f"fingerprint {s.fingerprint}"
+        )
     if bad:
         raise typer.Exit(1)
-
 
 
 @models_app.command("list")
@@ -110,15 +111,23 @@ def models_list() -> None:
             needs = "; ".join(x for x in (extras, cls.needs) if x) or "-"
             chunk = str(cls.chunk_size) + (f" (runs {cls.execute_steps})" if cls.execute_steps else "")
             acts = f"{space.mode} {space.rotation} dim {space.dim}" + ("" if space.normalized else " (units)")
-            table.add_row(name, origin, "yes" if cls.reasons else "no", "yes" if cls.answers_questions else "no",
-                          acts if cls.acts else "- (QA only)", "-" if not cls.acts else chunk, escape(needs),
-                          "[green]ok[/]")  # fmt: skip
+            table.add_row(
+                name,
+                origin,
+                "yes" if cls.reasons else "no",
+                "yes" if cls.answers_questions else "no",
+                acts if cls.acts else "- (QA only)",
+                "-" if not cls.acts else chunk,
+                escape(needs),
+                "[green]ok[/]",
+            )
         except Exception as exc:  # noqa: BLE001 - listing must survive one broken plugin
             table.add_row(name, origin, "?", "?", "?", "?", "?", f"[red]{escape(f'{type(exc).__name__}: {exc}')}[/]")
     console.print(table)
-    console.print("[dim]Declared conventions are converted to each task's when they differ (see docs/adapters.md); "
-                  "`vlascore adapter check NAME` tests one. QA: answers `vlascore qa` (a VLM side).[/]")  # fmt: skip
-
+    console.print(
+        "[dim]Declared conventions are converted to each task's when they differ (see docs/adapters.md); "
+        "`vlascore adapter check NAME` tests one. QA: answers `vlascore qa` (a VLM side).[/]"
+    )
 
 
 @adapter_app.command("check")
@@ -162,8 +171,14 @@ def adapter_check(
     except SuiteError as exc:
         raise fail(str(exc)) from None
     options = parse_model_args(model_arg or [])
-    reports = check_adapter(lambda: make_adapter(model, options), chosen, seed=seed, steps=steps,
-                            timed_calls=calls, max_latency_ms=max_latency_ms)  # fmt: skip
+    reports = check_adapter(
+        lambda: make_adapter(model, options),
+        chosen,
+        seed=seed,
+        steps=steps,
+        timed_calls=calls,
+        max_latency_ms=max_latency_ms,
+    )
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
     for r in reports:
         console.print(f"[bold]{escape(r.adapter)}[/] on [bold]{escape(r.task)}[/]")
@@ -176,7 +191,6 @@ def adapter_check(
         listing = "; ".join(f"{task}: {c.name}: {c.detail}" for task, c in problems)
         raise fail(f"{len(problems)} problem(s): {listing}", 1)
     console.print(f"[green]{model} passes the adapter checks on {len(reports)} task(s)[/]")
-
 
 
 def doctor_cmd(
@@ -210,4 +224,3 @@ def doctor_cmd(
     if failed:
         raise fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", 1)
     console.print("[green]all required checks passed[/]")
-

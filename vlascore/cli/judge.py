@@ -49,7 +49,6 @@ judge_app = typer.Typer(
 )
 
 
-
 def register(app: typer.Typer) -> None:
     app.add_typer(judge_app, name="judge")
 
@@ -95,9 +94,15 @@ def judge_run_cmd(
 
     if (price_in is None) != (price_out is None):
         raise fail("pass both --price-in and --price-out (USD per 1M tokens), or neither")
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("failed {task.fields[failed]}  cached {task.fields[cached]}"), TimeElapsedColumn(),
-                   console=err, disable=not progress)  # fmt: skip
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}  cached {task.fields[cached]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not progress,
+    )
     bar_id = bar.add_task(f"judging {run_dir.name} ({judge})", total=None, failed=0, cached=0)
     counts = {"failed": 0, "cached": 0}
 
@@ -123,23 +128,29 @@ def judge_run_cmd(
         bar.stop()
     u = result.usage
     failed = [j for j in result.judgements if j.status == "failed"]
-    cost = "unknown (model not in judges/pricing/prices.yaml; pass --price-in/--price-out)" if u.cost_usd is None else (
-        f"${u.cost_usd:.4f}")  # fmt: skip
+    cost = (
+        "unknown (model not in judges/pricing/prices.yaml; pass --price-in/--price-out)"
+        if u.cost_usd is None
+        else (f"${u.cost_usd:.4f}")
+    )
     console.print(
         f"judged {len(result.judgements)} episode(s) with {escape(result.judge)} {result.judge_version}"
         + (f" ({escape(str(result.judge_model))})" if result.judge_model else "")
         + f" in {result.duration_s:.1f} s; failed {len(failed)}",
-        highlight=False, soft_wrap=True,
-    )  # fmt: skip
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.judge_model:
-        console.print(f"calls {u.calls}, cache hits {u.cache_hits}, tokens {u.prompt_tokens} in / "
-                      f"{u.completion_tokens} out, cost {cost}", highlight=False)  # fmt: skip
+        console.print(
+            f"calls {u.calls}, cache hits {u.cache_hits}, tokens {u.prompt_tokens} in / "
+            f"{u.completion_tokens} out, cost {cost}",
+            highlight=False,
+        )
     for j in failed[:5]:
         console.print(f"[red]failed[/] {escape(j.episode_id)}: {escape(str(j.failure_reason))}", highlight=False)
     if len(failed) > 5:
         console.print(f"... and {len(failed) - 5} more (see the judgement file)")
     print_results(score_or_fail(run_dir), run_dir)
-
 
 
 @judge_app.command("audit")
@@ -177,8 +188,15 @@ def judge_audit_cmd(
 
     try:
         settings = endpoint(judge_model, base_url, api_key_env, concurrency, timeout, max_retries)
-        report = audit_run(run_dir, judge, judge_context(settings, cache_dir, kb, retrieval), repeats=repeats,
-                           against=against, injection=injection, max_episodes=max_episodes)  # fmt: skip
+        report = audit_run(
+            run_dir,
+            judge,
+            judge_context(settings, cache_dir, kb, retrieval),
+            repeats=repeats,
+            against=against,
+            injection=injection,
+            max_episodes=max_episodes,
+        )
     except judge_errors() as exc:
         raise fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)) from None
     who = f"{report.judge} {report.judge_version}" + (f" ({report.judge_model})" if report.judge_model else "")
@@ -220,7 +238,6 @@ def judge_audit_cmd(
     console.print(f"audit written to {escape(str(run_dir / 'audit'))}/", highlight=False)
 
 
-
 @judge_app.command("list")
 def judge_list() -> None:
     """The judges shipped in judges/ (YAML + Jinja templates); pass your own YAML path to --judge."""
@@ -240,4 +257,3 @@ def judge_list() -> None:
     for alias, (reasoning, specialist) in AUTO_JUDGES.items():
         table.add_row(alias, "alias", "auto", "-", f"{reasoning} for reasoning policies, {specialist} otherwise")
     console.print(table)
-

@@ -24,6 +24,7 @@ kb_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 def register(app: typer.Typer) -> None:
     app.add_typer(kb_app, name="kb")
 
@@ -78,8 +79,16 @@ def add_cmd(
             raise fail(f"cannot read --rationale-file {rationale_file}: {exc}") from None
     kb_dir = _kb_dir(kb)
     try:
-        entry = kb_add(kb_dir, run_dir, episode_id, rationale or "", parse_scores(scores), reviewed_by,
-                       entry_id=entry_id, category=category)  # fmt: skip
+        entry = kb_add(
+            kb_dir,
+            run_dir,
+            episode_id,
+            rationale or "",
+            parse_scores(scores),
+            reviewed_by,
+            entry_id=entry_id,
+            category=category,
+        )
     except KBError as exc:
         raise fail(str(exc)) from None
     shown = ", ".join(f"{k}={v}" for k, v in entry.scores.items())
@@ -140,8 +149,9 @@ def build_cmd(
 
     try:
         with bar:
-            meta = kb_build(kb_dir, reviewed_jsonl, text_embedder, image_embedder, text_options=options or None,
-                            on_progress=step)  # fmt: skip
+            meta = kb_build(
+                kb_dir, reviewed_jsonl, text_embedder, image_embedder, text_options=options or None, on_progress=step
+            )
     except KBError as exc:
         raise fail(str(exc)) from None
     t, i = meta["text_embedder"], meta["image_embedder"]
@@ -176,24 +186,36 @@ def list_cmd(
     except KBError as exc:
         raise fail(str(exc)) from None
     # The path goes on its own line: as a table title it would wrap (or be cut) at the table's width.
-    console.print(f"[bold]knowledge base[/] {escape(str(kb_dir))} ({len(entries)} entries)", highlight=False,
-                  soft_wrap=True)  # fmt: skip
+    console.print(
+        f"[bold]knowledge base[/] {escape(str(kb_dir))} ({len(entries)} entries)", highlight=False, soft_wrap=True
+    )
     table = Table()
     for col in ("id", "task", "category", "mode", "success", "scores", "steps"):
         table.add_column(col, no_wrap=col in ("id", "scores"))
     for e in entries:
-        table.add_row(escape(e.id), e.task, e.category, e.mode, "[green]yes[/]" if e.success else "[red]no[/]",
-                      _fmt_scores(e.scores), str(e.num_steps))  # fmt: skip
+        table.add_row(
+            escape(e.id),
+            e.task,
+            e.category,
+            e.mode,
+            "[green]yes[/]" if e.success else "[red]no[/]",
+            _fmt_scores(e.scores),
+            str(e.num_steps),
+        )
     console.print(table)
     if full:
         for e in entries:
-            console.print(f"\n[bold]{escape(e.id)}[/] ({escape(e.reviewed_by)}): {escape(e.rationale)}",
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"\n[bold]{escape(e.id)}[/] ({escape(e.reviewed_by)}): {escape(e.rationale)}", highlight=False
+            )
     try:
         loaded = KnowledgeBase.load(kb_dir)
         t, i = loaded.meta["text_embedder"], loaded.meta["image_embedder"]
-        console.print(f"[green]index up to date[/] (built {loaded.meta['built_at']}; text {t['name']} {t['version']}, "
-                      f"image {i['name']} {i['version']})", highlight=False)  # fmt: skip
+        console.print(
+            f"[green]index up to date[/] (built {loaded.meta['built_at']}; text {t['name']} {t['version']}, "
+            f"image {i['name']} {i['version']})",
+            highlight=False,
+        )
     except KBError as exc:
         console.print(f"[yellow]index:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
@@ -243,16 +265,26 @@ def search_cmd(
     except KBError as exc:
         raise fail(str(exc)) from None
     cats = ", ".join(f"{c} {s:.3f}" for c, s in result.category_similarity.items())
-    console.print(f"task retrieval: [bold]{escape(result.category)}[/] (instruction cosine per category: {cats})",
-                  highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        f"task retrieval: [bold]{escape(result.category)}[/] (instruction cosine per category: {cats})",
+        highlight=False,
+        soft_wrap=True,
+    )
     table = Table(title="scene retrieval" + ("" if frames is not None else " (no frames: ranked by instruction)"))
     for col in ("rank", "id", "task", "success", "scores", "task sim", "scene sim"):
         table.add_column(col, no_wrap=col in ("id", "scores"))
     for rank, hit in enumerate(result.hits, 1):
         e = hit.entry
         scene = f"{hit.scene_similarity:.3f}" if hit.scene_similarity is not None else "-"
-        table.add_row(str(rank), escape(e.id), e.task, "yes" if e.success else "no", _fmt_scores(e.scores),
-                      f"{hit.task_similarity:.3f}", scene)  # fmt: skip
+        table.add_row(
+            str(rank),
+            escape(e.id),
+            e.task,
+            "yes" if e.success else "no",
+            _fmt_scores(e.scores),
+            f"{hit.task_similarity:.3f}",
+            scene,
+        )
     console.print(table)
     for rank, hit in enumerate(result.hits, 1):
         console.print(f"\n{rank}. [bold]{escape(hit.entry.id)}[/]: {escape(hit.entry.rationale)}", highlight=False)

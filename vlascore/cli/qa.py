@@ -109,8 +109,9 @@ def qa_cmd(
         for b in load_benchmarks().benchmarks.values():
             hub = b.hub + (f" (config {b.config})" if b.config else "")
             line = f"dataset {hub}, split {b.split}; lmms-eval task {b.lmms_task}, metric {b.metric}"
-            console.print(f"  [bold]{b.name}[/]  {escape(b.title)}: {escape(b.kind)}\n    {line}", soft_wrap=True,
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"  [bold]{b.name}[/]  {escape(b.title)}: {escape(b.kind)}\n    {line}", soft_wrap=True, highlight=False
+            )
         return
     if model is None:
         raise fail("--model is required (an adapter with a VLM side, e.g. --model vlm -M path=...); see --help")
@@ -127,8 +128,14 @@ def qa_cmd(
     out = out or Path("runs") / f"{model}-qa"
     grader = endpoint(judge_model, base_url, api_key_env, concurrency)
     options = QAOptions(limit=limit, seed=seed, rerun=rerun, grader=grader, cache_dir=cache_dir)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, disable=not progress)  # fmt: skip
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not progress,
+    )
     ids: dict[str, Any] = {}
 
     def on_event(event: dict[str, Any]) -> None:
@@ -141,17 +148,27 @@ def qa_cmd(
             if name in ids:
                 bar.update(ids[name], completed=event["done"], total=event["total"])
         elif kind == "done" and event.get("status") != "ok":
-            bar.console.print(f"[red]failed[/] {escape(event['benchmark'])}: {escape(str(event.get('error')))}",
-                              highlight=False)  # fmt: skip
+            bar.console.print(
+                f"[red]failed[/] {escape(event['benchmark'])}: {escape(str(event.get('error')))}", highlight=False
+            )
 
     try:
-        outcome = run_qa(model=model, model_args=parse_model_args(model_arg or []), benchmarks=chosen, out=out,
-                         data=pairs, data_dir=data_dir, options=options, on_event=on_event)  # fmt: skip
+        outcome = run_qa(
+            model=model,
+            model_args=parse_model_args(model_arg or []),
+            benchmarks=chosen,
+            out=out,
+            data=pairs,
+            data_dir=data_dir,
+            options=options,
+            on_event=on_event,
+        )
     except (MissingExtraError, StoreError, UnknownPluginError, JudgeAbort, ValueError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
-        raise fail(f"interrupted; finished benchmarks are saved in {out}/qa. Run the same command to continue",
-                   130) from None
+        raise fail(
+            f"interrupted; finished benchmarks are saved in {out}/qa. Run the same command to continue", 130
+        ) from None
     finally:
         bar.stop()
     if outcome.skipped:

@@ -32,9 +32,13 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/MODEL-SUITE].")] = None,
     episodes: Annotated[
         int | None,
-        typer.Option("--episodes", "-n", min=1,
-                     help="Episodes per task: the first N seeds, or the first N cells of a grid task (SimplerEnv "
-                          "suites), which are not a representative sample. [default: all]"),
+        typer.Option(
+            "--episodes",
+            "-n",
+            min=1,
+            help="Episodes per task: the first N seeds, or the first N cells of a grid task (SimplerEnv "
+            "suites), which are not a representative sample. [default: all]",
+        ),
     ] = None,
     tasks: TasksOpt = None,
     model_arg: ModelArgOpt = None,
@@ -55,9 +59,12 @@ def run_cmd(
     ] = 1,
     success_mode: Annotated[
         str | None,
-        typer.Option("--success-mode", help="final: success at the episode's last step (SimplerEnv's protocol); ever: "
-                                            "the episode ends at its first success step. Changes the suite's "
-                                            "fingerprint. [default: the suite's]"),
+        typer.Option(
+            "--success-mode",
+            help="final: success at the episode's last step (SimplerEnv's protocol); ever: "
+            "the episode ends at its first success step. Changes the suite's "
+            "fingerprint. [default: the suite's]",
+        ),
     ] = None,
     backend_arg: BackendArgOpt = None,
     progress: ProgressOpt = True,
@@ -113,10 +120,15 @@ def run_cmd(
     backend_options = {"sim_backend": sim_backend, "num_envs": num_envs} if spec.backend == "maniskill" else {}
     backend_options.update(parse_model_args(backend_arg or []))
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TextColumn("ok {task.fields[ok]}  errored {task.fields[errored]}  success {task.fields[succ]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not progress,
-    )  # fmt: skip
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not progress,
+    )
     counts = {"ok": 0, "errored": 0, "succ": 0}
     bar_id = bar.add_task(f"{model} on {spec.name}", total=None, ok=0, errored=0, succ=0)
 
@@ -145,10 +157,19 @@ def run_cmd(
 
     try:
         runner.run(
-            model=model, suite=spec, out=out, tasks=task_ids, episodes=episodes,
-            model_args=parse_model_args(model_arg or []), backend_options=backend_options, resume=resume,
-            retry_errored=retry_errored, frame_stride=frame_stride, on_start=on_start, on_episode=on_episode,
-        )  # fmt: skip
+            model=model,
+            suite=spec,
+            out=out,
+            tasks=task_ids,
+            episodes=episodes,
+            model_args=parse_model_args(model_arg or []),
+            backend_options=backend_options,
+            resume=resume,
+            retry_errored=retry_errored,
+            frame_stride=frame_stride,
+            on_start=on_start,
+            on_episode=on_episode,
+        )
     except (
         BackendError,
         SuiteError,
@@ -166,4 +187,3 @@ def run_cmd(
     finally:
         bar.stop()
     print_results(score_and_write(out), Path(out))
-

@@ -54,9 +54,14 @@ def score_cmd(
         row = combined_row(run_dir, results=results, qa=qa)
         rows.append(row)
         if as_json:
-            payload.append({"run": str(run_dir), "results": results.model_dump(mode="json") if results else None,
-                            "qa": {k: r.model_dump(mode="json") for k, r in qa.items()},
-                            "combined": row.model_dump(mode="json")})  # fmt: skip
+            payload.append(
+                {
+                    "run": str(run_dir),
+                    "results": results.model_dump(mode="json") if results else None,
+                    "qa": {k: r.model_dump(mode="json") for k, r in qa.items()},
+                    "combined": row.model_dump(mode="json"),
+                }
+            )
             continue
         if results is not None:
             print_results(results, run_dir)
@@ -66,11 +71,13 @@ def score_cmd(
                 console.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
     if as_json:
         only = payload[0]
-        print(json.dumps(only["results"], indent=2) if len(payload) == 1 and not only["qa"] else
-              json.dumps({"runs": payload}, indent=2))  # fmt: skip
+        print(
+            json.dumps(only["results"], indent=2)
+            if len(payload) == 1 and not only["qa"]
+            else json.dumps({"runs": payload}, indent=2)
+        )
     elif len(rows) > 1 or any(r.qa for r in rows):
         print_combined(rows)
-
 
 
 def report_cmd(
@@ -110,12 +117,12 @@ def report_cmd(
     from vlascore.store import StoreError
 
     try:
-        path = write_report(run_dirs, out, baseline=baseline, episodes=episode, filmstrips=filmstrips,
-                            max_frames=frames)  # fmt: skip
+        path = write_report(
+            run_dirs, out, baseline=baseline, episodes=episode, filmstrips=filmstrips, max_frames=frames
+        )
     except (StoreError, JudgeError, ValueError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc}") from None
     size = path.stat().st_size / 1e6
     console.print(f"report written to {escape(str(path))} ({size:.1f} MB)", highlight=False, soft_wrap=True)
-

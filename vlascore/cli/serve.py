@@ -30,7 +30,7 @@ def serve_cmd(
             help="Declare that act() keeps no state between calls, so a client may replay a "
             "call on a new connection after a drop (single-frame VLAs; not scripted experts).",
         ),
-    ] = False,  # fmt: skip
+    ] = False,
 ) -> None:
     """Serve a policy adapter over WebSocket (msgpack) until Ctrl-C or SIGTERM, e.g. a model that needs its own
     environment (an old transformers, another CUDA) while `vlascore run` evaluates it from this one.
@@ -75,17 +75,22 @@ def serve_cmd(
 
     config = parse_model_args(model_arg or [])
     try:
-        server = PolicyServer(model, config, host=host, port=port, max_clients=max_clients, stateless=stateless,
-                              log=log)  # fmt: skip
+        server = PolicyServer(
+            model, config, host=host, port=port, max_clients=max_clients, stateless=stateless, log=log
+        )
     except (ServingError, UnknownPluginError, MissingExtraError, ProtocolError, ValueError) as exc:
         raise fail(str(exc), 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted while building the adapter", 130) from None
     try:  # from here on a signal stops the server cleanly, even one that arrives while the URL is printed
-        console.print(f"serving {escape(model)} at {server.url} ({PROTOCOL} {PROTOCOL_VERSION}; Ctrl-C to stop)",
-                      highlight=False, soft_wrap=True)  # fmt: skip
-        console.print(f"evaluate it with: vlascore run --model remote -M url={server.url} ...", highlight=False,
-                      soft_wrap=True)  # fmt: skip
+        console.print(
+            f"serving {escape(model)} at {server.url} ({PROTOCOL} {PROTOCOL_VERSION}; Ctrl-C to stop)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(
+            f"evaluate it with: vlascore run --model remote -M url={server.url} ...", highlight=False, soft_wrap=True
+        )
         sys.stdout.flush()  # the URL must reach a pipe (a test, a supervisor) now, not when the buffer fills
         server.serve_forever()
     except KeyboardInterrupt:

@@ -63,13 +63,15 @@ def results_table(result: SimRealResult) -> Table:
     then the summaries."""
     from vlascore.scoring.simreal import PROTOCOL_TITLES
 
-    table = Table(title=f"Sim-to-real agreement, {PROTOCOL_TITLES[result.protocol]}", box=box.SIMPLE_HEAD,
-                  caption="MMRV: 0-1, lower is better; Pearson r: higher is better; SimplerEnv: MMRV / r of "
-                  "SimplerEnv's own sim rates for the same policies; paper: MMRV / r as its figures print them "
-                  "(for its policies)")  # fmt: skip
+    table = Table(
+        title=f"Sim-to-real agreement, {PROTOCOL_TITLES[result.protocol]}",
+        box=box.SIMPLE_HEAD,
+        caption="MMRV: 0-1, lower is better; Pearson r: higher is better; SimplerEnv: MMRV / r of "
+        "SimplerEnv's own sim rates for the same policies; paper: MMRV / r as its figures print them "
+        "(for its policies)",
+    )
     # SimplerEnv's own sim rates for the same policies: the baseline, unless they are what is being compared
-    baseline = any(t.simpler and t.simpler.model_dump() != {"mmrv": t.mmrv, "pearson": t.pearson}
-                   for t in result.tasks)  # fmt: skip
+    baseline = any(t.simpler and t.simpler.model_dump() != {"mmrv": t.mmrv, "pearson": t.pearson} for t in result.tasks)
     cols = ["task", "policy", "sim", "real", "MMRV", "Pearson r", *(["SimplerEnv"] if baseline else []), "paper"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("task", "policy") else "right")
@@ -80,16 +82,28 @@ def results_table(result: SimRealResult) -> Table:
         for i, row in enumerate(rows):
             first = i == 0
             table.add_row(
-                label[i] if i < len(label) else "", escape(row.policy), _fmt(row.sim), _fmt(row.real),
-                f"[bold]{t.mmrv:.3f}[/]" if first else "", f"[bold]{t.pearson:.3f}[/]" if first else "",
+                label[i] if i < len(label) else "",
+                escape(row.policy),
+                _fmt(row.sim),
+                _fmt(row.real),
+                f"[bold]{t.mmrv:.3f}[/]" if first else "",
+                f"[bold]{t.pearson:.3f}[/]" if first else "",
                 *([_pair_fmt(t.simpler.mmrv, t.simpler.pearson) if first and t.simpler else ""] if baseline else []),
                 _pair_fmt(t.paper.mmrv, t.paper.pearson) if first and t.paper else "",
                 end_section=i == len(rows) - 1,
-            )  # fmt: skip
+            )
     for s in result.summaries:
-        table.add_row(f"[bold]{escape(s.id)}[/]", f"mean of {len(s.tasks)} tasks", "", "", f"[bold]{s.mmrv:.3f}[/]",
-                      f"[bold]{s.pearson:.3f}[/]", *([""] if baseline else []),
-                      _pair_fmt(s.paper.mmrv, s.paper.pearson) if s.paper else "", end_section=True)  # fmt: skip
+        table.add_row(
+            f"[bold]{escape(s.id)}[/]",
+            f"mean of {len(s.tasks)} tasks",
+            "",
+            "",
+            f"[bold]{s.mmrv:.3f}[/]",
+            f"[bold]{s.pearson:.3f}[/]",
+            *([""] if baseline else []),
+            _pair_fmt(s.paper.mmrv, s.paper.pearson) if s.paper else "",
+            end_section=True,
+        )
     return table
 
 
@@ -98,8 +112,11 @@ def _print_result(result: SimRealResult) -> None:
 
     console.print(results_table(result))
     grasp = " (grasp tasks: whether the object was grasped)" if any(t.metric == "grasp" for t in result.tasks) else ""
-    console.print(f"[bold]compared:[/] simulated success ({PROTOCOL_TITLES[result.protocol]}) with real-robot "
-                  f"success{grasp}, per task, over the policies listed for it", highlight=False)  # fmt: skip
+    console.print(
+        f"[bold]compared:[/] simulated success ({PROTOCOL_TITLES[result.protocol]}) with real-robot "
+        f"success{grasp}, per task, over the policies listed for it",
+        highlight=False,
+    )
     for what, sources in (("sim", result.sim_sources), ("real", result.real_sources)):
         grouped: dict[str, list[str]] = {}
         for policy, where in sources.items():
@@ -126,8 +143,11 @@ def _print_list(data: RealSuccessData) -> None:
     from vlascore.scoring.simreal import REAL_SUCCESS_FILE
 
     c = data.citation
-    console.print(f"[bold]{escape(c.title)}[/]\n{escape(', '.join(c.authors))}\n{escape(c.venue)}, "
-                  f"arXiv:{c.arxiv}, code {escape(c.code)}", highlight=False)  # fmt: skip
+    console.print(
+        f"[bold]{escape(c.title)}[/]\n{escape(', '.join(c.authors))}\n{escape(c.venue)}, "
+        f"arXiv:{c.arxiv}, code {escape(c.code)}",
+        highlight=False,
+    )
     for key, s in data.sources.items():
         console.print(f"  [bold]{key}[/]: {escape(s.repo)} @ {s.commit}: {escape(', '.join(s.files))}", highlight=False)
     console.print()
@@ -142,9 +162,14 @@ def _print_list(data: RealSuccessData) -> None:
     for robot in dict.fromkeys(t.robot for t in data.tasks):
         tasks = [t for t in data.tasks if t.robot == robot]
         policies = [p for p in data.policies if any(p in real[t.id] for t in tasks)]
-        table = Table(title=f"Real success rates: {robot} (tasks/{REAL_SUCCESS_FILE})", box=box.SIMPLE_HEAD,
-                      title_justify="left", caption="~ derived: the mean of open and close, as SimplerEnv does"
-                      if any(t.real.mean_of for t in tasks) else None)  # fmt: skip
+        table = Table(
+            title=f"Real success rates: {robot} (tasks/{REAL_SUCCESS_FILE})",
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+            caption="~ derived: the mean of open and close, as SimplerEnv does"
+            if any(t.real.mean_of for t in tasks)
+            else None,
+        )
         for col in ("task", "metric", "trials", "sim columns"):
             table.add_column(col, no_wrap=True)
         for p in policies:
@@ -154,9 +179,11 @@ def _print_list(data: RealSuccessData) -> None:
             keys = "\n".join(t.columns.values()) or "- (--reference only)"
             table.add_row(escape(t.id), t.metric, str(t.trials), escape(keys), *rates)
         console.print(table)
-    console.print("Grasp rows (Bridge's partial success) have no vlascore column yet: they are compared with "
-                  "--reference only. Not bundled: OpenVLA's unmerged real rates (see the data file).",
-                  highlight=False)  # fmt: skip
+    console.print(
+        "Grasp rows (Bridge's partial success) have no vlascore column yet: they are compared with "
+        "--reference only. Not bundled: OpenVLA's unmerged real rates (see the data file).",
+        highlight=False,
+    )
     console.print(f"\nPlease cite:\n{escape(c.bibtex())}", highlight=False, soft_wrap=True)
 
 
@@ -166,8 +193,13 @@ def simreal_cmd(
         typer.Argument(metavar="POLICY=SIM", help="Policy name = a run directory or a YAML/JSON file of sim rates."),
     ] = None,
     protocol: Annotated[
-        str, typer.Option("--protocol", "-p", help="vm (Visual Matching), va (Variant Aggregation; no Bridge) or ms3 "
-                                                   "(the ManiSkill 3 Bridge twins of simpler-bridge).")
+        str,
+        typer.Option(
+            "--protocol",
+            "-p",
+            help="vm (Visual Matching), va (Variant Aggregation; no Bridge) or ms3 "
+            "(the ManiSkill 3 Bridge twins of simpler-bridge).",
+        ),
     ] = "vm",
     reference: Annotated[
         bool, typer.Option("--reference", help="Add SimplerEnv's own simulated rates of its reference policies.")
@@ -230,16 +262,28 @@ def simreal_cmd(
             by_task = sims_by_task(data, proto, columns)
             if not by_task:
                 others = [p for p in PROTOCOL_TITLES if p != proto and sims_by_task(data, p, columns)]  # type: ignore[arg-type]
-                hint = (f"; it has {others[0]} columns: use --protocol {others[0]}" if others
-                        else "; run the policy on a SimplerEnv suite (e.g. simpler-google-vm)")  # fmt: skip
-                raise fail(f"{policy}: {path} has no {PROTOCOL_TITLES[proto]} SimplerEnv column "
-                           f"({', '.join(sorted(found)) or 'no columns'}){hint}")  # fmt: skip
+                hint = (
+                    f"; it has {others[0]} columns: use --protocol {others[0]}"
+                    if others
+                    else "; run the policy on a SimplerEnv suite (e.g. simpler-google-vm)"
+                )
+                raise fail(
+                    f"{policy}: {path} has no {PROTOCOL_TITLES[proto]} SimplerEnv column "
+                    f"({', '.join(sorted(found)) or 'no columns'}){hint}"
+                )
             sims[policy] = by_task
             sources[policy] = f"{path} ({kind}, {len(by_task)} column(s))"
         real_extra = read_real_rates(real, data) if real else None
         chosen = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-        result = compare(sims, proto, data=data, real_extra=real_extra, sim_sources=sources,
-                         real_extra_source=str(real) if real else "--real file", tasks=chosen)  # fmt: skip
+        result = compare(
+            sims,
+            proto,
+            data=data,
+            real_extra=real_extra,
+            sim_sources=sources,
+            real_extra_source=str(real) if real else "--real file",
+            tasks=chosen,
+        )
     except (SimRealError, StoreError) as exc:
         raise fail(str(exc)) from None
     _print_result(result)

@@ -21,7 +21,15 @@ _WHERE = {
     "JudgementFile": "judgement",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "DIMENSIONS",
+    "JudgeError",
+    "JudgeSpec",
+    "Judgement",
+    "JudgementFile",
+    "builtin_judge_paths",
+    "load_judge",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -126,11 +126,14 @@ def retest(runs: list[list[Judgement]], dims: tuple[str, ...]) -> list[RetestDim
         table = np.array([[r[e][d] for r in by_run] for e in episodes], dtype=float).reshape(len(episodes), len(runs))
         pairs = [np.abs(table[:, a] - table[:, b]) for a, b in combinations(range(len(runs)), 2)]
         spread = table.max(axis=1) - table.min(axis=1) if len(episodes) else np.zeros(0)
-        out.append(RetestDimension(
-            dimension=d, mean_abs_diff=float(np.mean(pairs)) if pairs and len(episodes) else 0.0,
-            exact_agreement=float(np.mean(spread == 0)) if len(episodes) else 0.0,
-            within_one=float(np.mean(spread <= 1)) if len(episodes) else 0.0,
-        ))  # fmt: skip
+        out.append(
+            RetestDimension(
+                dimension=d,
+                mean_abs_diff=float(np.mean(pairs)) if pairs and len(episodes) else 0.0,
+                exact_agreement=float(np.mean(spread == 0)) if len(episodes) else 0.0,
+                within_one=float(np.mean(spread <= 1)) if len(episodes) else 0.0,
+            )
+        )
     return out
 
 
@@ -143,11 +146,15 @@ def agreement(mine: list[Judgement], other: list[Judgement], dims: tuple[str, ..
         y = np.array([b[e][d] for e in shared], dtype=float)
         rho = spearman(x, y) if len(shared) > 1 else float("nan")
         kappa = weighted_kappa(x.astype(int), y.astype(int)) if len(shared) else float("nan")
-        out.append(AgreementDimension(
-            dimension=d, n=len(shared), spearman=None if np.isnan(rho) else float(rho),
-            weighted_kappa=None if np.isnan(kappa) else float(kappa),
-            mean_diff=float(np.mean(x - y)) if len(shared) else None,
-        ))  # fmt: skip
+        out.append(
+            AgreementDimension(
+                dimension=d,
+                n=len(shared),
+                spearman=None if np.isnan(rho) else float(rho),
+                weighted_kappa=None if np.isnan(kappa) else float(kappa),
+                mean_diff=float(np.mean(x - y)) if len(shared) else None,
+            )
+        )
     return out
 
 
@@ -163,14 +170,24 @@ def read_set(run_dir: Path, label: str) -> JudgementFile:
     path = judgements_path(run_dir, label)
     if not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.exists() else []
-        raise StoreError(f"no judgement set {label!r} in {run_dir} (have: {', '.join(have) or 'none'}); "
-                         f"make it with `vlascore judge {run_dir} --judge ...`")  # fmt: skip
+        raise StoreError(
+            f"no judgement set {label!r} in {run_dir} (have: {', '.join(have) or 'none'}); "
+            f"make it with `vlascore judge {run_dir} --judge ...`"
+        )
     return read_record(path, JudgementFile, error=StoreError)
 
 
-def audit_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContext | None = None, *,
-              repeats: int = 3, against: str | None = None, injection: bool = True, max_episodes: int = 20,
-              seed: int = 0) -> AuditReport:  # fmt: skip
+def audit_run(
+    run_dir: str | Path,
+    judge: str = "grounded",
+    context: JudgeContext | None = None,
+    *,
+    repeats: int = 3,
+    against: str | None = None,
+    injection: bool = True,
+    max_episodes: int = 20,
+    seed: int = 0,
+) -> AuditReport:
     """Audit one judge on (a seeded sample of) a run's episodes; writes <run>/audit/<label>.json."""
     from vlascore.judging.engine import label_for
 
@@ -183,9 +200,14 @@ def audit_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContex
     inputs = episode_inputs(run)
     if len(inputs) > max_episodes:
         inputs = sorted(random.Random(seed).sample(inputs, max_episodes), key=lambda i: i.episode_id)
-    report = AuditReport(run_id=run.run.run_id, judge=spec.name, judge_version=spec.effective_version,
-                         judge_model=episode_judge.model, episodes=[i.episode_id for i in inputs],
-                         repeats=repeats)  # fmt: skip
+    report = AuditReport(
+        run_id=run.run.run_id,
+        judge=spec.name,
+        judge_version=spec.effective_version,
+        judge_model=episode_judge.model,
+        episodes=[i.episode_id for i in inputs],
+        repeats=repeats,
+    )
     all_judgements: list[Judgement] = []
     # The first pass may come from the cache; the repeats bypass it, so each is a fresh request.
     runs = [judge_inputs(episode_judge, inputs, concurrency, use_cache=k == 0) for k in range(max(1, repeats))]
@@ -207,10 +229,14 @@ def audit_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContex
                 shared = sorted(set(clean) & set(dirty))
                 for d in dims:
                     shift = np.array([dirty[e][d] - clean[e][d] for e in shared], dtype=float)
-                    report.injection.append(InjectionDimension(
-                        probe=probe["id"], dimension=d, mean_shift=float(shift.mean()) if len(shift) else 0.0,
-                        moved=float(np.mean(shift != 0)) if len(shift) else 0.0,
-                    ))  # fmt: skip
+                    report.injection.append(
+                        InjectionDimension(
+                            probe=probe["id"],
+                            dimension=d,
+                            mean_shift=float(shift.mean()) if len(shift) else 0.0,
+                            moved=float(np.mean(shift != 0)) if len(shift) else 0.0,
+                        )
+                    )
     report.failed = sum(j.status == "failed" for j in all_judgements)
     report.calls = sum(j.usage.calls for j in all_judgements)
     label = label_for(spec, episode_judge.model)

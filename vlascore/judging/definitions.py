@@ -133,8 +133,14 @@ class JudgeSpec(BaseModel):
 
     @cached_property
     def effective_version(self) -> str:
-        blob = json.dumps({"spec": self.model_dump(mode="json"), "templates": self.template_texts,
-                           "failure_modes": self.taxonomy.digest}, sort_keys=True)  # fmt: skip
+        blob = json.dumps(
+            {
+                "spec": self.model_dump(mode="json"),
+                "templates": self.template_texts,
+                "failure_modes": self.taxonomy.digest,
+            },
+            sort_keys=True,
+        )
         return f"{self.version}+{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
     def mode_for(self, reasons: bool) -> Mode:

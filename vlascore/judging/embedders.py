@@ -176,8 +176,15 @@ class OpenAITextEmbedder:
     name = "openai"
     kinds: ClassVar[frozenset[str]] = frozenset({"text"})
 
-    def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 batch_size: int = 64, timeout_s: float = 60.0, client: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        batch_size: int = 64,
+        timeout_s: float = 60.0,
+        client: Any = None,
+    ) -> None:
         self.model = model or os.environ.get("VLASCORE_EMBEDDINGS_MODEL") or "text-embedding-3-small"
         self.base_url = base_url or os.environ.get("VLASCORE_EMBEDDINGS_BASE_URL") or None
         self.api_key_env = api_key_env
@@ -227,8 +234,13 @@ class ClipEmbedder:
     name = "clip"
     kinds: ClassVar[frozenset[str]] = frozenset({"text", "image"})
 
-    def __init__(self, model: str = "openai/clip-vit-base-patch32", device: str = "cpu", batch_size: int = 32,
-                 components: tuple[Any, Any, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str = "openai/clip-vit-base-patch32",
+        device: str = "cpu",
+        batch_size: int = 32,
+        components: tuple[Any, Any, Any] | None = None,
+    ) -> None:
         """`components` = (CLIPModel, tokenizer, image processor) already built (tests, custom weights)."""
         self.model_name = model
         self.device = device
@@ -261,8 +273,9 @@ class ClipEmbedder:
         model, tokenizer, _ = self._parts()
         rows = []
         for start in range(0, len(texts), self.batch_size):
-            batch = tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
-                              return_tensors="pt")  # fmt: skip
+            batch = tokenizer(
+                list(texts[start : start + self.batch_size]), padding=True, truncation=True, return_tensors="pt"
+            )
             with torch.no_grad():
                 rows.append(self._features(model.get_text_features(**batch.to(self.device))))
         return l2_normalise(np.concatenate(rows)) if rows else np.zeros((0, 0), dtype=np.float32)

@@ -29,8 +29,13 @@ def make_judge(run: LoadedRun, judge: str, context: JudgeContext | None = None) 
     return JUDGES.get(spec.kind).for_run(spec, spec.mode_for(reasons), run, context or JudgeContext())
 
 
-def judge_inputs(judge: EpisodeJudge, inputs: Iterable[JudgeInput], concurrency: int = 1, use_cache: bool = True,
-                 on_judgement: Callable[[Judgement], None] | None = None) -> list[Judgement]:  # fmt: skip
+def judge_inputs(
+    judge: EpisodeJudge,
+    inputs: Iterable[JudgeInput],
+    concurrency: int = 1,
+    use_cache: bool = True,
+    on_judgement: Callable[[Judgement], None] | None = None,
+) -> list[Judgement]:
     """Judge every input, `concurrency` at a time; results in input order. A JudgeAbort stops the pass.
 
     Verdicts the judge can serve from its cache without work (`cached`) are taken first, in this thread: a
@@ -67,10 +72,16 @@ def judgements_path(run_dir: str | Path, label: str) -> Path:
     return Path(run_dir) / JUDGEMENTS_DIR / f"{label}.json"
 
 
-def judge_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContext | None = None, *,
-              episode_ids: list[str] | None = None, label: str | None = None,
-              on_start: Callable[[int], None] | None = None,
-              on_judgement: Callable[[Judgement], None] | None = None) -> JudgementFile:  # fmt: skip
+def judge_run(
+    run_dir: str | Path,
+    judge: str = "grounded",
+    context: JudgeContext | None = None,
+    *,
+    episode_ids: list[str] | None = None,
+    label: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_judgement: Callable[[Judgement], None] | None = None,
+) -> JudgementFile:
     """Judge a run's completed episodes and write the judgement file; returns it."""
     started = time.perf_counter()
     context = context or JudgeContext()
@@ -80,10 +91,9 @@ def judge_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContex
     label = label or label_for(episode_judge.spec, episode_judge.model)
     path = judgements_path(run.path, label)
     previous = _read(path) if path.exists() else None
-    if (
-        previous is not None
-        and (previous.judge_version, previous.judge_model)
-        == (episode_judge.spec.effective_version, episode_judge.model)
+    if previous is not None and (previous.judge_version, previous.judge_model) == (
+        episode_judge.spec.effective_version,
+        episode_judge.model,
     ):
         episode_judge.prime(previous)
     if on_start:
@@ -94,12 +104,17 @@ def judge_run(run_dir: str | Path, judge: str = "grounded", context: JudgeContex
         usage.add(j.usage)
     spec = episode_judge.spec
     result = JudgementFile(
-        label=label, run_id=run.run.run_id, judge=spec.name,
-        judge_version=spec.effective_version, judge_model=episode_judge.model,
+        label=label,
+        run_id=run.run.run_id,
+        judge=spec.name,
+        judge_version=spec.effective_version,
+        judge_model=episode_judge.model,
         base_url=context.endpoint.base_url if episode_judge.calls_model else None,
         settings=spec.model_dump(mode="json", include={"frames", "trace", "retrieval", "request", "params"}),
-        duration_s=time.perf_counter() - started, usage=usage, judgements=judgements,
-    )  # fmt: skip
+        duration_s=time.perf_counter() - started,
+        usage=usage,
+        judgements=judgements,
+    )
     if not _same_verdicts(previous, result):  # a re-judge served wholly from the cache leaves the file as it is
         _write(path, result, episode_ids is not None, previous)
     return result

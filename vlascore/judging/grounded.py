@@ -499,9 +499,11 @@ class GroundedJudge(EpisodeJudge):
         for task in tasks:
             category_of(task, spec)
             if len(task.objects) < 2:  # refused before any episode, not on the first one
-                raise JudgeError(f"task {task.id!r} names {len(task.objects)} object role(s); the grounded judge needs "
-                                 "the manipulated object and the target as its first two `objects:` roles (judge "
-                                 "this run with the VLM judge, -j vla-score)")  # fmt: skip
+                raise JudgeError(
+                    f"task {task.id!r} names {len(task.objects)} object role(s); the grounded judge needs "
+                    "the manipulated object and the target as its first two `objects:` roles (judge "
+                    "this run with the VLM judge, -j vla-score)"
+                )
 
     def judge(self, inp: JudgeInput, use_cache: bool = True) -> Judgement:
         started = time.perf_counter()

@@ -128,6 +128,6 @@ def episode_inputs(run: LoadedRun, episode_ids: list[str] | None = None) -> list
                 frames_stat=(stat.st_size, stat.st_mtime_ns) if stat else None,
                 suite_fingerprint=run.run.suite_fingerprint,
                 adapter=run.run.adapter,
-            )  # fmt: skip
+            )
         )
     return out

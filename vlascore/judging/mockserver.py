@@ -64,8 +64,9 @@ def _embedding(text: str, dim: int) -> list[float]:
 class MockOpenAI:
     """`with MockOpenAI(responder, latency_s=0.2) as server: OpenAI(base_url=server.url, api_key="x")`."""
 
-    def __init__(self, responder: Responder | None = None, latency_s: float = 0.0, embed_dim: int = 16,
-                 port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self, responder: Responder | None = None, latency_s: float = 0.0, embed_dim: int = 16, port: int = 0
+    ) -> None:
         self.responder = responder or default_verdict
         self.latency_s = latency_s
         self.embed_dim = embed_dim
@@ -105,8 +106,10 @@ class MockOpenAI:
             time.sleep(self.latency_s)
         if path.endswith("/embeddings"):
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            data = [{"object": "embedding", "index": i, "embedding": _embedding(t, self.embed_dim)}
-                    for i, t in enumerate(texts)]  # fmt: skip
+            data = [
+                {"object": "embedding", "index": i, "embedding": _embedding(t, self.embed_dim)}
+                for i, t in enumerate(texts)
+            ]
             usage = {"prompt_tokens": sum(len(t.split()) for t in texts), "total_tokens": 0}
             return 200, {}, {"object": "list", "data": data, "model": body.get("model", "mock"), "usage": usage}
         reply = self.responder(body)
@@ -117,14 +120,24 @@ class MockOpenAI:
             return reply.status, {"retry-after-ms": "10", **reply.headers}, error
         prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
         completion_tokens = max(1, len(reply.content) // 4)
-        return 200, reply.headers, {
-            "id": f"chatcmpl-mock-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "mock"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }  # fmt: skip
+        return (
+            200,
+            reply.headers,
+            {
+                "id": f"chatcmpl-mock-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "mock"),
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": reply.content}, "finish_reason": "stop"}
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+        )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -52,8 +52,11 @@ def serialise_trace(inp: JudgeInput, settings: TraceSettings) -> str:
                 end += 1
         r, i = texts[k]
         if r or i:
-            where = f"[step {int(steps['step'].iloc[k])}]" if end == k else (
-                f"[steps {int(steps['step'].iloc[k])}-{int(steps['step'].iloc[end])}]")  # fmt: skip
+            where = (
+                f"[step {int(steps['step'].iloc[k])}]"
+                if end == k
+                else (f"[steps {int(steps['step'].iloc[k])}-{int(steps['step'].iloc[end])}]")
+            )
             lines.append(" ".join(p for p in (where, r, f"| intention: {i}" if i else "") if p))
         k = end + 1
     text = "\n".join(lines) if lines else "(no reasoning text was produced)"
@@ -87,8 +90,9 @@ def _grid(frames: np.ndarray, columns: int) -> np.ndarray:
     return canvas
 
 
-def sample_frames(inp: JudgeInput, settings: FrameSettings,
-                  loaded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, list[int]]:  # fmt: skip
+def sample_frames(
+    inp: JudgeInput, settings: FrameSettings, loaded: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, list[int]]:
     """(frames K x H x W x 3 at the judge's resolution, the step index of each), first and last included.
     `loaded`: the episode's frames and their steps when already read."""
     frames, steps = loaded if loaded is not None else inp.load_frames()
@@ -122,12 +126,22 @@ _compile = lru_cache(maxsize=64)(_ENV.from_string)  # templates are compiled onc
 def example_view(entry: Any, mode: Mode) -> dict[str, Any]:
     """A KB entry as the template's Example slot shows it: only the dimensions this mode asks."""
     result = {k: entry.scores[k] for k in dimensions_for(mode) if k in entry.scores}
-    return {"instruction": entry.instruction, "category": entry.category, "success": entry.success,
-            "rationale": entry.rationale, "result": json.dumps(result)}  # fmt: skip
+    return {
+        "instruction": entry.instruction,
+        "category": entry.category,
+        "success": entry.success,
+        "rationale": entry.rationale,
+        "result": json.dumps(result),
+    }
 
 
-def render_request(inp: JudgeInput, spec: JudgeSpec, mode: Mode, examples: list[Any] | None = None,
-                   frames: tuple[np.ndarray, list[int]] | None = None) -> JudgeRequest:  # fmt: skip
+def render_request(
+    inp: JudgeInput,
+    spec: JudgeSpec,
+    mode: Mode,
+    examples: list[Any] | None = None,
+    frames: tuple[np.ndarray, list[int]] | None = None,
+) -> JudgeRequest:
     """Render the judge's templates for one episode. `frames` may be passed when already sampled."""
     images, frame_steps = frames if frames is not None else sample_frames(inp, spec.frames)
     keys = list(dimensions_for(mode))
@@ -136,13 +150,19 @@ def render_request(inp: JudgeInput, spec: JudgeSpec, mode: Mode, examples: list[
     actions = ""
     if spec.trace.include_actions and len(inp.steps):
         by_step = dict(zip(inp.steps["step"], inp.steps["action"], strict=True))
-        actions = "; ".join(f"step {s}: " + ", ".join(f"{v:.2f}" for v in by_step[s]) for s in frame_steps
-                            if s in by_step)  # fmt: skip
+        actions = "; ".join(
+            f"step {s}: " + ", ".join(f"{v:.2f}" for v in by_step[s]) for s in frame_steps if s in by_step
+        )
     variables = {
-        "mode": mode, "dimension_keys": keys, "n_frames": len(images), "layout": spec.frames.layout,
-        "examples": [example_view(e, mode) for e in examples or []], "instruction": _clean(inp.episode.instruction),
-        "reasoning": serialise_trace(inp, spec.trace) if mode == "reasoning" else "", "actions": actions,
-    }  # fmt: skip
+        "mode": mode,
+        "dimension_keys": keys,
+        "n_frames": len(images),
+        "layout": spec.frames.layout,
+        "examples": [example_view(e, mode) for e in examples or []],
+        "instruction": _clean(inp.episode.instruction),
+        "reasoning": serialise_trace(inp, spec.trace) if mode == "reasoning" else "",
+        "actions": actions,
+    }
     try:
         system = _compile(spec.template_texts["system"]).render(variables).strip()
         user = _compile(spec.template_texts["user"]).render(variables).strip()

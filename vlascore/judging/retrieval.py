@@ -316,17 +316,30 @@ def kb_add(
     existing = read_entries(kb_dir) if (kb_dir / REVIEWED_FILE).is_file() else []
     if any(e.id == entry_id for e in existing):
         raise KBError(f"entry id {entry_id!r} is already in {kb_dir / REVIEWED_FILE}; pick another with --id")
-    source = KBSource(run_id=run.run.run_id, adapter=run.run.adapter, episode_id=episode_id,
-                      suite_fingerprint=run.run.suite_fingerprint)  # fmt: skip
+    source = KBSource(
+        run_id=run.run.run_id,
+        adapter=run.run.adapter,
+        episode_id=episode_id,
+        suite_fingerprint=run.run.suite_fingerprint,
+    )
     for e in existing:
         if e.source == source:
             raise KBError(f"episode {episode_id!r} of run {run.run.run_id!r} is already in the KB as {e.id!r}")
     try:
         entry = KBEntry(
-            id=entry_id, task=ep.task, category=category, instruction=ep.instruction, mode=mode,
-            success=ep.success, scores=scores, rationale=rationale, source=source,
-            frames_file=f"{FRAMES_DIR}/{entry_id}.npz", num_steps=ep.num_steps, reviewed_by=reviewed_by,
-        )  # fmt: skip
+            id=entry_id,
+            task=ep.task,
+            category=category,
+            instruction=ep.instruction,
+            mode=mode,
+            success=ep.success,
+            scores=scores,
+            rationale=rationale,
+            source=source,
+            frames_file=f"{FRAMES_DIR}/{entry_id}.npz",
+            num_steps=ep.num_steps,
+            reviewed_by=reviewed_by,
+        )
     except ValidationError as exc:
         raise KBError(f"invalid entry:\n{exc}") from None
     try:
@@ -393,16 +406,25 @@ def kb_build(
     meta = {
         "schema_version": INDEX_SCHEMA_VERSION,
         "built_at": utcnow(),
-        "text_embedder": {"spec": text_embedder_spec, "name": temb.name, "version": temb.version,
-                          "dim": int(text.shape[1]), "options": dict(text_options or {})},  # endpoint, key variable
-        "image_embedder": {"spec": image_embedder_spec, "name": iemb.name, "version": iemb.version,
-                           "dim": int(image.shape[1])},
+        "text_embedder": {
+            "spec": text_embedder_spec,
+            "name": temb.name,
+            "version": temb.version,
+            "dim": int(text.shape[1]),
+            "options": dict(text_options or {}),
+        },  # endpoint, key variable
+        "image_embedder": {
+            "spec": image_embedder_spec,
+            "name": iemb.name,
+            "version": iemb.version,
+            "dim": int(image.shape[1]),
+        },
         "frames_per_entry": FRAMES_PER_ENTRY,
         "frame_max_side": FRAME_MAX_SIDE,
         "ids": ids,
         "input_digests": {e.id: _input_digest(kb_dir, e) for e in entries},
         "npz_sha256": _sha256(npz_path),
-    }  # fmt: skip
+    }
     if source.resolve() != (kb_dir / REVIEWED_FILE).resolve():
         _write_entries(kb_dir, entries)
     meta = KBIndex.model_validate(meta).model_dump()  # what the reader will check, checked before it is written
@@ -435,8 +457,9 @@ class Retrieval:
 class KnowledgeBase:
     """A loaded KB: entries, their embeddings, and the embedders they were built with."""
 
-    def __init__(self, root: Path, entries: list[KBEntry], meta: dict[str, Any], text: np.ndarray,
-                 image: np.ndarray) -> None:  # fmt: skip
+    def __init__(
+        self, root: Path, entries: list[KBEntry], meta: dict[str, Any], text: np.ndarray, image: np.ndarray
+    ) -> None:
         self.root = root
         self.entries = entries
         self.meta = meta
@@ -464,10 +487,17 @@ class KnowledgeBase:
         if ids != meta.get("ids"):
             added = sorted(set(ids) - set(meta.get("ids", [])))
             removed = sorted(set(meta.get("ids", [])) - set(ids))
-            what = "; ".join(
-                s for s in (f"not indexed: {', '.join(added)}" if added else "",
-                            f"indexed but gone: {', '.join(removed)}" if removed else "") if s
-            ) or "entries reordered"  # fmt: skip
+            what = (
+                "; ".join(
+                    s
+                    for s in (
+                        f"not indexed: {', '.join(added)}" if added else "",
+                        f"indexed but gone: {', '.join(removed)}" if removed else "",
+                    )
+                    if s
+                )
+                or "entries reordered"
+            )
             raise KBError(f"the index of {root} is out of date ({what}); {rebuild}")
         digests = meta.get("input_digests", {})
         changed = [e.id for e in entries if digests.get(e.id) != _input_digest(root, e)]
@@ -486,8 +516,11 @@ class KnowledgeBase:
         stored = self.meta[f"{kind}_embedder"]
         # The options the index was built with (an embeddings endpoint, the name of its key variable) apply to
         # queries with the same embedder; built once per KB, so a query does not make a new client.
-        options = {k: v for k, v in stored.get("options", {}).items() if k in _CONNECTION_OPTIONS} if (
-            spec == stored["spec"]) else {}  # fmt: skip
+        options = (
+            {k: v for k, v in stored.get("options", {}).items() if k in _CONNECTION_OPTIONS}
+            if (spec == stored["spec"])
+            else {}
+        )
         if (kind, spec) not in self._embedders:
             try:
                 self._embedders[kind, spec] = (text_embedder if kind == "text" else image_embedder)(spec, **options)
@@ -502,8 +535,14 @@ class KnowledgeBase:
             )
         return emb
 
-    def search(self, instruction: str, frames: np.ndarray | None, mode: Mode, settings: RetrievalSettings,
-               exclude: EpisodeKey | None = None) -> Retrieval:  # fmt: skip
+    def search(
+        self,
+        instruction: str,
+        frames: np.ndarray | None,
+        mode: Mode,
+        settings: RetrievalSettings,
+        exclude: EpisodeKey | None = None,
+    ) -> Retrieval:
         """Task retrieval then scene retrieval, with the similarities (see the module docstring). Entries
         recorded from the `exclude` episode are skipped: a judge is never shown the episode it judges."""
         temb = self._check_embedder("text", settings.text_embedder)
@@ -549,8 +588,14 @@ class KnowledgeBase:
         ]
         return Retrieval(category, dict(sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))), hits)
 
-    def retrieve(self, instruction: str, frames: np.ndarray | None, mode: Mode, settings: RetrievalSettings,
-                 exclude: EpisodeKey | None = None) -> list[KBEntry]:  # fmt: skip
+    def retrieve(
+        self,
+        instruction: str,
+        frames: np.ndarray | None,
+        mode: Mode,
+        settings: RetrievalSettings,
+        exclude: EpisodeKey | None = None,
+    ) -> list[KBEntry]:
         """The top-k reference entries for a trajectory (empty when retrieval is disabled)."""
         if not settings.enabled:
             return []

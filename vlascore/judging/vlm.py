@@ -122,11 +122,21 @@ class VlmJudge(EpisodeJudge):
         cache = JudgeCache((context.cache_dir or default_cache_dir()) if context.use_cache else None)
         return cls(spec, mode, context.endpoint, cache=cache, kb=kb, price=context.price)
 
-    def __init__(self, spec: JudgeSpec, mode: Mode, endpoint: Endpoint, *, cache: JudgeCache | None = None,
-                 kb: Any = None, price: tuple[float, float] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: JudgeSpec,
+        mode: Mode,
+        endpoint: Endpoint,
+        *,
+        cache: JudgeCache | None = None,
+        kb: Any = None,
+        price: tuple[float, float] | None = None,
+    ) -> None:
         if not endpoint.model:
-            raise JudgeError(f"judge {spec.name!r} calls a VLM: pass --judge-model (e.g. gpt-4o, or the model name "
-                             "your vLLM / llama.cpp / Ollama server serves, with --base-url)")  # fmt: skip
+            raise JudgeError(
+                f"judge {spec.name!r} calls a VLM: pass --judge-model (e.g. gpt-4o, or the model name "
+                "your vLLM / llama.cpp / Ollama server serves, with --base-url)"
+            )
         self._client = LazyClient(endpoint, needs="no API key")
         self.spec, self.mode, self.endpoint = spec, mode, endpoint
         self.model: str = endpoint.model
@@ -167,16 +177,30 @@ class VlmJudge(EpisodeJudge):
         return render_request(inp, self.spec, self.mode, examples, sample_frames(inp, self.spec.frames, loaded))
 
     def _base(self, inp: JudgeInput, request_hash: str, input_key: str | None, examples: list[str]) -> dict[str, Any]:
-        return {"episode_id": inp.episode_id, "judge": self.spec.name, "judge_version": self.spec.effective_version,
-                "judge_model": self.model, "mode": self.mode, "request_hash": request_hash,
-                "input_key": input_key or "", "examples": examples}  # fmt: skip
+        return {
+            "episode_id": inp.episode_id,
+            "judge": self.spec.name,
+            "judge_version": self.spec.effective_version,
+            "judge_model": self.model,
+            "mode": self.mode,
+            "request_hash": request_hash,
+            "input_key": input_key or "",
+            "examples": examples,
+        }
 
     def _from_cache(self, base: dict[str, Any], hit: dict[str, Any], started: float) -> Judgement:
-        return Judgement(**base, status="ok", scores=hit["scores"], thought=hit["thought"],
-                         failure_modes=self.spec.taxonomy.tag(hit["thought"]), success_claim=hit.get("success_claim"),
-                         raw_replies=hit.get("raw_replies", []),
-                         cached=True, usage=Usage(cache_hits=1),
-                         latency_s=time.perf_counter() - started)  # fmt: skip
+        return Judgement(
+            **base,
+            status="ok",
+            scores=hit["scores"],
+            thought=hit["thought"],
+            failure_modes=self.spec.taxonomy.tag(hit["thought"]),
+            success_claim=hit.get("success_claim"),
+            raw_replies=hit.get("raw_replies", []),
+            cached=True,
+            usage=Usage(cache_hits=1),
+            latency_s=time.perf_counter() - started,
+        )
 
     def cached(self, inp: JudgeInput) -> Judgement | None:
         """The verdict of an earlier pass on the same input, from the cache without rendering; None otherwise."""
@@ -185,8 +209,11 @@ class VlmJudge(EpisodeJudge):
         if ikey is None or (known := self.memo.get(ikey)) is None:
             return None
         hit = self.cache.get(cache_key(self.spec.effective_version, self.model, known))
-        return None if hit is None else self._from_cache(self._base(inp, known, ikey, hit.get("examples", [])), hit,
-                                                         started)  # fmt: skip
+        return (
+            None
+            if hit is None
+            else self._from_cache(self._base(inp, known, ikey, hit.get("examples", [])), hit, started)
+        )
 
     def judge(self, inp: JudgeInput, use_cache: bool = True) -> Judgement:
         started = time.perf_counter()
@@ -211,29 +238,74 @@ class VlmJudge(EpisodeJudge):
                 scores, thought, claim = parse_verdict(text, self.mode)
             except ValueError as exc:
                 error = str(exc)
-                messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": (
-                    f"Your reply could not be used: {error}. Reply again with only the JSON object "
-                    'in the required format: {"Thought": "...", "Result": {...}}.')}]  # fmt: skip
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": text},
+                    {
+                        "role": "user",
+                        "content": (
+                            f"Your reply could not be used: {error}. Reply again with only the JSON object "
+                            'in the required format: {"Thought": "...", "Result": {...}}.'
+                        ),
+                    },
+                ]
                 continue
-            self.cache.put(key, {"scores": scores, "thought": thought, "success_claim": claim, "raw_replies": replies,
-                                 "examples": req.examples})  # fmt: skip
-            return Judgement(**base, status="ok", scores=scores, thought=thought, success_claim=claim,
-                             failure_modes=self.spec.taxonomy.tag(thought),
-                             raw_replies=replies, attempts=len(replies), usage=usage,
-                             latency_s=time.perf_counter() - started)  # fmt: skip
-        return Judgement(**base, status="failed", failure_reason=f"no valid verdict after {usage.calls} "
-                         f"answered request(s): {error}", raw_replies=replies, attempts=usage.calls, usage=usage,
-                         latency_s=time.perf_counter() - started)  # fmt: skip
+            self.cache.put(
+                key,
+                {
+                    "scores": scores,
+                    "thought": thought,
+                    "success_claim": claim,
+                    "raw_replies": replies,
+                    "examples": req.examples,
+                },
+            )
+            return Judgement(
+                **base,
+                status="ok",
+                scores=scores,
+                thought=thought,
+                success_claim=claim,
+                failure_modes=self.spec.taxonomy.tag(thought),
+                raw_replies=replies,
+                attempts=len(replies),
+                usage=usage,
+                latency_s=time.perf_counter() - started,
+            )
+        return Judgement(
+            **base,
+            status="failed",
+            failure_reason=f"no valid verdict after {usage.calls} answered request(s): {error}",
+            raw_replies=replies,
+            attempts=usage.calls,
+            usage=usage,
+            latency_s=time.perf_counter() - started,
+        )
 
     def _call(self, messages: list[dict[str, Any]], usage: Usage) -> str:
-        return complete(self.client, model=self.model, messages=messages, usage=usage, where=self.base_url,
-                        temperature=self.spec.request.temperature, max_tokens=self.spec.request.max_tokens,
-                        price=self.price)[0]  # fmt: skip
+        return complete(
+            self.client,
+            model=self.model,
+            messages=messages,
+            usage=usage,
+            where=self.base_url,
+            temperature=self.spec.request.temperature,
+            max_tokens=self.spec.request.max_tokens,
+            price=self.price,
+        )[0]
 
 
-def complete(client: Any, *, model: str, messages: list[dict[str, Any]], temperature: float, max_tokens: int,
-             usage: Usage, where: str | None = None,
-             price: tuple[float, float] | None = None) -> tuple[str, float | None]:  # fmt: skip
+def complete(
+    client: Any,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    temperature: float,
+    max_tokens: int,
+    usage: Usage,
+    where: str | None = None,
+    price: tuple[float, float] | None = None,
+) -> tuple[str, float | None]:
     """One chat completion through the `openai` client; counts it in `usage`. Raises JudgeAbort when retrying
     cannot help (refused, unreachable) and CallFailed when the endpoint failed after the client's retries."""
     import openai
@@ -241,11 +313,16 @@ def complete(client: Any, *, model: str, messages: list[dict[str, Any]], tempera
     where = where or "the OpenAI API"
     try:
         response = client.chat.completions.create(
-            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,  # type: ignore[arg-type]
-        )  # fmt: skip
+            model=model,
+            messages=messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
     except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-        raise JudgeAbort(f"{where} refused the judge request ({type(exc).__name__}): {exc}. "
-                         "Check the API key variable, --base-url and --judge-model.") from exc  # fmt: skip
+        raise JudgeAbort(
+            f"{where} refused the judge request ({type(exc).__name__}): {exc}. "
+            "Check the API key variable, --base-url and --judge-model."
+        ) from exc
     except openai.APITimeoutError as exc:
         raise CallFailed(f"timed out after {client.max_retries} retries: {exc}") from exc
     except openai.APIConnectionError as exc:

@@ -135,8 +135,9 @@ def _pick_parquet(root: Path, config: str | None, split: str) -> list[Path]:
     files = [root] if root.is_file() else sorted(root.rglob("*.parquet"))
     if config and (narrowed := [f for f in files if config in f.relative_to(root).parts[:-1]]):
         files = narrowed
-    by_split = [f for f in files if f.name.startswith(f"{split}-") or f.name == f"{split}.parquet"
-                or f.parent.name == split]  # fmt: skip
+    by_split = [
+        f for f in files if f.name.startswith(f"{split}-") or f.name == f"{split}.parquet" or f.parent.name == split
+    ]
     return by_split or files
 
 
@@ -159,9 +160,11 @@ def check_columns(bench: Benchmark, source: DataSource) -> None:
     have = _columns(source)
     missing = [c for c in bench.columns if have is not None and c not in have]
     if missing:
-        raise ValueError(f"{bench.name}: the data at {source.path} lacks the column(s) {', '.join(missing)} that "
-                         f"{bench.title}'s scoring reads (it has {', '.join(have or [])}); lmms-eval would score "
-                         "such questions as wrong instead of failing")  # fmt: skip
+        raise ValueError(
+            f"{bench.name}: the data at {source.path} lacks the column(s) {', '.join(missing)} that "
+            f"{bench.title}'s scoring reads (it has {', '.join(have or [])}); lmms-eval would score "
+            "such questions as wrong instead of failing"
+        )
 
 
 def data_source(bench: Benchmark, where: str | Path | None) -> DataSource:
@@ -172,8 +175,10 @@ def data_source(bench: Benchmark, where: str | Path | None) -> DataSource:
     if not path.exists():
         if _HUB_ID.match(str(where)) and not str(where).startswith("."):
             return DataSource(kind="hub", path=str(where), config=bench.config, split=bench.split)
-        raise ValueError(f"{bench.name}: data path {where} does not exist (give a folder of parquet files, a "
-                         "save_to_disk folder, or a hub id)")  # fmt: skip
+        raise ValueError(
+            f"{bench.name}: data path {where} does not exist (give a folder of parquet files, a "
+            "save_to_disk folder, or a hub id)"
+        )
     path = path.resolve()
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         files = sorted(p for p in path.rglob("*") if p.is_file())
@@ -182,10 +187,17 @@ def data_source(bench: Benchmark, where: str | Path | None) -> DataSource:
         return source
     parquet = _pick_parquet(path, bench.config, bench.split)
     if not parquet or any(p.suffix != ".parquet" for p in parquet):
-        raise ValueError(f"{bench.name}: {path} holds no parquet files and no dataset_dict.json (expected a "
-                         "hub snapshot, files written by Dataset.to_parquet, or a save_to_disk folder)")  # fmt: skip
-    source = DataSource(kind="parquet", path=str(path), config=bench.config, split=bench.split,
-                        files=[str(p) for p in parquet],
-                        fingerprint=_fingerprint(path if path.is_dir() else path.parent, parquet))  # fmt: skip
+        raise ValueError(
+            f"{bench.name}: {path} holds no parquet files and no dataset_dict.json (expected a "
+            "hub snapshot, files written by Dataset.to_parquet, or a save_to_disk folder)"
+        )
+    source = DataSource(
+        kind="parquet",
+        path=str(path),
+        config=bench.config,
+        split=bench.split,
+        files=[str(p) for p in parquet],
+        fingerprint=_fingerprint(path if path.is_dir() else path.parent, parquet),
+    )
     check_columns(bench, source)
     return source

@@ -73,11 +73,15 @@ class VlascoreLMM(lmms):
             gen = dict(gen_kwargs or {})
             until = gen.get("until") or []
             images = [im for im in _flatten(doc_to_visual(self.task_dict[task][split][doc_id])) if hasattr(im, "size")]
-            question = Question(prompt=clean_text(str(context)), images=tuple(images),
-                                max_new_tokens=int(gen.get("max_new_tokens") or 128),
-                                until=tuple([until] if isinstance(until, str) else until),
-                                temperature=float(gen.get("temperature") or 0.0),
-                                benchmark=self.benchmark_of.get(task, task), doc_id=int(doc_id))  # fmt: skip
+            question = Question(
+                prompt=clean_text(str(context)),
+                images=tuple(images),
+                max_new_tokens=int(gen.get("max_new_tokens") or 128),
+                until=tuple([until] if isinstance(until, str) else until),
+                temperature=float(gen.get("temperature") or 0.0),
+                benchmark=self.benchmark_of.get(task, task),
+                doc_id=int(doc_id),
+            )
             replies.append(clean_text(self.adapter.answer(question)))
             if progress is not None:
                 progress(task, i + 1, len(requests))

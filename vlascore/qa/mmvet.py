@@ -91,16 +91,27 @@ class MMVetGrader:
         request_hash = hashlib.sha256(query.encode()).hexdigest()
         key = cache_key(self.version, self.model, request_hash)
         if (hit := self.cache.get(key)) is not None:
-            return Grade(status="ok", score=float(hit["score"]), raw_replies=hit.get("raw_replies", []), cached=True,
-                         request_hash=request_hash)  # fmt: skip
+            return Grade(
+                status="ok",
+                score=float(hit["score"]),
+                raw_replies=hit.get("raw_replies", []),
+                cached=True,
+                request_hash=request_hash,
+            )
         replies: list[str] = []
         error = ""
         usage = Usage()
         for temperature in TEMPERATURES:
             try:
-                text = complete(self.client, model=self.model, messages=[{"role": "user", "content": query}],
-                                temperature=temperature, max_tokens=MAX_TOKENS, usage=usage,
-                                where=self.base_url)[0]  # fmt: skip
+                text = complete(
+                    self.client,
+                    model=self.model,
+                    messages=[{"role": "user", "content": query}],
+                    temperature=temperature,
+                    max_tokens=MAX_TOKENS,
+                    usage=usage,
+                    where=self.base_url,
+                )[0]
             except CallFailed as exc:
                 error = str(exc)
                 break
@@ -114,8 +125,12 @@ class MMVetGrader:
             self._count(usage)
             return Grade(status="ok", score=score, raw_replies=replies, request_hash=request_hash)
         self._count(usage)
-        return Grade(status="failed", failure_reason=f"no 0-1 grade after {len(replies)} answered request(s): {error}",
-                     raw_replies=replies, request_hash=request_hash)  # fmt: skip
+        return Grade(
+            status="failed",
+            failure_reason=f"no 0-1 grade after {len(replies)} answered request(s): {error}",
+            raw_replies=replies,
+            request_hash=request_hash,
+        )
 
     def _count(self, usage: Usage) -> None:
         with self._lock:

@@ -68,8 +68,11 @@ def _data_fields(source: DataSource, bench: Benchmark) -> dict[str, Any]:
         return {"dataset_path": source.path, "dataset_name": source.config}
     if source.kind == "disk":
         return {"dataset_path": source.path, "dataset_name": None, "dataset_kwargs": {"load_from_disk": True}}
-    return {"dataset_path": "parquet", "dataset_name": None,
-            "dataset_kwargs": {"data_files": {source.split: list(source.files)}}}  # fmt: skip
+    return {
+        "dataset_path": "parquet",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {source.split: list(source.files)}},
+    }
 
 
 def overlay_config(bench: Benchmark, source: DataSource, root: Path | None = None) -> dict[str, Any]:
@@ -79,18 +82,27 @@ def overlay_config(bench: Benchmark, source: DataSource, root: Path | None = Non
     base = _simple_config(base_file)
     data = _data_fields(source, bench)
     if bench.grader == "judge":
-        keep = ("dataset_path", "dataset_name", "dataset_kwargs", "generation_kwargs", "lmms_eval_specific_kwargs",
-                "doc_to_target")  # fmt: skip
+        keep = (
+            "dataset_path",
+            "dataset_name",
+            "dataset_kwargs",
+            "generation_kwargs",
+            "lmms_eval_specific_kwargs",
+            "doc_to_target",
+        )
         config = {k: base[k] for k in keep if k in base}
         config.update(
-            task=bench.task_name, test_split=bench.split, output_type="generate_until",
+            task=bench.task_name,
+            test_split=bench.split,
+            output_type="generate_until",
             doc_to_visual=Function("vlascore.qa.hooks.first_image"),
             doc_to_text=Function("vlascore.qa.hooks.prompted_question"),
             process_results=Function("vlascore.qa.hooks.keep_reply"),
-            metric_list=[{"metric": PENDING_METRIC, "aggregation": Function("vlascore.qa.hooks.count"),
-                          "higher_is_better": True}],
+            metric_list=[
+                {"metric": PENDING_METRIC, "aggregation": Function("vlascore.qa.hooks.count"), "higher_is_better": True}
+            ],
             metadata={"version": 0.0, "vlascore_overlay": OVERLAY_VERSION},
-        )  # fmt: skip
+        )
         config.update(data)
         return config
     entries = [m for m in base.get("metric_list", []) if m.get("metric") == bench.metric]
@@ -99,8 +111,14 @@ def overlay_config(bench: Benchmark, source: DataSource, root: Path | None = Non
     metric = {k: _function_value(v, base_file, root) for k, v in entries[0].items()}
     if bench.aggregation:
         metric["aggregation"] = Function(bench.aggregation)
-    config = {"include": str(base_file), "task": bench.task_name, "test_split": bench.split, "metric_list": [metric],
-              "tag": [], "metadata": {"version": 0.0, "vlascore_overlay": OVERLAY_VERSION}}  # fmt: skip
+    config = {
+        "include": str(base_file),
+        "task": bench.task_name,
+        "test_split": bench.split,
+        "metric_list": [metric],
+        "tag": [],
+        "metadata": {"version": 0.0, "vlascore_overlay": OVERLAY_VERSION},
+    }
     config.update(data)
     return config
 

@@ -68,14 +68,24 @@ def _lmms_version() -> str:
     return package_versions(("lmms-eval",)).get("lmms-eval", "")
 
 
-def generation_key(bench: Benchmark, source: DataSource, model: str, model_args: dict[str, Any],
-                   options: QAOptions) -> str:  # fmt: skip
+def generation_key(
+    bench: Benchmark, source: DataSource, model: str, model_args: dict[str, Any], options: QAOptions
+) -> str:
     """What the model's replies depend on."""
     # a local copy is known by its fingerprint (moving it changes nothing), a hub dataset by its id
     data = source.model_dump(exclude={"path", "files"}) if source.fingerprint else source.model_dump()
-    return _digest({"benchmark": bench.model_dump(), "data": data, "model": model,
-                    "model_args": model_args, "limit": options.limit, "seed": options.seed,
-                    "lmms_eval": _lmms_version(), "overlay": OVERLAY_VERSION})  # fmt: skip
+    return _digest(
+        {
+            "benchmark": bench.model_dump(),
+            "data": data,
+            "model": model,
+            "model_args": model_args,
+            "limit": options.limit,
+            "seed": options.seed,
+            "lmms_eval": _lmms_version(),
+            "overlay": OVERLAY_VERSION,
+        }
+    )
 
 
 def result_key(gen_key: str, grader: dict[str, Any] | None) -> str:
@@ -88,13 +98,16 @@ def check_model(run_dir: Path, model: str) -> None:
 
     cls = ADAPTERS.get(model)
     if not getattr(cls, "answers_questions", False):
-        raise ValueError(f"adapter {model!r} has no VLM side that answers questions (see `vlascore models list`, "
-                         "column QA); for a VLA built on a VLM, score its backbone with --model vlm -M path=...")
+        raise ValueError(
+            f"adapter {model!r} has no VLM side that answers questions (see `vlascore models list`, "
+            "column QA); for a VLA built on a VLM, score its backbone with --model vlm -M path=..."
+        )
     if (run_dir / RUN_FILE).is_file():
         recorded = RunStore(run_dir).read_run().adapter
         if recorded != model:
-            raise StoreError(f"{run_dir} holds a simulated run of {recorded!r}; QA results of {model!r} belong in "
-                             "another --out")  # fmt: skip
+            raise StoreError(
+                f"{run_dir} holds a simulated run of {recorded!r}; QA results of {model!r} belong in another --out"
+            )
 
 
 def _sources(benchmarks: list[Benchmark], data: dict[str, str], data_root: Path | None) -> dict[str, DataSource]:
@@ -129,26 +142,48 @@ def _score(bench: Benchmark, value: float, n: int) -> float:
 def result_from_raw(bench: Benchmark, raw: dict[str, Any], base: dict[str, Any]) -> tuple[QAResult, list[QASample]]:
     """QAResult and samples from the worker's raw output (grading of judge benchmarks comes after)."""
     if raw.get("status") != "ok":
-        return QAResult(**base, status="failed", failure_reason=raw.get("error") or "unknown error",
-                        wall_s=raw.get("wall_s")), []  # fmt: skip
-    samples = [QASample(doc_id=s["doc_id"], prediction=s["prediction"], target=s.get("target"), detail=s["metric"],
-                        score=_sample_score(bench, s["metric"])) for s in raw["samples"]]  # fmt: skip
+        return QAResult(
+            **base, status="failed", failure_reason=raw.get("error") or "unknown error", wall_s=raw.get("wall_s")
+        ), []
+    samples = [
+        QASample(
+            doc_id=s["doc_id"],
+            prediction=s["prediction"],
+            target=s.get("target"),
+            detail=s["metric"],
+            score=_sample_score(bench, s["metric"]),
+        )
+        for s in raw["samples"]
+    ]
     if bench.grader == "judge":
-        return QAResult(**base, status="incomplete", failure_reason="not graded yet", samples=len(samples),
-                        wall_s=raw.get("wall_s")), samples  # fmt: skip
+        return QAResult(
+            **base, status="incomplete", failure_reason="not graded yet", samples=len(samples), wall_s=raw.get("wall_s")
+        ), samples
     score = _score(bench, float(raw["value"]), len(samples))
     per_question = [s.score for s in samples if s.score is not None]
-    if bench.pooled and (len(per_question) != len(samples) or
-                         not math.isclose(bench.pooled_score(per_question), score, rel_tol=1e-9, abs_tol=1e-9)):
-        why = (f"lmms-eval's {bench.metric} ({raw['value']!r}, {score!r} {bench.unit}) does not match its "
-               f"per-question scores ({len(per_question)} of {len(samples)} readable)")  # fmt: skip
+    if bench.pooled and (
+        len(per_question) != len(samples)
+        or not math.isclose(bench.pooled_score(per_question), score, rel_tol=1e-9, abs_tol=1e-9)
+    ):
+        why = (
+            f"lmms-eval's {bench.metric} ({raw['value']!r}, {score!r} {bench.unit}) does not match its "
+            f"per-question scores ({len(per_question)} of {len(samples)} readable)"
+        )
         return QAResult(**base, status="failed", failure_reason=why, wall_s=raw.get("wall_s")), []
-    return QAResult(**base, status="ok", score=score, mm_value=score / bench.mm_divisor, lmms_value=raw["value"],
-                    samples=len(samples), wall_s=raw.get("wall_s")), samples  # fmt: skip
+    return QAResult(
+        **base,
+        status="ok",
+        score=score,
+        mm_value=score / bench.mm_divisor,
+        lmms_value=raw["value"],
+        samples=len(samples),
+        wall_s=raw.get("wall_s"),
+    ), samples
 
 
-def grade(bench: Benchmark, result: QAResult, samples: list[QASample], grader: Any,
-          concurrency: int) -> tuple[QAResult, list[QASample]]:  # fmt: skip
+def grade(
+    bench: Benchmark, result: QAResult, samples: list[QASample], grader: Any, concurrency: int
+) -> tuple[QAResult, list[QASample]]:
     """Judge grades for a judge-graded benchmark's replies; incomplete (no score) when any grade failed."""
     from vlascore.judging.endpoint import JudgeAbort
 
@@ -159,8 +194,9 @@ def grade(bench: Benchmark, result: QAResult, samples: list[QASample], grader: A
     try:
         grades = grader.grade_all(items, concurrency)
     except JudgeAbort as exc:
-        return result.model_copy(update={"status": "incomplete", "failure_reason": f"grading stopped: {exc}",
-                                         "grader": grader.describe()}), samples  # fmt: skip
+        return result.model_copy(
+            update={"status": "incomplete", "failure_reason": f"grading stopped: {exc}", "grader": grader.describe()}
+        ), samples
     graded = [s.model_copy(update={"grade": g, "score": g.score}) for s, g in zip(samples, grades, strict=True)]
     failed = [g for g in grades if g.status != "ok"]
     update: dict[str, Any] = {"grader": grader.describe(), "graded_failed": len(failed)}
@@ -169,8 +205,13 @@ def grade(bench: Benchmark, result: QAResult, samples: list[QASample], grader: A
         update |= {"status": "incomplete", "score": None, "mm_value": None, "failure_reason": why}
     else:
         score = 100.0 * sum(g.score or 0.0 for g in grades) / len(grades)
-        update |= {"status": "ok", "failure_reason": "", "score": score, "mm_value": score / bench.mm_divisor,
-                   "lmms_value": None}  # fmt: skip
+        update |= {
+            "status": "ok",
+            "failure_reason": "",
+            "score": score,
+            "mm_value": score / bench.mm_divisor,
+            "lmms_value": None,
+        }
     return result.model_copy(update=update), graded
 
 
@@ -181,8 +222,14 @@ def _worker(spec_path: Path, log: Path, offline: bool, options: QAOptions, on_ev
         env |= {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     fatal = ""
     with open(log, "a") as err:
-        proc = subprocess.Popen([options.python, "-m", "vlascore.qa.worker", str(spec_path)], stdout=subprocess.PIPE,
-                                stderr=err, stdin=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [options.python, "-m", "vlascore.qa.worker", str(spec_path)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             try:
@@ -196,16 +243,26 @@ def _worker(spec_path: Path, log: Path, offline: bool, options: QAOptions, on_ev
         return proc.wait(), fatal
 
 
-def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark], out: str | Path,
-           data: dict[str, str] | None = None, data_dir: str | Path | None = None,
-           options: QAOptions | None = None, on_event: Event | None = None) -> QAOutcome:  # fmt: skip
+def run_qa(
+    *,
+    model: str,
+    model_args: dict[str, Any],
+    benchmarks: list[Benchmark],
+    out: str | Path,
+    data: dict[str, str] | None = None,
+    data_dir: str | Path | None = None,
+    options: QAOptions | None = None,
+    on_event: Event | None = None,
+) -> QAOutcome:
     """Run `benchmarks` for `model`; results go to OUT/qa/. Raises before any question on bad setup."""
     options = options or QAOptions()
     if not available("lmms_eval"):
         from vlascore.qa import LMMS_EVAL_INSTALL
 
-        raise MissingExtraError(f"lmms-eval is not installed (needed for vlascore qa): {LMMS_EVAL_INSTALL}, or "
-                                "scripts/setup.sh with VLASCORE_EXTRAS including qa. Run `vlascore doctor`.")
+        raise MissingExtraError(
+            f"lmms-eval is not installed (needed for vlascore qa): {LMMS_EVAL_INSTALL}, or "
+            "scripts/setup.sh with VLASCORE_EXTRAS including qa. Run `vlascore doctor`."
+        )
     run_dir = Path(out)
     check_model(run_dir, model)
     sources = _sources(benchmarks, data or {}, Path(data_dir) if data_dir else None)
@@ -220,21 +277,40 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
     for b in benchmarks:
         gen_key = generation_key(b, sources[b.name], model, model_args, options)
         described = grader.describe() if (grader is not None and b.grader == "judge") else None
-        versions = {"vlascore": __version__, "lmms-eval": _lmms_version(), "overlay": OVERLAY_VERSION,
-                    "generation": gen_key}  # fmt: skip
+        versions = {
+            "vlascore": __version__,
+            "lmms-eval": _lmms_version(),
+            "overlay": OVERLAY_VERSION,
+            "generation": gen_key,
+        }
         base: dict[str, Any] = {
-            "benchmark": b.name, "title": b.title, "unit": b.unit, "lmms_task": b.lmms_task, "metric": b.metric,
-            "limit": options.limit, "model": model, "model_args": model_args, "data": sources[b.name],
-            "key": result_key(gen_key, described), "grader": described, "versions": versions,
-        }  # fmt: skip
+            "benchmark": b.name,
+            "title": b.title,
+            "unit": b.unit,
+            "lmms_task": b.lmms_task,
+            "metric": b.metric,
+            "limit": options.limit,
+            "model": model,
+            "model_args": model_args,
+            "data": sources[b.name],
+            "key": result_key(gen_key, described),
+            "grader": described,
+            "versions": versions,
+        }
         old = existing.get(b.name)
         if old is not None and not options.rerun and old.key == base["key"] and old.status == "ok":
             outcome.results[b.name] = old
             outcome.skipped.append(b.name)
             continue
-        if (grader is not None and b.grader == "judge" and not options.rerun and old is not None
-                and old.status != "failed" and old.versions.get("generation") == gen_key
-                and (stored := read_samples(run_dir, b.name))):  # fmt: skip
+        if (
+            grader is not None
+            and b.grader == "judge"
+            and not options.rerun
+            and old is not None
+            and old.status != "failed"
+            and old.versions.get("generation") == gen_key
+            and (stored := read_samples(run_dir, b.name))
+        ):
             # the replies are stored and still valid: grade them (again), without asking the model
             result, samples = grade(b, old.model_copy(update=base), stored, grader, options.grader.concurrency)
             write_result(run_dir, result, samples)
@@ -249,10 +325,15 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
     raw_dir.mkdir(parents=True, exist_ok=True)
     for b, _ in todo:
         (raw_dir / f"{b.name}.json").unlink(missing_ok=True)
-    spec = {"model": model, "model_args": model_args, "limit": options.limit, "seed": options.seed,
-            "tasks_dir": str((work / "tasks").resolve()), "raw_dir": str(raw_dir.resolve()),
-            "benchmarks": [{"benchmark": b.model_dump(), "data": sources[b.name].model_dump()}
-                           for b, _ in todo]}  # fmt: skip
+    spec = {
+        "model": model,
+        "model_args": model_args,
+        "limit": options.limit,
+        "seed": options.seed,
+        "tasks_dir": str((work / "tasks").resolve()),
+        "raw_dir": str(raw_dir.resolve()),
+        "benchmarks": [{"benchmark": b.model_dump(), "data": sources[b.name].model_dump()} for b, _ in todo],
+    }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     outcome.log = work / LOG_FILE
@@ -265,8 +346,10 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
         elif fatal:
             raw = {"status": "failed", "error": f"lmms-eval could not start: {fatal}"}
         else:
-            raw = {"status": "failed", "error": f"the lmms-eval worker exited with code {code} before finishing "
-                                                f"{b.name} (see {outcome.log})"}  # fmt: skip
+            raw = {
+                "status": "failed",
+                "error": f"the lmms-eval worker exited with code {code} before finishing {b.name} (see {outcome.log})",
+            }
         result, samples = result_from_raw(b, raw, base)
         if result.status == "failed":
             result = result.model_copy(update={"failure_reason": f"{b.name}: {result.failure_reason}"})
@@ -275,4 +358,3 @@ def run_qa(*, model: str, model_args: dict[str, Any], benchmarks: list[Benchmark
         write_result(run_dir, result, samples if result.status != "failed" else None)
         outcome.results[b.name] = result
     return outcome
-

@@ -48,8 +48,9 @@ class Summary(BaseModel):
         if self.value is None:
             return f"{self.name}: n/a (none of its columns: {', '.join(self.missing) or 'no columns defined'})"
         used = f"mean of {', '.join(self.columns)}"
-        return f"{self.name} = {self.value:.1f} ({used}" + (f"; partial, missing {', '.join(self.missing)})"
-                                                            if self.missing else ")")  # fmt: skip
+        return f"{self.name} = {self.value:.1f} ({used}" + (
+            f"; partial, missing {', '.join(self.missing)})" if self.missing else ")"
+        )
 
 
 class CombinedRow(BaseModel):
@@ -90,20 +91,28 @@ def summarise(columns: dict[str, float], defs: dict[str, SummaryDef] | None = No
         if d.of:
             continue
         used = [c for c in d.columns if c in columns]
-        out[name] = Summary(name=name, value=_mean([columns[c] for c in used]), columns=used,
-                            missing=[c for c in d.columns if c not in columns])  # fmt: skip
+        out[name] = Summary(
+            name=name,
+            value=_mean([columns[c] for c in used]),
+            columns=used,
+            missing=[c for c in d.columns if c not in columns],
+        )
     for name, d in defs.items():
         if not d.of:
             continue
         parts = [out[p] for p in d.of if p in out and out[p].value is not None]
-        out[name] = Summary(name=name, value=_mean([p.value for p in parts if p.value is not None]),
-                            columns=[p.name for p in parts],
-                            missing=[p for p in d.of if p not in [q.name for q in parts]])  # fmt: skip
+        out[name] = Summary(
+            name=name,
+            value=_mean([p.value for p in parts if p.value is not None]),
+            columns=[p.name for p in parts],
+            missing=[p for p in d.of if p not in [q.name for q in parts]],
+        )
     return out
 
 
-def combined_row(run_dir: str | Path, label: str | None = None, results: Any = None,
-                 qa: dict[str, QAResult] | None = None) -> CombinedRow:  # fmt: skip
+def combined_row(
+    run_dir: str | Path, label: str | None = None, results: Any = None, qa: dict[str, QAResult] | None = None
+) -> CombinedRow:
     """The run's row: `results` is its RunResults (None: a QA-only run), `qa` its QA results (None: read them)."""
     qa = read_results(run_dir) if qa is None else qa
     row = CombinedRow(label=label or Path(run_dir).name)

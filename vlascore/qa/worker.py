@@ -70,8 +70,15 @@ def extract(results: dict[str, Any] | None, task: str, metric: str) -> dict[str,
     samples = (results.get("samples") or {}).get(task)
     if not samples:
         raise ValueError(f"lmms-eval returned no samples for task {task}")
-    rows = [{"doc_id": int(s["doc_id"]), "target": jsonable(s.get("target")), "prediction": _reply(s),
-             "metric": jsonable(s.get(metric))} for s in samples]  # fmt: skip
+    rows = [
+        {
+            "doc_id": int(s["doc_id"]),
+            "target": jsonable(s.get("target")),
+            "prediction": _reply(s),
+            "metric": jsonable(s.get(metric)),
+        }
+        for s in samples
+    ]
     return {"value": float(value), "samples": sorted(rows, key=lambda r: r["doc_id"])}
 
 
@@ -117,13 +124,26 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = {"benchmark": name, "task": task, "started": started}
         try:
             results = simple_evaluate(
-                model=model, tasks=[task], task_manager=manager, limit=spec.get("limit"), batch_size=1,
-                log_samples=True, bootstrap_iters=0, process_docs_parallel=1, verbosity="WARNING",
-                random_seed=spec.get("seed", 0), numpy_random_seed=spec.get("seed", 0),
-                torch_random_seed=spec.get("seed", 0), fewshot_random_seed=spec.get("seed", 0),
-                cli_args=Namespace(output_path=str(raw_dir / name), process_with_media=False, reasoning_tags=None,
-                                   agentic_trace_mode="basic"),
-            )  # fmt: skip
+                model=model,
+                tasks=[task],
+                task_manager=manager,
+                limit=spec.get("limit"),
+                batch_size=1,
+                log_samples=True,
+                bootstrap_iters=0,
+                process_docs_parallel=1,
+                verbosity="WARNING",
+                random_seed=spec.get("seed", 0),
+                numpy_random_seed=spec.get("seed", 0),
+                torch_random_seed=spec.get("seed", 0),
+                fewshot_random_seed=spec.get("seed", 0),
+                cli_args=Namespace(
+                    output_path=str(raw_dir / name),
+                    process_with_media=False,
+                    reasoning_tags=None,
+                    agentic_trace_mode="basic",
+                ),
+            )
             metric = PENDING_METRIC if bench.grader == "judge" else bench.metric
             out.update(status="ok", **extract(results, task, metric))
         except BaseException as exc:  # noqa: BLE001 - one benchmark's failure must not lose the others

@@ -184,28 +184,50 @@ def build_report(
         records = []
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             # Scoring (bootstraps in numpy) and filmstrips (zlib) run in the pool while this thread reads steps.
-            futures = [pool.submit(_run_view, i, run, name, jfs, taxonomy)
-                       for i, (run, name, jfs) in enumerate(zip(runs, sim_names, judgements, strict=True))]  # fmt: skip
+            futures = [
+                pool.submit(_run_view, i, run, name, jfs, taxonomy)
+                for i, (run, name, jfs) in enumerate(zip(runs, sim_names, judgements, strict=True))
+            ]
             tables = []
             for i, (run, jfs) in enumerate(zip(runs, judgements, strict=True)):
                 tables.append({jf.label: trajectory_scores(run, jf) for jf in jfs})
-                records.extend(episode_rows(
-                    run, i, ordered_episodes(run, episodes), [(jf, tables[i][jf.label]) for jf in jfs],
-                    max_frames=max_frames, thumb_side=thumb_side, pool=pool,
-                    filmstrips=len(run.episodes) if episodes is not None else filmstrips,
-                ))  # fmt: skip
+                records.extend(
+                    episode_rows(
+                        run,
+                        i,
+                        ordered_episodes(run, episodes),
+                        [(jf, tables[i][jf.label]) for jf in jfs],
+                        max_frames=max_frames,
+                        thumb_side=thumb_side,
+                        pool=pool,
+                        filmstrips=len(run.episodes) if episodes is not None else filmstrips,
+                    )
+                )
             views = [f.result() for f in futures]
-        comparisons = [compare_runs(runs[a], runs[b], (sim_names[a], sim_names[b]), (judgements[a], judgements[b]),
-                                    tables=(tables[a], tables[b])) for a, b in _pairs(len(runs), base)]  # fmt: skip
+        comparisons = [
+            compare_runs(
+                runs[a],
+                runs[b],
+                (sim_names[a], sim_names[b]),
+                (judgements[a], judgements[b]),
+                tables=(tables[a], tables[b]),
+            )
+            for a, b in _pairs(len(runs), base)
+        ]
         adjust(comparisons)
     finally:
         for run in runs:
             run.store.close()
     view_of = dict(zip(sim, views, strict=True))  # input index -> its simulated run's view
-    qa = qa_section(list(paths), names, [view_of[i].anchor if i in view_of else "" for i in range(len(paths))],
-                    [view_of[i].results if i in view_of else None for i in range(len(paths))])  # fmt: skip
-    links = [{"anchor": view_of[i].anchor if i in view_of else qa_anchor(i), "label": names[i]}
-             for i in range(len(paths))]  # fmt: skip
+    qa = qa_section(
+        list(paths),
+        names,
+        [view_of[i].anchor if i in view_of else "" for i in range(len(paths))],
+        [view_of[i].results if i in view_of else None for i in range(len(paths))],
+    )
+    links = [
+        {"anchor": view_of[i].anchor if i in view_of else qa_anchor(i), "label": names[i]} for i in range(len(paths))
+    ]
     return _render(views, records, comparisons, taxonomy, max_frames, episodes is not None, plotly_src, qa, links)
 
 
@@ -216,31 +238,53 @@ def _check_known(run: LoadedRun, episodes: Sequence[str] | None) -> None:
         return
     unknown = sorted(set(episodes) - set(run.episodes["episode_id"]))
     if unknown:
-        raise StoreError(f"run {run.path} has no episode {', '.join(unknown[:5])}; its ids look like "
-                         f"{run.episodes['episode_id'].iloc[0] if len(run.episodes) else 'TASK-SEED'}")  # fmt: skip
+        raise StoreError(
+            f"run {run.path} has no episode {', '.join(unknown[:5])}; its ids look like "
+            f"{run.episodes['episode_id'].iloc[0] if len(run.episodes) else 'TASK-SEED'}"
+        )
 
 
 def _run_view(i: int, run: LoadedRun, name: str, jfs: list[JudgementFile], taxonomy: Taxonomy) -> RunView:
     results = score_run(run, judgements=jfs)
-    judges = [JudgeView(result=v, radar=radar_chart(f"{name} · {v.label}", v), anchor=f"run-{i + 1}-judge-{k + 1}")
-              for k, v in enumerate(results.vla)]  # fmt: skip
+    judges = [
+        JudgeView(result=v, radar=radar_chart(f"{name} · {v.label}", v), anchor=f"run-{i + 1}-judge-{k + 1}")
+        for k, v in enumerate(results.vla)
+    ]
     return RunView(
-        index=i, anchor=f"run-{i + 1}", label=name, path=str(run.path), record=run.run, results=results,
-        judges=judges, failures=run_failures(run.episodes, run.run.tasks, jfs, taxonomy),
+        index=i,
+        anchor=f"run-{i + 1}",
+        label=name,
+        path=str(run.path),
+        record=run.run,
+        results=results,
+        judges=judges,
+        failures=run_failures(run.episodes, run.run.tasks, jfs, taxonomy),
         adapter_config=run.run.adapter_config,
-    )  # fmt: skip
+    )
 
 
-def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: list[PairedComparison],
-            taxonomy: Taxonomy, max_frames: int, focused: bool, plotly_src: str | None,
-            qa: QASection | None = None, run_links: list[dict[str, str]] | None = None) -> str:  # fmt: skip
+def _render(
+    views: list[RunView],
+    records: list[dict[str, Any]],
+    comparisons: list[PairedComparison],
+    taxonomy: Taxonomy,
+    max_frames: int,
+    focused: bool,
+    plotly_src: str | None,
+    qa: QASection | None = None,
+    run_links: list[dict[str, str]] | None = None,
+) -> str:
     notes = []
     if len({(v.record.suite_fingerprint, v.record.protocol_version) for v in views}) > 1:
-        notes.append("These runs used different suite specs (fingerprint or protocol differ): their success "
-                     "rates are not directly comparable, and they are not compared pair by pair.")  # fmt: skip
+        notes.append(
+            "These runs used different suite specs (fingerprint or protocol differ): their success "
+            "rates are not directly comparable, and they are not compared pair by pair."
+        )
     if focused:
-        notes.append("This report shows only the episodes asked for (--episode) in its episode browser; the "
-                     "scores and comparisons cover the whole runs.")  # fmt: skip
+        notes.append(
+            "This report shows only the episodes asked for (--episode) in its episode browser; the "
+            "scores and comparisons cover the whole runs."
+        )
     series = [(f"{v.label} · {j.result.label}", j.result) for v in views for j in v.judges]
     qa_labels = [v.label for v in qa.runs if v.qa_only] if qa else []
     data = {
@@ -252,7 +296,7 @@ def _render(views: list[RunView], records: list[dict[str, Any]], comparisons: li
                 "actions": labels_by_task(v.record),
             }
             for v in views
-        ],  # fmt: skip
+        ],
         "modes": {m: mode.label for m, mode in taxonomy.modes.items()},
         "episodes": records,
     }

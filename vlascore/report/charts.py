@@ -34,11 +34,17 @@ def _trace(name: str, xs: list[str], bars: list[tuple[Any, ...]]) -> dict[str, A
         "name": html.escape(name),
         "x": [html.escape(x) for x in xs],
         "y": [b[0] for b in bars],
-        "error_y": {"type": "data", "symmetric": False, "array": [b[2] for b in bars],
-                    "arrayminus": [b[1] for b in bars], "thickness": 1.2, "width": 4},
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": [b[2] for b in bars],
+            "arrayminus": [b[1] for b in bars],
+            "thickness": 1.2,
+            "width": 4,
+        },
         "customdata": [html.escape(b[3]) for b in bars],
         "hovertemplate": "%{x}: %{y:.1f}<br>%{customdata}<extra>%{fullData.name}</extra>",
-    }  # fmt: skip
+    }
 
 
 def _bar_layout(title: str, range_max: float = 105) -> dict[str, Any]:
@@ -69,8 +75,14 @@ def success_chart(labels: list[str], results: list[RunResults]) -> Figure:
         if res.suite_mean is None or res.suite_ci_low is None or res.suite_ci_high is None:
             bars.append(_bar(None, None, None, ""))
         else:
-            bars.append(_bar(_pct(res.suite_mean), _pct(res.suite_ci_low), _pct(res.suite_ci_high),
-                             f"mean of {len(res.tasks)} task(s)"))  # fmt: skip
+            bars.append(
+                _bar(
+                    _pct(res.suite_mean),
+                    _pct(res.suite_ci_low),
+                    _pct(res.suite_ci_high),
+                    f"mean of {len(res.tasks)} task(s)",
+                )
+            )
         data.append(_trace(label, [*tasks, MEAN_LABEL], bars))
     layout = _bar_layout("success rate (%)")
     layout["yaxis"]["ticksuffix"] = "%"
@@ -91,8 +103,12 @@ def vla_chart(series: list[tuple[str, VlaScoreResult]]) -> Figure | None:
     data = []
     for name, v in series:
         by_task = {t.task: t for t in v.tasks}
-        bars = [_estimate_bar(by_task[t].vla_score, f"{by_task[t].judged} judged") if t in by_task
-                else _bar(None, None, None, "") for t in tasks]  # fmt: skip
+        bars = [
+            _estimate_bar(by_task[t].vla_score, f"{by_task[t].judged} judged")
+            if t in by_task
+            else _bar(None, None, None, "")
+            for t in tasks
+        ]
         bars.append(_estimate_bar(v.vla_score, f"{v.judged} judged"))
         data.append(_trace(name, [*tasks, ALL_LABEL], bars))
     return {"data": data, "layout": _bar_layout("VLA Score (Eq. 8, x 100)")}

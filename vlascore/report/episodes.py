@@ -32,8 +32,13 @@ MAX_SEGMENTS = 200
 """Timeline segments shown per episode and kind; the rest are counted."""
 MAX_SEGMENT_CHARS = 2000
 """A longer segment text is cut (and marked)."""
-_ROTATION = {"euler_xyz": ["roll", "pitch", "yaw"], "axis_angle": ["ax", "ay", "az"],
-             "quaternion": ["qw", "qx", "qy", "qz"], "rot6d": [f"r{i}" for i in range(1, 7)], "none": []}  # fmt: skip
+_ROTATION = {
+    "euler_xyz": ["roll", "pitch", "yaw"],
+    "axis_angle": ["ax", "ay", "az"],
+    "quaternion": ["qw", "qx", "qy", "qz"],
+    "rot6d": [f"r{i}" for i in range(1, 7)],
+    "none": [],
+}
 
 
 def action_labels(space: ActionSpace) -> list[str]:
@@ -76,8 +81,9 @@ def encode_actions(values: np.ndarray, max_points: int = MAX_ACTION_POINTS) -> d
     return {"n": n, "k": stride, "d": d, "s": scale.tolist(), "q": _b64(_quantise(sub, scale))}
 
 
-def encode_episodes(values: np.ndarray | list[Any], blocks: dict[str, slice],
-                    max_points: int = MAX_ACTION_POINTS) -> dict[str, dict[str, Any]]:  # fmt: skip
+def encode_episodes(
+    values: np.ndarray | list[Any], blocks: dict[str, slice], max_points: int = MAX_ACTION_POINTS
+) -> dict[str, dict[str, Any]]:
     """encode_actions of every episode (`blocks`: episode -> its rows of `values`); one vectorised pass over all
     rows when the actions share a dimension and no episode needs striding (the usual case), else per episode."""
     lengths = np.array([b.stop - b.start for b in blocks.values()], dtype=np.intp)
@@ -88,9 +94,16 @@ def encode_episodes(values: np.ndarray | list[Any], blocks: dict[str, slice],
         scales = _scale(np.maximum.reduceat(np.abs(clean), starts, axis=0))
         raw = _quantise(clean, np.repeat(scales, lengths, axis=0)).tobytes()
         width = 2 * d
-        return {eid: {"n": int(n), "k": 1, "d": d, "s": scales[k].tolist(),
-                      "q": base64.b64encode(raw[b.start * width : b.stop * width]).decode("ascii")}
-                for k, ((eid, b), n) in enumerate(zip(blocks.items(), lengths, strict=True))}  # fmt: skip
+        return {
+            eid: {
+                "n": int(n),
+                "k": 1,
+                "d": d,
+                "s": scales[k].tolist(),
+                "q": base64.b64encode(raw[b.start * width : b.stop * width]).decode("ascii"),
+            }
+            for k, ((eid, b), n) in enumerate(zip(blocks.items(), lengths, strict=True))
+        }
     out = {}
     for eid, block in blocks.items():
         chunk = values[block]
@@ -164,8 +177,10 @@ class _SegmentAdder:
 
 def _read_sorted(run: LoadedRun) -> tuple[Timelines, dict[str, int], dict[str, Any]]:
     """read_steps for a run whose step rows are out of order: read them all, sort, collapse."""
-    rows = sorted(run.store.step_rows(["episode_id", "step", "action", *TEXT_COLUMNS], empty_text=True),
-                  key=lambda r: (r[0], r[1]))  # fmt: skip
+    rows = sorted(
+        run.store.step_rows(["episode_id", "step", "action", *TEXT_COLUMNS], empty_text=True),
+        key=lambda r: (r[0], r[1]),
+    )
     columns = list(zip(*rows, strict=True))
     adder = _SegmentAdder()
     for k, kind in enumerate(TEXT_COLUMNS):
@@ -206,8 +221,10 @@ def filmstrip(run: LoadedRun, episode_id: str, num_steps: int, max_frames: int, 
         frames, steps = run.frames(episode_id)
     except Exception as exc:  # noqa: BLE001 - reported on the episode instead
         return {"fn": f"frames unreadable: {type(exc).__name__}: {exc}"}
-    strip = [[png_data_uri(thumbnail(frames[i], thumb_side)), int(steps[i]), int(steps[i]) >= num_steps]
-             for i in sample_indices(len(frames), max_frames)]  # fmt: skip
+    strip = [
+        [png_data_uri(thumbnail(frames[i], thumb_side)), int(steps[i]), int(steps[i]) >= num_steps]
+        for i in sample_indices(len(frames), max_frames)
+    ]
     return {"f": strip} if strip else {"fn": "no frames stored"}
 
 
@@ -218,23 +235,39 @@ def _verdicts(judgements: list[tuple[JudgementFile, pd.DataFrame]]) -> dict[str,
         scores = dict(zip(table["episode_id"], table["score"], strict=True))
         for j in jf.judgements:
             value = scores.get(j.episode_id)
-            out.setdefault(j.episode_id, []).append({
-                "l": index, "s": j.status, "d": {DIMENSIONS[k]: v for k, v in j.scores.items() if k in DIMENSIONS},
-                "v": None if value is None or value != value else round(100 * float(value), 2),
-                "m": list(j.failure_modes), "th": j.thought, "e": j.failure_reason,
-            })  # fmt: skip
+            out.setdefault(j.episode_id, []).append(
+                {
+                    "l": index,
+                    "s": j.status,
+                    "d": {DIMENSIONS[k]: v for k, v in j.scores.items() if k in DIMENSIONS},
+                    "v": None if value is None or value != value else round(100 * float(value), 2),
+                    "m": list(j.failure_modes),
+                    "th": j.thought,
+                    "e": j.failure_reason,
+                }
+            )
     return out
 
 
-def episode_rows(run: LoadedRun, run_index: int, episodes: pd.DataFrame,
-                 judgements: list[tuple[JudgementFile, pd.DataFrame]], *, filmstrips: int, max_frames: int,
-                 thumb_side: int, pool: ThreadPoolExecutor) -> list[dict[str, Any]]:  # fmt: skip
+def episode_rows(
+    run: LoadedRun,
+    run_index: int,
+    episodes: pd.DataFrame,
+    judgements: list[tuple[JudgementFile, pd.DataFrame]],
+    *,
+    filmstrips: int,
+    max_frames: int,
+    thumb_side: int,
+    pool: ThreadPoolExecutor,
+) -> list[dict[str, Any]]:
     """The browser's records of one run's episodes, in the order of `episodes`.
 
     Filmstrips are decoded in `pool` while this thread reads the steps (zlib releases the GIL)."""
     num_steps = dict(zip(episodes["episode_id"], episodes["num_steps"], strict=True))
-    strips = {eid: pool.submit(filmstrip, run, eid, int(num_steps[eid]), max_frames, thumb_side)
-              for eid in filmstrip_ids(episodes, filmstrips)}  # fmt: skip
+    strips = {
+        eid: pool.submit(filmstrip, run, eid, int(num_steps[eid]), max_frames, thumb_side)
+        for eid in filmstrip_ids(episodes, filmstrips)
+    }
     lines, hidden, actions = read_steps(run)
     verdicts = _verdicts(judgements)
     records = []
@@ -243,20 +276,30 @@ def episode_rows(run: LoadedRun, run_index: int, episodes: pd.DataFrame,
         errored = row.status == "errored"
         reason = row.failure_reason if isinstance(row.failure_reason, str) else ""
         rec: dict[str, Any] = {
-            "r": run_index, "id": eid, "task": row.task, "seed": int(row.seed),
+            "r": run_index,
+            "id": eid,
+            "task": row.task,
+            "seed": int(row.seed),
             "o": "errored" if errored else ("success" if bool(row.success) else "failure"),
-            "n": int(row.num_steps), "t": row.termination, "fr": reason, "du": round(float(row.duration_s), 2),
-            "in": row.instruction, "j": verdicts.get(eid, []), "tl": lines.get(eid, {}),
+            "n": int(row.num_steps),
+            "t": row.termination,
+            "fr": reason,
+            "du": round(float(row.duration_s), 2),
+            "in": row.instruction,
+            "j": verdicts.get(eid, []),
+            "tl": lines.get(eid, {}),
             "th": {k: hidden[f"{eid}\0{k}"] for k in TEXT_COLUMNS if f"{eid}\0{k}" in hidden},
             "a": actions.get(eid),
-        }  # fmt: skip
+        }
         if not isinstance(row.frames_file, str):
             rec["fn"] = "no frames stored"
         elif eid in strips:
             rec.update(strips[eid].result())
         else:
-            rec["fn"] = (f"filmstrip not embedded (this report embeds {filmstrips} per run): "
-                         f"vlascore report {run.path} --episode {eid}")  # fmt: skip
+            rec["fn"] = (
+                f"filmstrip not embedded (this report embeds {filmstrips} per run): "
+                f"vlascore report {run.path} --episode {eid}"
+            )
         records.append(rec)
     return records
 

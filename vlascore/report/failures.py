@@ -62,8 +62,10 @@ def _groups(ids: list[str], reasons: list[str | None]) -> list[Group]:
     by_kind: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
     for eid, reason in zip(ids, reasons, strict=True):
         by_kind[error_kind(reason)].append((eid, reason))
-    groups = [Group(key=k, label=k, count=len(v), examples=[e for e, _ in v[:MAX_EXAMPLES]], detail=str(v[0][1] or ""))
-              for k, v in by_kind.items()]  # fmt: skip
+    groups = [
+        Group(key=k, label=k, count=len(v), examples=[e for e, _ in v[:MAX_EXAMPLES]], detail=str(v[0][1] or ""))
+        for k, v in by_kind.items()
+    ]
     return sorted(groups, key=lambda g: (-g.count, g.key))
 
 
@@ -88,16 +90,25 @@ def judge_failures(jf: JudgementFile, success: dict[str, bool], taxonomy: Taxono
     for mode in sorted(flagged, key=lambda m: (-len(flagged[m]), order.get(m, len(order)), m)):
         ids = flagged[mode]
         described = taxonomy.modes.get(mode)
-        out.flags.append(Group(key=mode, label=taxonomy.label(mode), count=len(ids), examples=ids[:MAX_EXAMPLES],
-                               detail=described.description if described else "", share=len(ids) / len(ok),
-                               in_failures=sum(not success[e] for e in ids)))  # fmt: skip
+        out.flags.append(
+            Group(
+                key=mode,
+                label=taxonomy.label(mode),
+                count=len(ids),
+                examples=ids[:MAX_EXAMPLES],
+                detail=described.description if described else "",
+                share=len(ids) / len(ok),
+                in_failures=sum(not success[e] for e in ids),
+            )
+        )
     failed = [j for j in jf.judgements if j.status == "failed" and j.episode_id in success]
     out.failed = _groups([j.episode_id for j in failed], [j.failure_reason for j in failed])
     return out
 
 
-def run_failures(episodes: pd.DataFrame, tasks: list[str], judgements: list[JudgementFile],
-                 taxonomy: Taxonomy) -> RunFailures:  # fmt: skip
+def run_failures(
+    episodes: pd.DataFrame, tasks: list[str], judgements: list[JudgementFile], taxonomy: Taxonomy
+) -> RunFailures:
     errored = episodes[episodes["status"] == "errored"]
     ok = episodes[episodes["status"] == "ok"]
     success = dict(zip(ok["episode_id"], ok["success"].astype(bool), strict=True))

@@ -88,25 +88,54 @@ def qa_section(paths: list[str | Path], labels: list[str], anchors: list[str], r
     for i, (path, label, anchor, res, mine) in enumerate(zip(paths, labels, anchors, results, qa, strict=True)):
         if mine:
             models = sorted({(r.model, json.dumps(r.model_args, sort_keys=True)) for r in mine.values()})
-            views.append(QARunView(anchor=qa_anchor(i), label=label, path=str(path), results=list(mine.values()),
-                                   qa_only=res is None, models=models))  # fmt: skip
-        cells = {n: QACell(value=r.score if r.status == "ok" else None, unit=r.unit, status=r.status, limit=r.limit,
-                           reason=r.failure_reason) for n, r in mine.items()}  # fmt: skip
-        rows.append(QARow(label=label, anchor=qa_anchor(i) if mine else anchor,
-                          row=combined_row(path, label, results=res, qa=mine), cells=cells))  # fmt: skip
+            views.append(
+                QARunView(
+                    anchor=qa_anchor(i),
+                    label=label,
+                    path=str(path),
+                    results=list(mine.values()),
+                    qa_only=res is None,
+                    models=models,
+                )
+            )
+        cells = {
+            n: QACell(
+                value=r.score if r.status == "ok" else None,
+                unit=r.unit,
+                status=r.status,
+                limit=r.limit,
+                reason=r.failure_reason,
+            )
+            for n, r in mine.items()
+        }
+        rows.append(
+            QARow(
+                label=label,
+                anchor=qa_anchor(i) if mine else anchor,
+                row=combined_row(path, label, results=res, qa=mine),
+                cells=cells,
+            )
+        )
     summaries = [(name, d.title) for name, d in summary_defs().items()]
     return QASection(runs=views, rows=rows, columns=columns, summaries=summaries, notes=_notes(rows))
 
 
 def _notes(rows: list[QARow]) -> list[str]:
     notes = []
-    used = {tuple(r.row.summaries["MM"].columns) for r in rows if "MM" in r.row.summaries
-            and r.row.summaries["MM"].value is not None}  # fmt: skip
+    used = {
+        tuple(r.row.summaries["MM"].columns)
+        for r in rows
+        if "MM" in r.row.summaries and r.row.summaries["MM"].value is not None
+    }
     if len(used) > 1:
-        notes.append("MM averages different benchmarks in different runs (see the columns under each value): those "
-                     "MM values, and the Averages built on them, are not comparable.")  # fmt: skip
+        notes.append(
+            "MM averages different benchmarks in different runs (see the columns under each value): those "
+            "MM values, and the Averages built on them, are not comparable."
+        )
     subsets = sorted({f"{n} (first {c.limit})" for r in rows for n, c in r.cells.items() if c.limit is not None})
     if subsets:
-        notes.append(f"Some benchmarks ran on a subset of their split: {', '.join(subsets)}. A subset score is not "
-                     "comparable with a full-split one.")  # fmt: skip
+        notes.append(
+            f"Some benchmarks ran on a subset of their split: {', '.join(subsets)}. A subset score is not "
+            "comparable with a full-split one."
+        )
     return notes

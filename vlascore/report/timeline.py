@@ -26,8 +26,9 @@ class Segment:
         return f"step {self.start}" if self.start == self.end else f"steps {self.start}-{self.end}"
 
 
-def segments(episode_ids: Sequence[Any], steps: Sequence[int], texts: Sequence[Any],
-             all_strings: bool = False) -> dict[str, list[Segment]]:  # fmt: skip
+def segments(
+    episode_ids: Sequence[Any], steps: Sequence[int], texts: Sequence[Any], all_strings: bool = False
+) -> dict[str, list[Segment]]:
     """episode_id -> segments, from rows already grouped by episode and ordered by step (the store's commit order).
 
     Consecutive equal texts of an episode merge into one segment; steps without text (None, NaN, "") are dropped.

@@ -163,17 +163,25 @@ def _judge_key(jf: JudgementFile) -> tuple[str, str, str | None]:
     return (jf.judge, jf.judge_version, jf.judge_model)
 
 
-def _difference(metric: str, task: str | None, a: np.ndarray, b: np.ndarray, ci: tuple[float, float],
-                seed: int) -> PairedDifference:  # fmt: skip
+def _difference(
+    metric: str, task: str | None, a: np.ndarray, b: np.ndarray, ci: tuple[float, float], seed: int
+) -> PairedDifference:
     d = a - b
     common: dict[str, Any] = {
-        "metric": metric, "task": task, "n": len(d), "a": 100 * float(a.mean()), "b": 100 * float(b.mean()),
-        "diff": 100 * float(d.mean()), "ci_low": 100 * ci[0], "ci_high": 100 * ci[1],
-    }  # fmt: skip
+        "metric": metric,
+        "task": task,
+        "n": len(d),
+        "a": 100 * float(a.mean()),
+        "b": 100 * float(b.mean()),
+        "diff": 100 * float(d.mean()),
+        "ci_low": 100 * ci[0],
+        "ci_high": 100 * ci[1],
+    }
     if metric == "success":
         a_only, b_only = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
-        return PairedDifference(**common, test="mcnemar-exact", p_value=mcnemar_exact(a_only, b_only),
-                                a_only=a_only, b_only=b_only)  # fmt: skip
+        return PairedDifference(
+            **common, test="mcnemar-exact", p_value=mcnemar_exact(a_only, b_only), a_only=a_only, b_only=b_only
+        )
     return PairedDifference(**common, test="sign-flip", p_value=sign_flip_test(d, seed=seed))
 
 
@@ -183,8 +191,10 @@ def _rows(metric: str, pairs: pd.DataFrame, n_boot: int, seed: int) -> tuple[Pai
     a, b, tasks = pairs["a"].to_numpy(float), pairs["b"].to_numpy(float), pairs["task"].to_numpy()
     overall_ci, task_ci = stratified_bootstrap_means(a - b, tasks, n_boot, seed)
     overall = _difference(metric, None, a, b, overall_ci, seed)
-    per_task = [_difference(metric, str(task), g["a"].to_numpy(float), g["b"].to_numpy(float), task_ci[task], seed)
-                for task, g in pairs.groupby("task", sort=False)]  # fmt: skip
+    per_task = [
+        _difference(metric, str(task), g["a"].to_numpy(float), g["b"].to_numpy(float), task_ci[task], seed)
+        for task, g in pairs.groupby("task", sort=False)
+    ]
     return overall, per_task
 
 
@@ -192,9 +202,15 @@ Tables = dict[str, pd.DataFrame]
 """Judgement file label -> its trajectory_scores table."""
 
 
-def compare_runs(a: LoadedRun, b: LoadedRun, labels: tuple[str, str], judgements: tuple[list[JudgementFile],
-                 list[JudgementFile]], n_boot: int = 2000, seed: int = 0,
-                 tables: tuple[Tables, Tables] | None = None) -> PairedComparison:  # fmt: skip
+def compare_runs(
+    a: LoadedRun,
+    b: LoadedRun,
+    labels: tuple[str, str],
+    judgements: tuple[list[JudgementFile], list[JudgementFile]],
+    n_boot: int = 2000,
+    seed: int = 0,
+    tables: tuple[Tables, Tables] | None = None,
+) -> PairedComparison:
     """Compare A with B on the episodes both completed; `judgements` are each run's judgement files (`tables`:
     their trajectory_scores, when the caller has them already)."""
     cmp = PairedComparison(a=labels[0], b=labels[1], shared=0, only_a=0, only_b=0, comparable=True)
@@ -210,8 +226,9 @@ def compare_runs(a: LoadedRun, b: LoadedRun, labels: tuple[str, str], judgements
     if both.empty:
         cmp.notes.append("no episode (task, seed) was completed by both runs")
         return cmp
-    success = pd.DataFrame({"task": both["task"], "a": both["success_a"].astype(float),
-                            "b": both["success_b"].astype(float)})  # fmt: skip
+    success = pd.DataFrame(
+        {"task": both["task"], "a": both["success_a"].astype(float), "b": both["success_b"].astype(float)}
+    )
     row, per_task = _rows("success", success, n_boot, seed)
     cmp.overall.append(row)
     cmp.tasks.extend(per_task)
@@ -230,17 +247,22 @@ def compare_runs(a: LoadedRun, b: LoadedRun, labels: tuple[str, str], judgements
             continue
         modes = (judgement_mode(a, jf), judgement_mode(b, other))
         if modes[0] != modes[1]:
-            cmp.notes.append(f"{jf.label}: A is scored as a {modes[0]} policy and B as a {modes[1]} one (Eq. 8 "
-                             "differs: specialists have no R or RA term)")  # fmt: skip
+            cmp.notes.append(
+                f"{jf.label}: A is scored as a {modes[0]} policy and B as a {modes[1]} one (Eq. 8 "
+                "differs: specialists have no R or RA term)"
+            )
         row, per_task = _rows(f"vla:{jf.label}", ok.rename(columns={"score_a": "a", "score_b": "b"}), n_boot, seed)
         cmp.overall.append(row)
         cmp.tasks.extend(per_task)
     mine = {_judge_key(jf) for jf in judgements[0]}
-    unmatched = sorted({jf.label for jf in judgements[0] if _judge_key(jf) not in theirs}
-                       | {jf.label for jf in judgements[1] if _judge_key(jf) not in mine})  # fmt: skip
+    unmatched = sorted(
+        {jf.label for jf in judgements[0] if _judge_key(jf) not in theirs}
+        | {jf.label for jf in judgements[1] if _judge_key(jf) not in mine}
+    )
     if unmatched:
-        cmp.notes.append("not compared (judged in one run only, or with another judge version): "
-                         + ", ".join(unmatched))  # fmt: skip
+        cmp.notes.append(
+            "not compared (judged in one run only, or with another judge version): " + ", ".join(unmatched)
+        )
     return cmp
 
 

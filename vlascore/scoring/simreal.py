@@ -38,15 +38,30 @@ REAL_SUCCESS_SCHEMA_VERSION = 1
 Protocol = Literal["vm", "va", "ms3"]
 """SimplerEnv's two simulated protocols, Visual Matching and Variant Aggregation, and `ms3`: the ManiSkill 3
 digital twins of its Bridge scenes (suite simpler-bridge), a re-implementation compared with the same real rates."""
-PROTOCOL_TITLES: dict[str, str] = {"vm": "Visual Matching", "va": "Variant Aggregation",
-                                   "ms3": "ManiSkill 3 Bridge twins"}  # fmt: skip
+PROTOCOL_TITLES: dict[str, str] = {
+    "vm": "Visual Matching",
+    "va": "Variant Aggregation",
+    "ms3": "ManiSkill 3 Bridge twins",
+}
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
-_GOOGLE_COLUMNS = ("pick_coke_can", "pick_coke_can_horizontal", "pick_coke_can_vertical", "pick_coke_can_standing",
-                   "move_near", "open_drawer", "close_drawer", "drawer", "put_apple_in_drawer")  # fmt: skip
+_GOOGLE_COLUMNS = (
+    "pick_coke_can",
+    "pick_coke_can_horizontal",
+    "pick_coke_can_vertical",
+    "pick_coke_can_standing",
+    "move_near",
+    "open_drawer",
+    "close_drawer",
+    "drawer",
+    "put_apple_in_drawer",
+)
 _BRIDGE_COLUMNS = ("put_spoon_on_towel", "put_carrot_on_plate", "stack_block", "put_eggplant_in_basket")
-COLUMN_PREFIXES: dict[str, tuple[str, ...]] = {"vm": ("google_vm/", "bridge/"), "va": ("google_va/",),
-                                               "ms3": ("bridge_ms3/",)}  # fmt: skip
+COLUMN_PREFIXES: dict[str, tuple[str, ...]] = {
+    "vm": ("google_vm/", "bridge/"),
+    "va": ("google_va/",),
+    "ms3": ("bridge_ms3/",),
+}
 """Which column-key prefixes belong to each protocol (Bridge is Visual Matching only)."""
 COLUMN_KEYS: frozenset[str] = frozenset(
     [f"google_{p}/{c}" for p in ("vm", "va") for c in _GOOGLE_COLUMNS]
@@ -128,9 +143,11 @@ class Citation(_Strict):
         return f'{self.authors[0]} et al., "{self.title}", {self.venue}, arXiv:{self.arxiv}'
 
     def bibtex(self) -> str:
-        return (f"@inproceedings{{{self.key},\n  title={{{self.title}}},\n  author={{{' and '.join(self.authors)}}},"
-                f"\n  booktitle={{{self.venue}}},\n  year={{{self.year}}},\n  eprint={{{self.arxiv}}},"
-                "\n  archivePrefix={arXiv}\n}")  # fmt: skip
+        return (
+            f"@inproceedings{{{self.key},\n  title={{{self.title}}},\n  author={{{' and '.join(self.authors)}}},"
+            f"\n  booktitle={{{self.venue}}},\n  year={{{self.year}}},\n  eprint={{{self.arxiv}}},"
+            "\n  archivePrefix={arXiv}\n}"
+        )
 
 
 class Source(_Strict):
@@ -246,8 +263,9 @@ class RealSuccessData(_Strict):
         for t in self.tasks:
             if t.id == task_id:
                 return t
-        raise SimRealError(f"unknown task {task_id!r}.{did_you_mean(task_id, self.task_ids)} "
-                           f"Tasks: {', '.join(self.task_ids)}")  # fmt: skip
+        raise SimRealError(
+            f"unknown task {task_id!r}.{did_you_mean(task_id, self.task_ids)} Tasks: {', '.join(self.task_ids)}"
+        )
 
     @property
     def task_ids(self) -> list[str]:
@@ -332,8 +350,10 @@ def read_sim_rates(path: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in _read_mapping(path, "sim-rate file").items():
         if key not in COLUMN_KEYS:
-            raise SimRealError(f"{path}: unknown column key {key!r}.{did_you_mean(str(key), COLUMN_KEYS)} "
-                               f"Known: {', '.join(sorted(COLUMN_KEYS))}")  # fmt: skip
+            raise SimRealError(
+                f"{path}: unknown column key {key!r}.{did_you_mean(str(key), COLUMN_KEYS)} "
+                f"Known: {', '.join(sorted(COLUMN_KEYS))}"
+            )
         if value is not None:
             out[key] = _rate(value, f"{path}: {key}")
     return out
@@ -349,8 +369,10 @@ def read_real_rates(path: Path, data: RealSuccessData | None = None) -> SimRates
         for key, value in rates.items():
             task = data.task_of_key(str(key))
             if task is None:
-                raise SimRealError(f"{path}: {policy}: unknown task {key!r}.{did_you_mean(str(key), data.task_ids)} "
-                                   f"Tasks: {', '.join(data.task_ids)}")  # fmt: skip
+                raise SimRealError(
+                    f"{path}: {policy}: unknown task {key!r}.{did_you_mean(str(key), data.task_ids)} "
+                    f"Tasks: {', '.join(data.task_ids)}"
+                )
             if value is not None:
                 out.setdefault(str(policy), {})[task.id] = _rate(value, f"{path}: {policy}: {key}")
     return out
@@ -446,16 +468,20 @@ def compare(
     """
     data = data or load_real_success()
     if len(sims) < 2:
-        raise SimRealError(f"MMRV and Pearson compare a ranking of policies: give sim rates for at least 2 "
-                           f"(got {len(sims)}: {', '.join(sims) or 'none'})")  # fmt: skip
+        raise SimRealError(
+            f"MMRV and Pearson compare a ranking of policies: give sim rates for at least 2 "
+            f"(got {len(sims)}: {', '.join(sims) or 'none'})"
+        )
     real = data.real_rates(real_extra)
     extra = real_extra or {}
     with_real = {p for rates in real.values() for p in rates}
     unknown = [p for p in sims if p not in with_real]
     if unknown:
         hints = "".join(did_you_mean(p, data.policies) for p in unknown)
-        raise SimRealError(f"no real-robot rates for policy {', '.join(unknown)}.{hints} Bundled policies: "
-                           f"{', '.join(data.policies)}; give others' real rates with --real FILE")  # fmt: skip
+        raise SimRealError(
+            f"no real-robot rates for policy {', '.join(unknown)}.{hints} Bundled policies: "
+            f"{', '.join(data.policies)}; give others' real rates with --real FILE"
+        )
     chosen = [data.task(t) for t in tasks] if tasks else list(data.tasks)
     done: list[TaskComparison] = []
     skipped: list[SkippedTask] = []
@@ -467,8 +493,10 @@ def compare(
             skipped.append(outcome)
     if not done:
         reasons = "; ".join(f"{s.task}: {s.reason}" for s in skipped)
-        raise SimRealError(f"no task has sim and real rates for 2 or more of {', '.join(sims)} under "
-                           f"{PROTOCOL_TITLES[protocol]} ({reasons})")  # fmt: skip
+        raise SimRealError(
+            f"no task has sim and real rates for 2 or more of {', '.join(sims)} under "
+            f"{PROTOCOL_TITLES[protocol]} ({reasons})"
+        )
     by_id = {c.task: c for c in done}
     summaries, skipped_summaries = [], {}
     for summary in data.summaries:
@@ -480,21 +508,33 @@ def compare(
             continue
         parts = [by_id[m] for m in summary.mean_of]
         as_paper = all({r.policy for r in p.rates} == set(data.task(p.task).reference("vm")) for p in parts)
-        summaries.append(SummaryComparison(
-            id=summary.id, title=summary.title, tasks=summary.mean_of, mmrv=float(np.mean([p.mmrv for p in parts])),
-            pearson=float(np.mean([p.pearson for p in parts])), paper=summary.paper if as_paper else None,
-        ))  # fmt: skip
+        summaries.append(
+            SummaryComparison(
+                id=summary.id,
+                title=summary.title,
+                tasks=summary.mean_of,
+                mmrv=float(np.mean([p.mmrv for p in parts])),
+                pearson=float(np.mean([p.pearson for p in parts])),
+                paper=summary.paper if as_paper else None,
+            )
+        )
     compared = {row.policy for c in done for row in c.rates}
     real_sources = {p: _real_source(data, p, extra, real_extra_source) for p in sims if p in compared}
     return SimRealResult(
-        protocol=protocol, sim_sources={p: (sim_sources or {}).get(p, "given") for p in sims},
-        real_sources=real_sources, tasks=done, summaries=summaries, skipped=skipped,
-        skipped_summaries=skipped_summaries, citation=data.citation.line(),
-    )  # fmt: skip
+        protocol=protocol,
+        sim_sources={p: (sim_sources or {}).get(p, "given") for p in sims},
+        real_sources=real_sources,
+        tasks=done,
+        summaries=summaries,
+        skipped=skipped,
+        skipped_summaries=skipped_summaries,
+        citation=data.citation.line(),
+    )
 
 
-def _compare_task(task: RealTask, protocol: Protocol, sims: SimRates,
-                  real: dict[str, float]) -> TaskComparison | SkippedTask:  # fmt: skip
+def _compare_task(
+    task: RealTask, protocol: Protocol, sims: SimRates, real: dict[str, float]
+) -> TaskComparison | SkippedTask:
     column = task.columns.get(protocol)
     rows, excluded = [], {}
     for policy, rates in sims.items():
@@ -522,15 +562,27 @@ def _compare_task(task: RealTask, protocol: Protocol, sims: SimRates,
     if policies <= set(ref):
         ref_vec = [ref[row.policy] for row in rows]
         baseline = MetricPair(mmrv=mmrv(ref_vec, r_vec), pearson=pearson(ref_vec, r_vec))
-    warnings = [f"{what} rates are equal for every policy: Pearson r is undefined (SimplerEnv's formula gives "
-                f"{pearson(s_vec, r_vec):.3g})" for what, v in (("sim", s_vec), ("real", r_vec)) if len(set(v)) == 1]
+    warnings = [
+        f"{what} rates are equal for every policy: Pearson r is undefined (SimplerEnv's formula gives "
+        f"{pearson(s_vec, r_vec):.3g})"
+        for what, v in (("sim", s_vec), ("real", r_vec))
+        if len(set(v)) == 1
+    ]
     return TaskComparison(
-        task=task.id, title=task.title, metric=task.metric, column=column, real_trials=task.trials, rates=rows,
-        mmrv=mmrv(s_vec, r_vec), pearson=pearson(s_vec, r_vec),
+        task=task.id,
+        title=task.title,
+        metric=task.metric,
+        column=column,
+        real_trials=task.trials,
+        rates=rows,
+        mmrv=mmrv(s_vec, r_vec),
+        pearson=pearson(s_vec, r_vec),
         # the paper's value describes its policy set: given only for that same set
         paper=task.paper if protocol == "vm" and policies == set(task.reference("vm")) else None,
-        simpler=baseline, excluded=excluded, warnings=warnings,
-    )  # fmt: skip
+        simpler=baseline,
+        excluded=excluded,
+        warnings=warnings,
+    )
 
 
 def _real_source(data: RealSuccessData, policy: str, extra: SimRates, extra_source: str) -> str:

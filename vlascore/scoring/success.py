@@ -164,8 +164,9 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(v for v in values if v is not None) / len(values)
 
 
-def score_run(run: LoadedRun, errored_as_failure: bool = False,
-              judgements: list[JudgementFile] | None = None) -> RunResults:  # fmt: skip
+def score_run(
+    run: LoadedRun, errored_as_failure: bool = False, judgements: list[JudgementFile] | None = None
+) -> RunResults:
     """Success statistics and the VLA Score under each judgement file (`judgements`: already read ones, or None to
     read <run>/judgements/)."""
     eps = run.episodes
@@ -198,7 +199,7 @@ def score_run(run: LoadedRun, errored_as_failure: bool = False,
                 mean_steps=float(ok["num_steps"].mean()) if len(ok) else None,
                 mean_over=mean_over,
                 groups=groups,
-            )  # fmt: skip
+            )
         )
     columns, averages = _columns(suite, results)
     counted = [c for c in columns if c.in_mean]
@@ -208,15 +209,25 @@ def score_run(run: LoadedRun, errored_as_failure: bool = False,
     lo, hi = wilson_interval(mean * n_total, n_total) if mean is not None and n_total else (None, None)
     planned = {f"{t}-{s}" for t, seeds in run.run.seeds.items() for s in seeds}
     return RunResults(
-        run_id=run.run.run_id, adapter=run.run.adapter, suite=run.run.suite,
-        suite_fingerprint=run.run.suite_fingerprint, protocol_version=run.run.protocol_version,
-        scored_at=utcnow(), errored_as_failure=errored_as_failure, tasks=results,
-        suite_mean=mean, suite_mean_columns=[c.id for c in counted if c.success_rate is not None],
-        suite_ci_low=lo, suite_ci_high=hi, episodes=len(eps),
-        errored=int((eps["status"] == "errored").sum()), missing=len(planned - set(eps["episode_id"])),
+        run_id=run.run.run_id,
+        adapter=run.run.adapter,
+        suite=run.run.suite,
+        suite_fingerprint=run.run.suite_fingerprint,
+        protocol_version=run.run.protocol_version,
+        scored_at=utcnow(),
+        errored_as_failure=errored_as_failure,
+        tasks=results,
+        suite_mean=mean,
+        suite_mean_columns=[c.id for c in counted if c.success_rate is not None],
+        suite_ci_low=lo,
+        suite_ci_high=hi,
+        episodes=len(eps),
+        errored=int((eps["status"] == "errored").sum()),
+        missing=len(planned - set(eps["episode_id"])),
         vla=[vla_score(run, jf) for jf in (read_judgement_files(run.path) if judgements is None else judgements)],
-        columns=columns, averages=averages,
-    )  # fmt: skip
+        columns=columns,
+        averages=averages,
+    )
 
 
 def _suite_of(run: LoadedRun) -> Suite | None:
@@ -236,16 +247,28 @@ def _columns(suite: Suite | None, results: list[TaskResult]) -> tuple[list[Colum
     for col in suite.result_columns:
         missing = [t for t in col.tasks if rate.get(t) is None]
         value = None if missing else _mean([rate[t] for t in col.tasks])
-        columns.append(ColumnResult(id=col.id, key=suite.column_key(col), title=col.title, tasks=list(col.tasks),
-                                    in_mean=col.in_mean, success_rate=value, missing=missing))  # fmt: skip
+        columns.append(
+            ColumnResult(
+                id=col.id,
+                key=suite.column_key(col),
+                title=col.title,
+                tasks=list(col.tasks),
+                in_mean=col.in_mean,
+                success_rate=value,
+                missing=missing,
+            )
+        )
     by_id = {c.id: c for c in columns}
     averages = []
     for avg in suite.averages:
         missing = [c for c in avg.columns if by_id[c].success_rate is None]
         value = None if missing else _mean([by_id[c].success_rate for c in avg.columns])
         keys = [by_id[c].key for c in avg.columns]
-        averages.append(AverageResult(id=avg.id, title=avg.title, columns=list(avg.columns), keys=keys,
-                                      missing=missing, value=value))  # fmt: skip
+        averages.append(
+            AverageResult(
+                id=avg.id, title=avg.title, columns=list(avg.columns), keys=keys, missing=missing, value=value
+            )
+        )
     return columns, averages
 
 

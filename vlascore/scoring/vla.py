@@ -245,11 +245,18 @@ def _scores(df: pd.DataFrame, mode: Mode, stratify: bool, n_boot: int, seed: int
         for col, (lo, hi) in zip(columns, cis, strict=True):
             est[_COLUMNS[col]] = Estimate(value=float(ok[col].mean()) * 100, ci_low=lo * 100, ci_high=hi * 100)
     return VlaScores(
-        episodes=len(df), judged=len(ok), failed=int(counts.get("failed", 0)),
-        unjudged=int(counts.get("unjudged", 0)), errored=int(counts.get("errored", 0)),
-        reasoning=est.get("reasoning"), action=est["action"], intention=est["intention"],
-        alignment=est.get("alignment"), sim=est["sim"], vla_score=est["vla_score"],
-    )  # fmt: skip
+        episodes=len(df),
+        judged=len(ok),
+        failed=int(counts.get("failed", 0)),
+        unjudged=int(counts.get("unjudged", 0)),
+        errored=int(counts.get("errored", 0)),
+        reasoning=est.get("reasoning"),
+        action=est["action"],
+        intention=est["intention"],
+        alignment=est.get("alignment"),
+        sim=est["sim"],
+        vla_score=est["vla_score"],
+    )
 
 
 def vla_score(run: LoadedRun, jf: JudgementFile, n_boot: int = 2000, seed: int = 0) -> VlaScoreResult:
@@ -260,9 +267,17 @@ def vla_score(run: LoadedRun, jf: JudgementFile, n_boot: int = 2000, seed: int =
     task_ids = list(dict.fromkeys([*run.run.tasks, *df["task"]]))
     tasks = [TaskVlaScore(task=t, **dict(_scores(df[df["task"] == t], mode, False, n_boot, seed))) for t in task_ids]
     return VlaScoreResult(
-        label=jf.label, run_id=jf.run_id, judge=jf.judge, judge_version=jf.judge_version, judge_model=jf.judge_model,
-        mode=mode, n_boot=n_boot, seed=seed, tasks=tasks, **dict(_scores(df, mode, True, n_boot, seed)),
-    )  # fmt: skip
+        label=jf.label,
+        run_id=jf.run_id,
+        judge=jf.judge,
+        judge_version=jf.judge_version,
+        judge_model=jf.judge_model,
+        mode=mode,
+        n_boot=n_boot,
+        seed=seed,
+        tasks=tasks,
+        **dict(_scores(df, mode, True, n_boot, seed)),
+    )
 
 
 def read_judgement_file(path: Path, what: str | None = None) -> JudgementFile:

@@ -103,8 +103,9 @@ class Link:
         ws_client = websockets_module("websockets.sync.client")
         ws_errors = websockets_module("websockets.exceptions")
         if not self.url.startswith(("ws://", "wss://")):
-            raise ValueError(f"-M url={self.url!r} is not a WebSocket URL: use ws://HOST:PORT (the address "
-                             "`vlascore serve` prints)")  # fmt: skip
+            raise ValueError(
+                f"-M url={self.url!r} is not a WebSocket URL: use ws://HOST:PORT (the address `vlascore serve` prints)"
+            )
         self.close()
         last: BaseException | None = None
         busy = False
@@ -115,8 +116,15 @@ class Link:
             try:
                 # Entered as a context manager (closed by the stack): websockets >= 17.1 deprecates a bare connect()
                 # and later versions return a context manager from it, which this works with as well.
-                ws = stack.enter_context(ws_client.connect(self.url, open_timeout=self.timeout, close_timeout=1,
-                                                           compression=None, max_size=MAX_MESSAGE_BYTES))  # fmt: skip
+                ws = stack.enter_context(
+                    ws_client.connect(
+                        self.url,
+                        open_timeout=self.timeout,
+                        close_timeout=1,
+                        compression=None,
+                        max_size=MAX_MESSAGE_BYTES,
+                    )
+                )
                 kept = handshake(ws.recv(timeout=self.timeout))
             except ws_errors.InvalidURI as exc:
                 raise ValueError(f"-M url={self.url!r} is not a valid WebSocket URL: {exc}") from None
@@ -141,10 +149,13 @@ class Link:
             _quietly_close(stack)
         tries = f"{1 + self.retries} attempt(s)"
         if busy:
-            raise ServerRefusedError(f"the policy server at {self.url} is still busy after {tries}: {last}",
-                                     retryable=True)  # fmt: skip
-        raise ServerUnreachableError(f"cannot reach a policy server at {self.url} after {tries}: "
-                                     f"{describe(last) if last else 'no attempt made'}; {START_HINT}")  # fmt: skip
+            raise ServerRefusedError(
+                f"the policy server at {self.url} is still busy after {tries}: {last}", retryable=True
+            )
+        raise ServerUnreachableError(
+            f"cannot reach a policy server at {self.url} after {tries}: "
+            f"{describe(last) if last else 'no attempt made'}; {START_HINT}"
+        )
 
     def request(self, frame: bytes, what: str) -> bytes | str:
         """Send one frame and return the reply frame (bytes, or text from servers that report errors as text)."""

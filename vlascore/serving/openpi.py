@@ -93,18 +93,26 @@ class OpenpiOptions:
 
     def config(self) -> dict[str, Any]:
         """The options as stored in the run record (they change what the policy sees and does)."""
-        return {"image_key": self.image_key, "state_key": self.state_key, "state": list(self.state),
-                "prompt_key": self.prompt_key, "actions_key": self.actions_key,
-                "blank_image_keys": list(self.blank_image_keys), "chunk_size": self.chunk_size,
-                "execute": self.execute, "action_space": self.action_space.model_dump()}  # fmt: skip
+        return {
+            "image_key": self.image_key,
+            "state_key": self.state_key,
+            "state": list(self.state),
+            "prompt_key": self.prompt_key,
+            "actions_key": self.actions_key,
+            "blank_image_keys": list(self.blank_image_keys),
+            "chunk_size": self.chunk_size,
+            "execute": self.execute,
+            "action_space": self.action_space.model_dump(),
+        }
 
     def observation(self, obs: Observation, instruction: str) -> dict[str, Any]:
         """The openpi observation map of `obs`."""
         out: dict[str, Any] = {}
         if self.image_key:
             if obs.image is None:
-                raise ValueError("the task renders no camera image, but -M image_key is set: pass -M image_key= "
-                                 "to send none")  # fmt: skip
+                raise ValueError(
+                    "the task renders no camera image, but -M image_key is set: pass -M image_key= to send none"
+                )
             image = np.ascontiguousarray(obs.image, dtype=np.uint8)
             out[self.image_key] = image
             for key in self.blank_image_keys:
@@ -112,8 +120,10 @@ class OpenpiOptions:
         if self.state_key:
             missing = [k for k in self.state if k not in obs.proprio]
             if missing:
-                raise ValueError(f"-M state names {', '.join(missing)}, not in this backend's proprio "
-                                 f"({', '.join(obs.proprio) or 'none'})")  # fmt: skip
+                raise ValueError(
+                    f"-M state names {', '.join(missing)}, not in this backend's proprio "
+                    f"({', '.join(obs.proprio) or 'none'})"
+                )
             parts = [np.asarray(obs.proprio[k], dtype=np.float64).reshape(-1) for k in self.state]
             out[self.state_key] = np.concatenate(parts) if parts else np.zeros(0)
         out[self.prompt_key] = instruction
@@ -123,17 +133,22 @@ class OpenpiOptions:
         """The (k, dim) action chunk of a server reply, checked against the declared dim and chunk size."""
         if not isinstance(reply, dict) or self.actions_key not in reply:
             keys = ", ".join(map(str, reply)) if isinstance(reply, dict) else type(reply).__name__
-            raise ValueError(f"the openpi server at {url} replied without {self.actions_key!r} (got: {keys}); "
-                             "set -M actions_key=")  # fmt: skip
+            raise ValueError(
+                f"the openpi server at {url} replied without {self.actions_key!r} (got: {keys}); set -M actions_key="
+            )
         actions = np.asarray(reply[self.actions_key])
         if actions.ndim == 1:
             actions = actions[None, :]
         dim = self.action_space.dim
         if actions.ndim != 2 or actions.shape[1] != dim:
-            raise ValueError(f"the openpi server at {url} returned actions of shape {actions.shape}, but the declared "
-                             f"convention has -M action_dim={dim}")  # fmt: skip
+            raise ValueError(
+                f"the openpi server at {url} returned actions of shape {actions.shape}, but the declared "
+                f"convention has -M action_dim={dim}"
+            )
         if actions.shape[0] > self.chunk_size:
-            raise ValueError(f"the openpi server at {url} returned a chunk of {actions.shape[0]} actions, more than "
-                             f"-M chunk_size={self.chunk_size}: pass -M chunk_size={actions.shape[0]} (and "
-                             "-M execute=K to run only the first K of each chunk)")  # fmt: skip
+            raise ValueError(
+                f"the openpi server at {url} returned a chunk of {actions.shape[0]} actions, more than "
+                f"-M chunk_size={self.chunk_size}: pass -M chunk_size={actions.shape[0]} (and "
+                "-M execute=K to run only the first K of each chunk)"
+            )
         return actions

@@ -75,8 +75,14 @@ class RemoteAdapter(Adapter):
     extras = ("serve",)
     needs = "a running policy server at -M url (`vlascore serve`, or openpi's serve_policy.py with -M protocol=openpi)"
 
-    def __init__(self, url: str = "ws://127.0.0.1:8765", protocol: str = "vlascore", timeout: float = 30.0,
-                 retries: int = 3, **options: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str = "ws://127.0.0.1:8765",
+        protocol: str = "vlascore",
+        timeout: float = 30.0,
+        retries: int = 3,
+        **options: Any,
+    ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"-M protocol={protocol!r} is not one of {', '.join(PROTOCOLS)}")
         self.url = str(url)
@@ -92,8 +98,10 @@ class RemoteAdapter(Adapter):
         self._metadata: dict[str, Any] = {}
         if self.protocol == "vlascore":
             if options:
-                raise TypeError(f"unknown option(s) {', '.join(sorted(options))} for -M protocol=vlascore (it "
-                                "takes url, timeout, retries; mapping options need -M protocol=openpi)")  # fmt: skip
+                raise TypeError(
+                    f"unknown option(s) {', '.join(sorted(options))} for -M protocol=vlascore (it "
+                    "takes url, timeout, retries; mapping options need -M protocol=openpi)"
+                )
             hello = self._link.open(self._read_hello)
             try:
                 self._adopt(hello.info)
@@ -101,8 +109,12 @@ class RemoteAdapter(Adapter):
                 self._link.close()
                 raise
             self._hello, self.stateless = hello, hello.stateless
-            config: dict[str, Any] = {"url": self.url, "protocol": self.protocol, "served_adapter": hello.adapter,
-                                      "served_config": hello.config}  # fmt: skip
+            config: dict[str, Any] = {
+                "url": self.url,
+                "protocol": self.protocol,
+                "served_adapter": hello.adapter,
+                "served_config": hello.config,
+            }
         else:
             self._openpi = OpenpiOptions.parse(options)
             self.action_space = self._openpi.action_space
@@ -123,8 +135,10 @@ class RemoteAdapter(Adapter):
         try:
             message = decode(frame)
         except ProtocolError as exc:
-            raise ProtocolError(f"the server at {self.url} does not speak {PROTOCOL} ({exc}); an openpi-style "
-                                "server? add -M protocol=openpi") from None  # fmt: skip
+            raise ProtocolError(
+                f"the server at {self.url} does not speak {PROTOCOL} ({exc}); an openpi-style "
+                "server? add -M protocol=openpi"
+            ) from None
         if isinstance(message, Error):
             if message.error_type == "ServerBusy":  # Link.open retries, then names the URL
                 raise ServerRefusedError(message.message, retryable=True)
@@ -134,9 +148,11 @@ class RemoteAdapter(Adapter):
         if self._hello is not None:
             old, new = self._hello, message
             if (old.adapter, old.config, old.info) != (new.adapter, new.config, new.info):
-                raise ProtocolError(f"the server at {self.url} now serves {new.adapter!r} {new.config} declaring "
-                                    f"{new.info}, but this run started with {old.adapter!r} {old.config} declaring "
-                                    f"{old.info}: refusing to mix two policies in one run")  # fmt: skip
+                raise ProtocolError(
+                    f"the server at {self.url} now serves {new.adapter!r} {new.config} declaring "
+                    f"{new.info}, but this run started with {old.adapter!r} {old.config} declaring "
+                    f"{old.info}: refusing to mix two policies in one run"
+                )
         return message
 
     def _read_metadata(self, frame: bytes | str) -> dict[str, Any]:
@@ -144,8 +160,9 @@ class RemoteAdapter(Adapter):
             raise RemotePolicyError(f"the openpi server at {self.url} sent an error on connect: {frame[-500:]}")
         metadata = unpackb(frame)
         if not isinstance(metadata, dict):
-            raise ProtocolError(f"the server at {self.url} opened with a {type(metadata).__name__}, not openpi's "
-                                "metadata map")  # fmt: skip
+            raise ProtocolError(
+                f"the server at {self.url} opened with a {type(metadata).__name__}, not openpi's metadata map"
+            )
         if metadata.get("type") == "hello" and metadata.get("protocol") == PROTOCOL:
             raise ProtocolError(f"the server at {self.url} is a `vlascore serve` server: drop -M protocol=openpi")
         return metadata
@@ -158,9 +175,11 @@ class RemoteAdapter(Adapter):
             self.reasons = bool(info["reasons"])
             self.uses_privileged_state = bool(info["uses_privileged_state"])
         except (KeyError, TypeError, ValidationError) as exc:
-            raise ProtocolError(f"this vlascore does not understand the declaration of the policy at {self.url} "
-                                f"({type(exc).__name__}: {exc}): install the same vlascore version on both "
-                                "sides") from None  # fmt: skip
+            raise ProtocolError(
+                f"this vlascore does not understand the declaration of the policy at {self.url} "
+                f"({type(exc).__name__}: {exc}): install the same vlascore version on both "
+                "sides"
+            ) from None
         for key, value in info.items():  # declaration fields added to the Adapter contract later (execute_steps...)
             if key not in _DECLARED and hasattr(Adapter, key) and not callable(getattr(Adapter, key)):
                 setattr(self, key, value)
@@ -173,12 +192,20 @@ class RemoteAdapter(Adapter):
     def info(self) -> dict[str, Any]:
         if self._hello is not None:
             h = self._hello
-            remote = {"url": self.url, "protocol": PROTOCOL, "protocol_version": PROTOCOL_VERSION,
-                      "adapter": h.adapter, "config": h.config, "stateless": h.stateless,
-                      "server_vlascore_version": h.vlascore_version}  # fmt: skip
+            remote = {
+                "url": self.url,
+                "protocol": PROTOCOL,
+                "protocol_version": PROTOCOL_VERSION,
+                "adapter": h.adapter,
+                "config": h.config,
+                "stateless": h.stateless,
+                "server_vlascore_version": h.vlascore_version,
+            }
             return {**h.info, "remote": remote}
-        return {**super().info(), "remote": {"url": self.url, "protocol": "openpi",
-                                             "metadata": _jsonable(self._metadata)}}  # fmt: skip
+        return {
+            **super().info(),
+            "remote": {"url": self.url, "protocol": "openpi", "metadata": _jsonable(self._metadata)},
+        }
 
     def reset(self, context: EpisodeContext) -> None:
         self._context, self._acted = context, False
@@ -198,8 +225,9 @@ class RemoteAdapter(Adapter):
             raise RuntimeError("reset() must be called before act()")
         try:
             if not self._link.connected:
-                raise ConnectionLostError(f"the connection to the policy server at {self.url} was closed earlier "
-                                          "in this episode")  # fmt: skip
+                raise ConnectionLostError(
+                    f"the connection to the policy server at {self.url} was closed earlier in this episode"
+                )
             step = self._act_remote(obs, instruction)
         except ConnectionLostError as exc:
             # Replaying on a fresh connection (reset again, then this act) is exact when no action of the episode
@@ -249,17 +277,20 @@ class RemoteAdapter(Adapter):
             raise ProtocolError(f"unreadable reply from the policy server at {self.url}: {exc}") from None
         if isinstance(reply, Error):
             served = self._hello.adapter if self._hello else "?"
-            raise RemotePolicyError(f"{reply.error_type}: {reply.message} (in {reply.where or what} of {served!r} "
-                                    f"served at {self.url})", reply.error_type, reply.traceback)  # fmt: skip
+            raise RemotePolicyError(
+                f"{reply.error_type}: {reply.message} (in {reply.where or what} of {served!r} served at {self.url})",
+                reply.error_type,
+                reply.traceback,
+            )
         if getattr(reply, "id", None) != request.id:
             self._link.close()
-            raise ProtocolError(f"the policy server at {self.url} answered request {getattr(reply, 'id', None)} "
-                                f"to request {request.id}")  # fmt: skip
+            raise ProtocolError(
+                f"the policy server at {self.url} answered request {getattr(reply, 'id', None)} to request {request.id}"
+            )
         return reply
 
     def _expect(self, reply: Message, kind: type[ResetDone] | type[Step]) -> Message:
         if not isinstance(reply, kind):
             self._link.close()
-            raise ProtocolError(f"the policy server at {self.url} answered {reply.type!r} where {kind.type!r} "
-                                "was due")  # fmt: skip
+            raise ProtocolError(f"the policy server at {self.url} answered {reply.type!r} where {kind.type!r} was due")
         return reply

@@ -62,9 +62,17 @@ def _peer(ws: Any) -> str:
 class PolicyServer:
     """Serves the adapter `model` (built with `config`) at ws://host:port until `shutdown()`."""
 
-    def __init__(self, model: str, config: dict[str, Any] | None = None, *, host: str = "127.0.0.1",
-                 port: int = 8765, max_clients: int = 1, stateless: bool = False,
-                 log: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str,
+        config: dict[str, Any] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        max_clients: int = 1,
+        stateless: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         from vlascore.adapters import make_adapter
 
         if max_clients < 1:
@@ -77,8 +85,13 @@ class PolicyServer:
         ws_server = websockets_module("websockets.sync.server")
         first = self._make()  # options checked and weights loaded before anything listens
         try:
-            self.hello = Hello(adapter=model, config=dict(first.config), info=first.info(), stateless=stateless,
-                               vlascore_version=__version__)  # fmt: skip
+            self.hello = Hello(
+                adapter=model,
+                config=dict(first.config),
+                info=first.info(),
+                stateless=stateless,
+                vlascore_version=__version__,
+            )
             encode(self.hello)  # fail now, not per connection, if the declaration cannot travel
         except BaseException:
             first.close()
@@ -89,12 +102,15 @@ class PolicyServer:
         self._connections: set[Any] = set()
         self._closed = False
         try:
-            self._server = ws_server.serve(self._handle, host, port, compression=None, max_size=MAX_MESSAGE_BYTES,
-                                           close_timeout=2)  # fmt: skip
+            self._server = ws_server.serve(
+                self._handle, host, port, compression=None, max_size=MAX_MESSAGE_BYTES, close_timeout=2
+            )
         except OSError as exc:
             first.close()
-            raise ServingError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port "
-                               "(0: any free one), or stop what is using it") from None  # fmt: skip
+            raise ServingError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): pick another --port "
+                "(0: any free one), or stop what is using it"
+            ) from None
         bound, port = self._server.socket.getsockname()[:2]
         self.url = f"ws://[{bound}]:{port}" if ":" in bound else f"ws://{bound}:{port}"
         """ws://HOST:PORT the server listens on (with the real port when started with port 0)."""
@@ -163,13 +179,18 @@ class PolicyServer:
         try:
             adapter = self._acquire()
         except Exception as exc:  # noqa: BLE001 - a failed build refuses this client, the server stays up
-            self._refuse(ws, closed, Error(None, type(exc).__name__, f"cannot build the adapter: {exc}", "connect",
-                                           traceback.format_exc()))  # fmt: skip
+            self._refuse(
+                ws,
+                closed,
+                Error(None, type(exc).__name__, f"cannot build the adapter: {exc}", "connect", traceback.format_exc()),
+            )
             self._log(f"{peer}: refused, building another {self.model} failed: {type(exc).__name__}: {exc}")
             return
         if adapter is None:
-            text = (f"the server already serves {self.max_clients} client(s), its limit: try again later, or start "
-                    "it with a larger --max-clients (each client gets its own adapter instance)")  # fmt: skip
+            text = (
+                f"the server already serves {self.max_clients} client(s), its limit: try again later, or start "
+                "it with a larger --max-clients (each client gets its own adapter instance)"
+            )
             self._refuse(ws, closed, Error(None, "ServerBusy", text, "connect"))
             self._log(f"{peer}: refused, busy ({self.max_clients} client(s), --max-clients {self.max_clients})")
             return
@@ -195,8 +216,10 @@ class PolicyServer:
         try:
             ws.send(encode(error))
             # The close reason repeats the gist: a client may see the close before the message (websockets < 13).
-            ws.close(TRY_AGAIN_LATER if error.error_type == "ServerBusy" else INTERNAL_ERROR,
-                     f"{error.error_type}: {error.message}"[:120])  # fmt: skip
+            ws.close(
+                TRY_AGAIN_LATER if error.error_type == "ServerBusy" else INTERNAL_ERROR,
+                f"{error.error_type}: {error.message}"[:120],
+            )
         except closed:
             pass
 
@@ -217,8 +240,10 @@ class PolicyServer:
                 return encode(ResetDone(request.id))
             if isinstance(request, Act):
                 if not session.started:
-                    raise ProtocolError("send `reset` before the first `act` of a connection (the adapter instance "
-                                        "may still hold another client's episode)")  # fmt: skip
+                    raise ProtocolError(
+                        "send `reset` before the first `act` of a connection (the adapter instance "
+                        "may still hold another client's episode)"
+                    )
                 step = adapter.act(request.observation, request.instruction)
                 if not isinstance(step, PolicyStep):
                     raise TypeError(f"act() must return a PolicyStep, got {type(step).__name__}")

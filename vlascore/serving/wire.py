@@ -192,9 +192,16 @@ class Hello:
     version: int = PROTOCOL_VERSION
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "protocol": self.protocol, "version": self.version, "adapter": self.adapter,
-                "config": self.config, "info": self.info, "stateless": self.stateless,
-                "vlascore_version": self.vlascore_version}  # fmt: skip
+        return {
+            "type": self.type,
+            "protocol": self.protocol,
+            "version": self.version,
+            "adapter": self.adapter,
+            "config": self.config,
+            "info": self.info,
+            "stateless": self.stateless,
+            "vlascore_version": self.vlascore_version,
+        }
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Hello:
@@ -204,9 +211,13 @@ class Hello:
                 f"the server speaks {protocol} version {version}, this client {PROTOCOL} version {PROTOCOL_VERSION}: "
                 "install the same vlascore version in both environments"
             )
-        return cls(adapter=_field(m, "adapter", str), config=_field(m, "config", dict), info=_field(m, "info", dict),
-                   stateless=bool(_field(m, "stateless", bool, optional=True)),
-                   vlascore_version=str(_field(m, "vlascore_version", str, optional=True) or ""))  # fmt: skip
+        return cls(
+            adapter=_field(m, "adapter", str),
+            config=_field(m, "config", dict),
+            info=_field(m, "info", dict),
+            stateless=bool(_field(m, "stateless", bool, optional=True)),
+            vlascore_version=str(_field(m, "vlascore_version", str, optional=True) or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -219,8 +230,13 @@ class Reset:
 
     def to_wire(self) -> dict[str, Any]:
         c = self.context
-        return {"type": self.type, "id": self.id, "task": c.task.model_dump(mode="json"), "seed": c.seed,
-                "episode_id": c.episode_id}  # fmt: skip
+        return {
+            "type": self.type,
+            "id": self.id,
+            "task": c.task.model_dump(mode="json"),
+            "seed": c.seed,
+            "episode_id": c.episode_id,
+        }
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Reset:
@@ -247,14 +263,22 @@ class Act:
     """Whether the observation's privileged state is sent (only to policies that declare they read it)."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "id": self.id, "instruction": self.instruction,
-                "observation": observation_to_wire(self.observation, self.privileged)}  # fmt: skip
+        return {
+            "type": self.type,
+            "id": self.id,
+            "instruction": self.instruction,
+            "observation": observation_to_wire(self.observation, self.privileged),
+        }
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Act:
         raw = _field(m, "observation", dict)
-        return cls(id=_field(m, "id", int), observation=observation_from_wire(raw),
-                   instruction=_field(m, "instruction", str), privileged=raw.get("privileged") is not None)  # fmt: skip
+        return cls(
+            id=_field(m, "id", int),
+            observation=observation_from_wire(raw),
+            instruction=_field(m, "instruction", str),
+            privileged=raw.get("privileged") is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -282,15 +306,25 @@ class Step:
 
     def to_wire(self) -> dict[str, Any]:
         s = self.step
-        return {"type": self.type, "id": self.id, "action": np.asarray(s.action), "reasoning": s.reasoning,
-                "intention": s.intention}  # fmt: skip
+        return {
+            "type": self.type,
+            "id": self.id,
+            "action": np.asarray(s.action),
+            "reasoning": s.reasoning,
+            "intention": s.intention,
+        }
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Step:
         action = _field(m, "action", (np.ndarray, list, int, float))
-        return cls(id=_field(m, "id", int), step=PolicyStep(action=np.asarray(action),
-                   reasoning=_field(m, "reasoning", str, optional=True),
-                   intention=_field(m, "intention", str, optional=True)))  # fmt: skip
+        return cls(
+            id=_field(m, "id", int),
+            step=PolicyStep(
+                action=np.asarray(action),
+                reasoning=_field(m, "reasoning", str, optional=True),
+                intention=_field(m, "intention", str, optional=True),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -310,14 +344,24 @@ class Error:
     """Server-side traceback, for debugging (not shown in episode records)."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "id": self.id, "error_type": self.error_type, "message": self.message,
-                "where": self.where, "traceback": self.traceback}  # fmt: skip
+        return {
+            "type": self.type,
+            "id": self.id,
+            "error_type": self.error_type,
+            "message": self.message,
+            "where": self.where,
+            "traceback": self.traceback,
+        }
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Error:
-        return cls(id=_field(m, "id", int, optional=True), error_type=_field(m, "error_type", str),
-                   message=_field(m, "message", str), where=str(_field(m, "where", str, optional=True) or ""),
-                   traceback=str(_field(m, "traceback", str, optional=True) or ""))  # fmt: skip
+        return cls(
+            id=_field(m, "id", int, optional=True),
+            error_type=_field(m, "error_type", str),
+            message=_field(m, "message", str),
+            where=str(_field(m, "where", str, optional=True) or ""),
+            traceback=str(_field(m, "traceback", str, optional=True) or ""),
+        )
 
 
 Message = Union[Hello, Reset, Act, ResetDone, Step, Error]  # noqa: UP007 - a runtime alias, kept py3.10-safe

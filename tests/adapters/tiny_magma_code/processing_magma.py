@@ -25,7 +25,13 @@ class MagmaProcessor(ProcessorMixin):
         self.calls.append({"text": texts, "size": images.size, "image": np.asarray(images)})
         pixel_values = self.image_processor([images], return_tensors=return_tensors)["pixel_values"]
         text = texts.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.num_image_tokens)
-        inputs = self.tokenizer(text, padding=padding, truncation=truncation, max_length=max_length,
-                                return_tensors=return_tensors, add_special_tokens=False)  # fmt: skip
+        inputs = self.tokenizer(
+            text,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            return_tensors=return_tensors,
+            add_special_tokens=False,
+        )
         sizes = torch.tensor([[images.size[1], images.size[0]]])
         return BatchFeature(data={**inputs, "pixel_values": pixel_values, "image_sizes": sizes})

@@ -22,10 +22,17 @@ class PrismaticProcessor(ProcessorMixin):
     def __call__(self, text, images, padding=False, truncation=None, max_length=None, return_tensors="pt"):
         images = images if isinstance(images, list) else [images]
         prompts = [text] if isinstance(text, str) else list(text)
-        self.calls.append({"text": prompts, "sizes": [im.size for im in images], "padding": padding,
-                           "images": [np.asarray(im) for im in images]})  # fmt: skip
+        self.calls.append(
+            {
+                "text": prompts,
+                "sizes": [im.size for im in images],
+                "padding": padding,
+                "images": [np.asarray(im) for im in images],
+            }
+        )
         pixel_values = self.image_processor(images, return_tensors=return_tensors)["pixel_values"]
         marked = [IMAGE_TOKEN * self.num_image_tokens + p for p in prompts]
-        inputs = self.tokenizer(marked, padding=padding, truncation=truncation, max_length=max_length,
-                                return_tensors=return_tensors)  # fmt: skip
+        inputs = self.tokenizer(
+            marked, padding=padding, truncation=truncation, max_length=max_length, return_tensors=return_tensors
+        )
         return BatchFeature(data={**inputs, "pixel_values": pixel_values})

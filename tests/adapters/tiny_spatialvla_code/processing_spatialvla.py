@@ -16,9 +16,21 @@ IMAGE_TOKEN = "<image>"
 class SpatialVLAProcessor(ProcessorMixin):
     attributes = ["image_processor", "tokenizer"]
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, statistics=None, bin_policy=None,
-                 intrinsic_config=None, action_config=None, num_obs_steps=1, obs_delta=1, action_chunk_size=1,
-                 min_sigma=0.0, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        statistics=None,
+        bin_policy=None,
+        intrinsic_config=None,
+        action_config=None,
+        num_obs_steps=1,
+        obs_delta=1,
+        action_chunk_size=1,
+        min_sigma=0.0,
+        **kwargs,
+    ):
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
         self.statistics = statistics or {}
         self.bin_policy = bin_policy
@@ -37,8 +49,15 @@ class SpatialVLAProcessor(ProcessorMixin):
         images = images if isinstance(images, list) else [images]
         prompts = [text] if isinstance(text, str) else list(text)
         image_kwargs = {k: kwargs.pop(k) for k in ("do_normalize", "do_resize", "do_rescale") if k in kwargs}
-        self.calls.append({"text": prompts, "sizes": [im.size for im in images], "unnorm_key": unnorm_key,
-                           "images": [np.asarray(im) for im in images], **image_kwargs})  # fmt: skip
+        self.calls.append(
+            {
+                "text": prompts,
+                "sizes": [im.size for im in images],
+                "unnorm_key": unnorm_key,
+                "images": [np.asarray(im) for im in images],
+                **image_kwargs,
+            }
+        )
         strings = [IMAGE_TOKEN * len(images) + self.tokenizer.bos_token + p + "\n" for p in prompts]
         pixel_values = self.image_processor(images, return_tensors="pt", **image_kwargs)["pixel_values"]
         inputs = self.tokenizer(strings, return_tensors=kwargs.get("return_tensors", "pt"), add_special_tokens=False)

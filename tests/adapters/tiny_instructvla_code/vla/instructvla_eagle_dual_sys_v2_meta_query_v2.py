@@ -21,9 +21,41 @@ import torch
 from torch import nn
 
 DEFAULT_SYSTEM_MESSAGE = "You are a helpful assistant."
-WORDS = ["<|im_end|>", "<new_token_0>", "the", "red", "cube", "is", "left", "right", "of", "green", "goal", "i",
-         "will", "pick", "it", "up", "first", "then", "move", "to", "on", "a", "table", "robot", "what", "action",
-         "should", "take", "?", "answer", "my", "question", "."]  # fmt: skip
+WORDS = [
+    "<|im_end|>",
+    "<new_token_0>",
+    "the",
+    "red",
+    "cube",
+    "is",
+    "left",
+    "right",
+    "of",
+    "green",
+    "goal",
+    "i",
+    "will",
+    "pick",
+    "it",
+    "up",
+    "first",
+    "then",
+    "move",
+    "to",
+    "on",
+    "a",
+    "table",
+    "robot",
+    "what",
+    "action",
+    "should",
+    "take",
+    "?",
+    "answer",
+    "my",
+    "question",
+    ".",
+]
 STOP_WORDS = ("<|im_end|>", "<new_token_0>")
 HIDDEN, IMAGE = 8, 32
 
@@ -103,8 +135,9 @@ class TinyActionModel(nn.Module):
 
 
 class InstructVLA(nn.Module):
-    def __init__(self, norm_stats, stage="stage1", future_action_window_size=15, action_dim=7, num_of_meta_query=4,
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self, norm_stats, stage="stage1", future_action_window_size=15, action_dim=7, num_of_meta_query=4, **kwargs
+    ):
         super().__init__()
         self.tokenizer = TinyTokenizer(num_of_meta_query)
         self.vlm = TinyEagle(len(self.tokenizer))
@@ -126,9 +159,11 @@ class InstructVLA(nn.Module):
         question = f"What action should the robot take to {instruction}?"
         if use_generate and self.stage == "stage2":
             if self.last_response is None or self.run_index % 20 == 0:
-                prompt = [{"role": "system", "content": DEFAULT_SYSTEM_MESSAGE},
-                          {"role": "user", "content": question + " First answer my question."},
-                          {"role": "assistant", "content": ""}]  # fmt: skip
+                prompt = [
+                    {"role": "system", "content": DEFAULT_SYSTEM_MESSAGE},
+                    {"role": "user", "content": question + " First answer my question."},
+                    {"role": "assistant", "content": ""},
+                ]
                 ids, pixels = self._inputs(image, prompt)
                 stop = {self.tokenizer.index[w] for w in STOP_WORDS}
                 out = self.vlm.generate(ids, pixels.to(autocast_dtype), max_new_tokens=50, stop_ids=stop)
@@ -138,10 +173,22 @@ class InstructVLA(nn.Module):
         else:
             user, assistant = question, ""
         assistant += "".join(self.tokenizer.new_tokens)
-        prompt = [{"role": "system", "content": DEFAULT_SYSTEM_MESSAGE}, {"role": "user", "content": user},
-                  {"role": "assistant", "content": assistant}]  # fmt: skip
-        self.calls.append({"instruction": instruction, "user": user, "assistant": assistant, "size": image.size,
-                           "image": np.asarray(image), "unnorm_key": unnorm_key, "kwargs": kwargs})  # fmt: skip
+        prompt = [
+            {"role": "system", "content": DEFAULT_SYSTEM_MESSAGE},
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": assistant},
+        ]
+        self.calls.append(
+            {
+                "instruction": instruction,
+                "user": user,
+                "assistant": assistant,
+                "size": image.size,
+                "image": np.asarray(image),
+                "unnorm_key": unnorm_key,
+                "kwargs": kwargs,
+            }
+        )
         ids, pixels = self._inputs(image, prompt)
         if cache_latent is False or self.latent is None or self.run_index % 2 == 0:
             self.latent = self.vlm.hidden(pixels, ids)[:, None].repeat(1, len(self.tokenizer.new_tokens), 1)
@@ -171,8 +218,12 @@ class InstructVLA(nn.Module):
         return self.norm_stats[self._check_unnorm_key(self.norm_stats, unnorm_key)]["action"]
 
 
-GROUPS = {"vision_model": lambda m: m.vlm.vision_model, "mlp1": lambda m: m.vlm.mlp1,
-          "language_model": lambda m: m.vlm.language_model, "action_model": lambda m: m.action_model}  # fmt: skip
+GROUPS = {
+    "vision_model": lambda m: m.vlm.vision_model,
+    "mlp1": lambda m: m.vlm.mlp1,
+    "language_model": lambda m: m.vlm.language_model,
+    "action_model": lambda m: m.action_model,
+}
 
 
 def load_vla(model_id_or_path, cache_dir=None, load_for_training=False, model_type="pretrained", **kwargs):
@@ -189,8 +240,9 @@ def load_vla(model_id_or_path, cache_dir=None, load_for_training=False, model_ty
         raise OSError(f"{backbone} is not a local folder and is not a valid model identifier")
     norm_stats = json.loads(dataset_statistics_json.read_text())
     config = json.loads(config_json.read_text())
-    vla = InstructVLA(norm_stats, stage=config.pop("stage"), num_of_meta_query=config.pop("num_of_meta_query", 4),
-                      **kwargs)  # fmt: skip
+    vla = InstructVLA(
+        norm_stats, stage=config.pop("stage"), num_of_meta_query=config.pop("num_of_meta_query", 4), **kwargs
+    )
     state = torch.load(checkpoint_pt, map_location="cpu")["model"]
     for group, module in GROUPS.items():
         module(vla).load_state_dict(state[group])
