@@ -80,3 +80,22 @@ def test_tasks_cli_list_and_validate(tmp_path: Path) -> None:
 def test_unknown_suite_suggests_a_name() -> None:
     with pytest.raises(SuiteError, match="Did you mean 'tabletop'"):
         load_suite("tabletp")
+
+
+BUILTIN_FINGERPRINTS = {
+    "simpler-bridge": "49d0bb98672f9672",
+    "simpler-dualvla": "ba26c9c6dc004678",
+    "simpler-google-va": "7acf9f66e6880c66",
+    "simpler-google-vm": "99ecdf112e689f8b",
+    "simpler-widowx": "cac05b50219e850b",
+    "tabletop": "256a8e50a36d9adf",
+    "toy": "11c8c78bb527d05e",
+}
+"""Every shipped suite's fingerprint: a change of protocol (any number in a suite file, a new default) must be
+deliberate, with a `protocol_version` bump, because runs and boards of the old protocol stop comparing."""
+
+
+def test_the_builtin_suites_keep_their_fingerprints() -> None:
+    from vlascore.suites import builtin_suite_paths
+
+    assert {name: load_suite(path).fingerprint for name, path in builtin_suite_paths().items()} == BUILTIN_FINGERPRINTS

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vlascore.judging.failure_modes import FailureModeError, Taxonomy, load_taxonomy
 from vlascore.judging.judgement import Mode
@@ -87,8 +87,9 @@ class JudgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     """Judge name (`--judge`)."""
-    kind: Literal["vlm", "grounded"]
-    """`vlm`: an OpenAI-compatible chat model; `grounded`: formulas over privileged simulator state."""
+    kind: str
+    """A registered judge kind (vlascore/judging/base.py): `vlm`, an OpenAI-compatible chat model; `grounded`,
+    formulas over privileged simulator state; or one a package adds through the `vlascore.judges` entry points."""
     version: str
     """Declared version; bump it by hand on meaningful changes (the effective version also hashes content)."""
     description: str = ""
@@ -111,6 +112,17 @@ class JudgeSpec(BaseModel):
     """File the spec was read from (not part of the version)."""
     root: str = Field(default="", exclude=True)
     """Folder template paths are relative to."""
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from vlascore.judging.base import JUDGES
+
+        if kind not in JUDGES.names():
+            raise ValueError(
+                f"unknown judge kind {kind!r}.{did_you_mean(kind, JUDGES.names())} Known: {', '.join(JUDGES.names())}"
+            )
+        return kind
 
     @cached_property
     def template_texts(self) -> dict[str, str]:
