@@ -19,6 +19,11 @@ pytest_plugins = ["browser"]  # tests/browser.py: chromium `browser` and `page` 
 
 os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist workers load readline, which exports COLUMNS=80 and LINES=24: vlascore.cli's rich Console, made at
+    # import, would then keep 80 columns and ignore the COLUMNS that the CLI tests give CliRunner (wrapped tables).
+    for var in ("COLUMNS", "LINES"):
+        os.environ.pop(var, None)
 
 
 class ToyExpert(Adapter):

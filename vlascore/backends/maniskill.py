@@ -76,9 +76,16 @@ def env_instruction(env: Any) -> str | None:
 class ManiSkillBackend(Backend):
     name = "maniskill"
 
-    def __init__(self, sim_backend: str = "cpu", render_backend: str | None = None, num_envs: int = 1) -> None:
+    def __init__(
+        self, sim_backend: str = "cpu", render_backend: str | None = None, num_envs: int = 1, images: bool = True
+    ) -> None:
+        """`images=False` (`-B images=false`): no camera images (ManiSkill's obs_mode "none"), so no frames are
+        recorded; physics, privileged state and success are the same as with images, at a fraction of the step time
+        (rendering on CPU is most of it). For policies that do not look, such as `scripted` and `random`."""
         if sim_backend not in ("cpu", "gpu"):
             raise ValueError(f"--sim-backend must be cpu or gpu, not {sim_backend!r}")
+        if not isinstance(images, bool):
+            raise ValueError(f"images must be true or false, not {images!r}")
         if num_envs != 1:
             raise ValueError(
                 "num_envs > 1 is not supported by this runner yet; ManiSkill's CPU sim runs one env per process"
@@ -86,6 +93,7 @@ class ManiSkillBackend(Backend):
         self.sim_backend = sim_backend
         self.render_backend = render_backend or ("gpu" if sim_backend == "gpu" else "cpu")
         self.num_envs = num_envs
+        self.images = images
         self._envs: dict[str, Any] = {}
         self._env: Any = None
         self._task: TaskSpec | None = None
@@ -96,12 +104,14 @@ class ManiSkillBackend(Backend):
         os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"sim_backend": self.sim_backend, "render_backend": self.render_backend, "num_envs": self.num_envs}
+        config = {"sim_backend": self.sim_backend, "render_backend": self.render_backend, "num_envs": self.num_envs}
+        # stated only when off: runs recorded before the option keep the same backend config (and stay resumable)
+        return config if self.images else {**config, "images": False}
 
     def env_kwargs(self, task: TaskSpec, cell: EpisodeCell | None = None) -> dict[str, Any]:
         """Keyword arguments for ManiSkill's gym.make() of `task` (of grid cell `cell`, when it has a grid)."""
         kwargs: dict[str, Any] = dict(
-            obs_mode="rgb",
+            obs_mode="rgb" if self.images else "none",
             control_mode=task.control_mode,
             sim_backend=self.sim_backend,
             render_backend=self.render_backend,
