@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from vlascore.backends import make_backend
 from vlascore.backends.maniskill import ManiSkillBackend
-from vlascore.runner import make_backend
 from vlascore.suites import load_suite
 
 
@@ -15,7 +15,7 @@ def test_images_false_builds_envs_without_camera_observations_and_says_so() -> N
     default = ManiSkillBackend()
     assert default.env_kwargs(task)["obs_mode"] == "rgb"  # users' runs still render
     assert default.describe() == {"sim_backend": "cpu", "render_backend": "cpu", "num_envs": 1}
-    off = make_backend(suite, images=False)  # `-B images=false`
+    off = make_backend("maniskill", images="false")  # `-B images=false`: the text takes the declared type
     assert off.env_kwargs(task) == {**default.env_kwargs(task), "obs_mode": "none"}
     assert off.describe() == {**default.describe(), "images": False}
     with pytest.raises(ValueError, match="images must be true or false, not 'no'"):
