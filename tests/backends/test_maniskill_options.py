@@ -15,7 +15,7 @@ def test_images_false_builds_envs_without_camera_observations_and_says_so() -> N
     default = ManiSkillBackend()
     assert default.env_kwargs(task)["obs_mode"] == "rgb"  # users' runs still render
     assert default.describe() == {"sim_backend": "cpu", "render_backend": "cpu", "num_envs": 1}
-    off = make_backend("maniskill", images="false")  # `-B images=false`: the text takes the declared type
+    off = make_backend("maniskill", images=False)  # `-B images=false`
     assert off.env_kwargs(task) == {**default.env_kwargs(task), "obs_mode": "none"}
     assert off.describe() == {**default.describe(), "images": False}
     with pytest.raises(ValueError, match="images must be true or false, not 'no'"):
