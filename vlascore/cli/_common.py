@@ -109,7 +109,10 @@ ApiKeyEnvOpt = Annotated[
     str, typer.Option("--api-key-env", help="Environment variable holding the API key (local servers need none).")
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight at once.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per request before it is retried.")]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", help="Seconds a request may take in all (not per read) before it is retried."),
+]
 MaxRetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries on 429/5xx/timeouts.")]
 CacheDirOpt = Annotated[
     Path | None,
