@@ -120,4 +120,4 @@ class LazyClient:
             self._idle.append(client)
         if "error" in outcome:
             raise outcome["error"]
-        return outcome["value"]  # type: ignore[no-any-return]
+        return outcome["value"]

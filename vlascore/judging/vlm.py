@@ -387,7 +387,7 @@ def _retry_after(exc: Any, attempt: int) -> float:
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         try:
-            return min(_MAX_BACKOFF_S, max(0.0, float(headers.get(name)) * scale))
+            return min(_MAX_BACKOFF_S, max(0.0, float(headers.get(name, "")) * scale))
         except (TypeError, ValueError):
             continue
     return min(8.0, 0.5 * 2**attempt) * (0.75 + random.random() / 4)
