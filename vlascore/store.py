@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ MAX_ARRAY_BYTES = 2 << 30
 """Largest array read from an .npz file (an episode's frames at 640 x 512 for 1000 steps are about 1 GiB)."""
 
 
-def npy_header(fh: BinaryIO) -> tuple[tuple[int, ...], np.dtype[Any]]:
+def npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """(shape, dtype) from an .npy header, leaving `fh` at the data; numpy bounds the header's own size."""
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
