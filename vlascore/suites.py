@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vlascore.episode_grid import EpisodeBlock, EpisodeCell, expand_grid, grid_cell, grid_size
 from vlascore.paths import SAFE_NAME, data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
-from vlascore.versioned import check_version
+from vlascore.versioned import check_version, first_error
 
 SUITE_SCHEMA_VERSION = 1
 MAX_EPISODES = 100_000
@@ -332,7 +332,8 @@ def load_suite_file(path: str | Path) -> Suite:
     try:
         return Suite.model_validate(_normalise(raw))
     except ValidationError as exc:
-        raise SuiteError(f"invalid suite {path}:\n{exc}") from exc
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise SuiteError(f"invalid suite {path}: {first_error(exc)}{more}") from None
     except SuiteError as exc:
         raise SuiteError(f"invalid suite {path}: {exc}") from None
     except (TypeError, AttributeError, ValueError) as exc:  # a shape the normalising step did not expect

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from vlascore.cli._common import (
@@ -26,6 +25,7 @@ from vlascore.cli._common import (
     console,
     endpoint,
     err,
+    escape,
     fail,
     judge_context,
     judge_errors,
@@ -247,7 +247,7 @@ def judge_audit_cmd(
             table.add_row(i.probe, i.dimension, f"{style}{i.mean_shift:+.2f}", f"{100 * i.moved:.0f}%")
         console.print(table)
     elif report.injection_note:
-        console.print(f"injection probe: {report.injection_note}")
+        console.print(f"injection probe: {escape(report.injection_note)}")
     console.print(f"audit written to {escape(str(run_dir / 'audit'))}/", highlight=False)
 
 
