@@ -62,9 +62,9 @@ def check_database(path: Path) -> None:
                 raise Rejected(f"{where} holds objects a run never has: {', '.join(foreign[:5])}", BUNDLE_FIX)
             for table in ("episodes", "steps"):
                 _check_table(conn, table, where)
-            damage = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+            damage = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check(3)")]
             if damage != ["ok"]:
-                raise Rejected(f"{where} is damaged ({'; '.join(str(d) for d in damage)[:300]})", BUNDLE_FIX)
+                raise Rejected(f"{where} is damaged ({'; '.join(damage)[:300]})", BUNDLE_FIX)
         finally:
             conn.close()
     except sqlite3.Error as exc:
