@@ -158,7 +158,9 @@ def _assert_blocks_hold(user: str) -> None:
         assert seen.count(f"<{name}>") == 1 and seen.count(f"</{name}>") == 1, (tag, user)
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(
+    max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
+)
 @given(reasoning=payload(), instruction=payload())
 def test_no_disguised_tag_survives_in_the_rendered_request(reasoning: str, instruction: str) -> None:
     req = render_request(_input(instruction, reasoning), SPEC, "reasoning")
