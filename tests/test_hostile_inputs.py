@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from vlascore import runner
 from vlascore.board import Board
-from vlascore.board.errors import BoardError
 from vlascore.board.bundle import pack
+from vlascore.board.errors import BoardError
 from vlascore.cli import app
 from vlascore.judging.definitions import JudgeError, load_judge_file
 from vlascore.paths import YAMLBombError, load_yaml
@@ -60,7 +60,17 @@ def bomb(levels: int = 9) -> str:
         (bomb() + f"tasks: [{TASK}]\n", "expands to more than"),
         ("tasks: &t [*t]\n", "refers to itself"),
     ],
-    ids=["tasks-int", "task-int", "defaults-list", "include-int", "dotdot-id", "slash-id", "seed-range", "bomb", "cycle"],
+    ids=[
+        "tasks-int",
+        "task-int",
+        "defaults-list",
+        "include-int",
+        "dotdot-id",
+        "slash-id",
+        "seed-range",
+        "bomb",
+        "cycle",
+    ],
 )
 def test_a_hostile_suite_is_one_line(tmp_path: Path, body: str, match: str) -> None:
     path = tmp_path / "hostile.yaml"
@@ -167,7 +177,9 @@ def test_environment_failures_while_running_are_one_line(
         raise OSError(code, "simulated", str(tmp_path / "out" / "frames"))
 
     monkeypatch.setattr(RunStore, "write_frames", failing)
-    res = CliRunner().invoke(app, ["run", "-m", "random", "-s", "toy", "-n", "1", "-o", str(tmp_path / "out"), "--no-progress"])
+    res = CliRunner().invoke(
+        app, ["run", "-m", "random", "-s", "toy", "-n", "1", "-o", str(tmp_path / "out"), "--no-progress"]
+    )
     assert words in one_line_error(res)
 
 

@@ -58,7 +58,10 @@ def main() -> None:
 
     n = len(members)
     corruption = st.one_of(
-        st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(0, 7)), min_size=1, max_size=16)),
+        st.tuples(
+            st.just("flip"),
+            st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(0, 7)), min_size=1, max_size=16),
+        ),
         st.tuples(st.just("truncate"), st.integers(0, len(original) - 1)),
         st.tuples(st.just("reorder"), st.permutations(range(n))),
         st.tuples(st.just("drop"), st.integers(0, n - 1)),
