@@ -146,7 +146,7 @@ def test_submit_never_packs_a_file_from_outside_the_run(run: Path, tmp_path: Pat
 
 
 def test_a_generated_column_in_a_run_is_refused_before_reading(run: Path) -> None:
-    sql = table_sql("steps").replace("reward REAL", "reward AS (length(printf('%.*c', 1000000000, 'x')))")
+    sql = table_sql("steps").replace("reward REAL", "reward AS (length(printf('%.*c', 200000000, 'x')))")
     edit_db(run, "ALTER TABLE steps RENAME TO old", sql, "DROP TABLE old")
     with pytest.raises(StoreError, match="generated column steps.reward"):
         load_run(run).episodes  # noqa: B018 - reading is the test

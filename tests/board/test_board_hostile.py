@@ -67,7 +67,7 @@ def recreate(conn: sqlite3.Connection, table: str, sql: str) -> None:
 # -- the database -------------------------------------------------------------------------------------------
 def test_a_generated_column_is_refused_unread(tmp_path: Path, world: World) -> None:
     """The 20 KB bundle that drove `add` to 4 GB: a column computed from a gigabyte-long expression on every read."""
-    bomb = "failure_reason AS (printf('%.*c', 1000000000, 'x'))"
+    bomb = "failure_reason AS (printf('%.*c', 20000000, 'x'))"  # 20 MB on every row read
     sql = table_sql("episodes").replace("failure_reason", bomb, 1)
     bundle = with_db(world, tmp_path, lambda c: recreate(c, "episodes", sql))
     refused(tmp_path, world, bundle, r"generated column episodes\.failure_reason")

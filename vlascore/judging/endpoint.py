@@ -92,6 +92,14 @@ class LazyClient:
                 self._client = OpenAI(**self._args)
         return self._client
 
+    def close(self) -> None:
+        """Close the clients (and their kept-alive connections); a later request builds new ones."""
+        with self._lock:
+            clients, self._idle = [*self._idle, *([self._client] if self._client is not None else [])], []
+            self._client = None
+        for client in clients:
+            client.close()
+
     def call(self, fn: Callable[[Any], T]) -> T:
         """`fn(client)` within the endpoint's timeout, or RequestTimeout. A request past its deadline is abandoned
         and its client closed (its connection with it, which ends the abandoned read)."""

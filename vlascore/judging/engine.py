@@ -99,7 +99,10 @@ def judge_run(
         episode_judge.prime(previous)
     if on_start:
         on_start(len(inputs))
-    judgements = judge_inputs(episode_judge, inputs, context.endpoint.concurrency, context.use_cache, on_judgement)
+    try:
+        judgements = judge_inputs(episode_judge, inputs, context.endpoint.concurrency, context.use_cache, on_judgement)
+    finally:
+        episode_judge.close()
     if previous is not None and (previous.judge_version, previous.judge_model) == (
         episode_judge.spec.effective_version,
         episode_judge.model,

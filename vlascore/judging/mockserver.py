@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +106,7 @@ class MockOpenAI:
         self.embed_dim = embed_dim
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -125,6 +127,13 @@ class MockOpenAI:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:  # end the threads still waiting on kept-alive connections
+            open_connections, self._connections = list(self._connections), set()
+        for sock in open_connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> MockOpenAI:
         return self.start()
@@ -164,6 +173,16 @@ class MockOpenAI:
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any] | MockReply) -> None:
                 if isinstance(payload, MockReply):

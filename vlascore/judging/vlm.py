@@ -175,6 +175,9 @@ class VlmJudge(EpisodeJudge):
             price = (float(prices[self.model]["input"]), float(prices[self.model]["output"]))
         self.price = price
 
+    def close(self) -> None:
+        self._client.close()
+
     def prime(self, previous: Any) -> None:
         """Learn the request hashes of a previous pass's verdicts (a JudgementFile of the same judge version and
         model), so a re-judge finds them in the cache without reading frames or rendering prompts."""
