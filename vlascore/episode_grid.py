@@ -116,13 +116,22 @@ def grid_cell(blocks: list[EpisodeBlock], index: int, env_id: str, env_kwargs: d
 # ---- YAML shorthands, expanded before validation ------------------------------------------------------------
 
 
+MAX_AXIS_VALUES = 100_000
+"""Most values one grid axis may expand to (a few characters of YAML must not expand to billions)."""
+
+
+def _bounded(count: int, name: str) -> None:
+    if count > MAX_AXIS_VALUES:
+        raise ValueError(f"grid axis {name!r} expands to {count} values, more than {MAX_AXIS_VALUES}")
+
+
 def linspace(spec: Any, what: str) -> list[float]:
     """SimplerEnv's `start stop count` ranges: np.linspace(start, stop, count)."""
     if not (isinstance(spec, list | tuple) and len(spec) == 3):
         raise ValueError(f"{what} must be [start, stop, count], got {spec!r}")
     start, stop, count = spec
-    if int(count) != count or count < 1:
-        raise ValueError(f"{what}: count must be a positive integer, got {count!r}")
+    if int(count) != count or not 1 <= count <= MAX_AXIS_VALUES:
+        raise ValueError(f"{what}: count must be an integer from 1 to {MAX_AXIS_VALUES}, got {count!r}")
     return [float(v) for v in np.linspace(float(start), float(stop), int(count))]
 
 
@@ -202,18 +211,22 @@ def expand_axis(raw: dict[str, Any]) -> dict[str, Any]:
     values: list[dict[str, Any]] = []
     if form == "xy":  # SimplerEnv: for x in linspace(x range): for y in linspace(y range)
         xs, ys = linspace(spec.get("x"), f"{name}.x"), linspace(spec.get("y"), f"{name}.y")
+        _bounded(len(xs) * len(ys), name)
         values = [{"label": f"x={_fmt(x)},y={_fmt(y)}", "reset": _nest(key, [x, y])} for x in xs for y in ys]
     elif form == "rpy":  # SimplerEnv: (Pose(q=euler2quat(r, p, y)) * Pose(q=center)).q, r outermost
         center = [float(v) for v in spec.get("center", [1.0, 0.0, 0.0, 0.0])]
-        for r in linspace(spec.get("r", [0, 0, 1]), f"{name}.r"):
-            for p in linspace(spec.get("p", [0, 0, 1]), f"{name}.p"):
-                for y in linspace(spec.get("y", [0, 0, 1]), f"{name}.y"):
+        rs, ps, ys = (linspace(spec.get(k, [0, 0, 1]), f"{name}.{k}") for k in "rpy")  # r outermost
+        _bounded(len(rs) * len(ps) * len(ys), name)
+        for r in rs:
+            for p in ps:
+                for y in ys:
                     q = rpy_quat([r, p, y], center)
                     values.append({"label": f"r={_fmt(r)},p={_fmt(p)},y={_fmt(y)}", "reset": _nest(key, q)})
     else:  # range: consecutive integers, e.g. ManiSkill3 digital twins' episode_id
         start, count = int(spec.get("start", 0)), spec.get("count")
         if not isinstance(count, int) or count < 1:
             raise ValueError(f"grid axis {name!r}: range.count must be a positive integer")
+        _bounded(count, name)
         values = [{"label": str(i), "reset": _nest(key, i)} for i in range(start, start + count)]
     extra = sorted(set(spec) - {"x", "y", "r", "p", "center", "start", "count"})
     if extra:

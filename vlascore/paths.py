@@ -3,6 +3,7 @@ how its YAML is read."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,68 @@ import yaml
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it: several times faster
 
 
+MAX_YAML_BYTES = 16 << 20
+"""Largest YAML file read (suites, judges, board settings are kilobytes)."""
+MAX_YAML_NODES = 1_000_000
+"""Most values a YAML document may expand to, counting each alias as a copy of what it names: anchors and aliases
+nested a few levels deep (a "billion laughs") would otherwise grow without bound in whatever walks the data."""
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+"""Ids that become file names (task ids, and so episode ids and frames files): letters, digits and ._+-, starting
+with a letter or digit, at most 100 characters; no '/', no '..' component, nothing a shell or a zip treats apart."""
+
+
+class YAMLBombError(yaml.YAMLError):
+    """A YAML document that expands past MAX_YAML_NODES, refers to itself, or nests too deep."""
+
+
+def _expanded_size(root: Any) -> int:
+    """Values `root` holds when every alias is expanded (shared objects counted once per reference); raises
+    YAMLBombError past the limit or on a cycle. Memoised per object, so the walk itself stays linear."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise YAMLBombError("the YAML document refers to itself (a recursive alias)")
+        on_path.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1 + sum(size(c) for c in children)
+        on_path.discard(key)
+        if total > MAX_YAML_NODES:
+            raise YAMLBombError(
+                f"the YAML document expands to more than {MAX_YAML_NODES} values (aliases of aliases); write it out"
+            )
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
 def load_yaml(text: str) -> Any:
-    """Parse YAML safely (no arbitrary objects); raises yaml.YAMLError."""
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+    """Parse YAML safely: no arbitrary objects, and no alias bomb, self-reference or nesting too deep for the parser
+    (YAMLBombError); raises yaml.YAMLError."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YAMLBombError(f"the YAML text is {len(text)} characters, more than the {MAX_YAML_BYTES} read")
+    try:
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+        _expanded_size(data)
+    except RecursionError:
+        raise YAMLBombError("the YAML document nests too deep") from None
+    return data
 
 
 def read_yaml_mapping(path: Path, what: str, keys: str, error: type[Exception]) -> dict[str, Any]:
     """A YAML file that must hold a mapping (a suite, a judge...); `error` names the problem and the file."""
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise YAMLBombError(f"the file is larger than {MAX_YAML_BYTES} bytes")
         raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise error(f"cannot read {what} {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise error(f"{what} {path} must be a YAML mapping with {keys}")

@@ -8,12 +8,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vlascore.paths import SAFE_NAME
 
 RUN_SCHEMA_VERSION = 1
 EPISODE_SCHEMA_VERSION = 1
 STEP_SCHEMA_VERSION = 1
 
+FRAMES_DIR = "frames"
+"""The folder of a run holding each episode's frames, as frames/<episode id>.npz (no other path is read or packed)."""
 Termination = Literal["success", "max_steps", "terminated", "error"]
 EpisodeStatus = Literal["ok", "errored"]
 
@@ -99,7 +103,17 @@ class EpisodeRecord(BaseModel):
     sim_time_s: float
     """Time spent in the simulator's reset() and step()."""
     frames_file: str | None = None
-    """Frames file relative to the run directory."""
+    """Frames file relative to the run directory: `frames/<episode id>.npz` (nothing else is read or packed)."""
+
+    @model_validator(mode="after")
+    def _own_frames_file(self) -> EpisodeRecord:
+        if self.frames_file is not None and self.frames_file != f"{FRAMES_DIR}/{self.episode_id}.npz":
+            raise ValueError(
+                f"frames_file {self.frames_file[:120]!r} is not {FRAMES_DIR}/<episode id>.npz inside the run directory"
+            )
+        if not SAFE_NAME.fullmatch(self.episode_id.rpartition("-")[0] or "-"):
+            raise ValueError(f"episode id {self.episode_id[:120]!r} is not <task id>-<seed> with a safe task id")
+        return self
 
 
 class StepRecord(BaseModel):

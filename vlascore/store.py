@@ -17,34 +17,70 @@ import sqlite3
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
-from vlascore.records import EpisodeRecord, RunRecord, StepRecord
+from vlascore.paths import SAFE_NAME
+from vlascore.records import FRAMES_DIR, EpisodeRecord, RunRecord, StepRecord
 from vlascore.versioned import RecordError, check_version, parse_record, read_record
 
 _NPZ_LOCK = threading.Lock()
 
 
-def read_npz(path: str | Path, *keys: str) -> tuple[np.ndarray, ...]:
-    """The arrays `keys` of an .npz file, safe to call from worker threads.
+MAX_ARRAY_BYTES = 2 << 30
+"""Largest array read from an .npz file (an episode's frames at 640 x 512 for 1000 steps are about 1 GiB)."""
+
+
+def npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """(shape, dtype) from an .npy header, leaving `fh` at the data; numpy bounds the header's own size."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise ValueError("the array holds Python objects (pickles), which are never loaded")
+    return shape, dtype
+
+
+def read_npz(path: str | Path, *keys: str, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, ...]:
+    """The arrays `keys` of an .npz file, safe to call from worker threads and on untrusted files: each array's
+    header must declare exactly the bytes its member holds, and at most `max_bytes`, before anything is allocated
+    (a few bytes of header could otherwise ask for gigabytes); never unpickles. StoreError says what is wrong.
 
     np.load parses each array header with ast.literal_eval, and concurrent compile() calls can raise
     "SystemError: AST constructor recursion depth mismatch" on some CPython versions (gh-106905; seen with 3.11.7
     when judge workers load frames in parallel). Reading one frames file takes milliseconds, so one lock is cheap.
     """
-    with _NPZ_LOCK, np.load(path) as data:
-        return tuple(data[k] for k in keys)
+    out = []
+    try:
+        with _NPZ_LOCK, zipfile.ZipFile(path) as zf:
+            for key in keys:
+                info = zf.getinfo(f"{key}.npy")
+                with zf.open(info) as fh:
+                    shape, dtype = npy_header(fh)
+                    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow
+                    if nbytes > max_bytes:
+                        raise StoreError(f"{path}: array {key!r} of shape {shape} is larger than {max_bytes} bytes")
+                    if fh.tell() + nbytes != info.file_size:
+                        raise StoreError(f"{path}: array {key!r} declares shape {shape}, not what the file holds")
+                with zf.open(info) as fh:
+                    out.append(np.lib.format.read_array(fh, allow_pickle=False))
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError) as exc:
+        raise StoreError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    return tuple(out)
 
 
 RUN_FILE = "run.json"
 DB_FILE = "traces.sqlite"
-FRAMES_DIR = "frames"
 
 _EPISODE_COLUMNS = list(EpisodeRecord.model_fields)
 _STEP_COLUMNS = list(StepRecord.model_fields)
@@ -110,11 +146,42 @@ def _columns_sql(model: type[Any], key: str) -> str:
     return ", ".join(cols) + f", PRIMARY KEY ({key})"
 
 
-class RunStore:
-    """Reads and writes one run directory."""
+_TABLES: dict[str, tuple[type[Any], str]] = {
+    "episodes": (EpisodeRecord, "episode_id"),
+    "steps": (StepRecord, "episode_id, step"),
+}
 
-    def __init__(self, path: str | Path) -> None:
+
+def table_sql(table: str) -> str:
+    """The CREATE TABLE statement the store writes for `table`, as SQLite keeps it in sqlite_master."""
+    model, key = _TABLES[table]
+    return f"CREATE TABLE {table} ({_columns_sql(model, key)})"
+
+
+def foreign_schema(conn: sqlite3.Connection) -> list[str]:
+    """What a run's database never has and a reader must refuse before any query: views, triggers, virtual tables,
+    tables other than the store's, generated or hidden columns (each would run SQL that the file defines, such as
+    a generated column that builds gigabytes from a 20 KB file, when its rows are read)."""
+    found = []
+    for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"):
+        if kind == "index" and str(name).startswith("sqlite_autoindex_") and table in _TABLES:
+            continue
+        if kind != "table" or name not in _TABLES:
+            found.append(f"{kind} {name}")
+        elif not str(sql or "").upper().startswith("CREATE TABLE"):  # CREATE VIRTUAL TABLE
+            found.append(f"virtual table {name}")
+        else:
+            found += [f"generated column {name}.{c[1]}" for c in conn.execute(f"PRAGMA table_xinfo({name})") if c[6]]
+    return found
+
+
+class RunStore:
+    """Reads and writes one run directory. `read_only`: never write, open the database read-only (unless SQLite must
+    roll back an interrupted write first) and refuse a schema a run never has (`foreign_schema`) before reading."""
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
 
     # -- layout -------------------------------------------------------------------------------------
@@ -123,22 +190,64 @@ class RunStore:
         return (self.path / RUN_FILE).is_file()
 
     def frames_path(self, episode_id: str) -> Path:
+        if not SAFE_NAME.fullmatch(episode_id.rpartition("-")[0] or "-"):  # never a path outside frames/
+            raise StoreError(f"episode id {episode_id[:120]!r} of {self.path} is not <task id>-<seed>: not read")
         return self.path / FRAMES_DIR / f"{episode_id}.npz"
 
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path / DB_FILE)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS episodes ({_columns_sql(EpisodeRecord, 'episode_id')})")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS steps ({_columns_sql(StepRecord, 'episode_id, step')})")
-            conn.commit()
-            for table, model in (("episodes", EpisodeRecord), ("steps", StepRecord)):  # rows newer than this reader
-                (newest,) = conn.execute(f"SELECT MAX(schema_version) FROM {table}").fetchone()
-                if newest is not None:
-                    check_version(newest, model, f"the {table} table of {self.path / DB_FILE}", error=StoreError)
+            db = self.path / DB_FILE
+            try:
+                conn = self._open_read_only(db) if self.read_only else self._open_for_writing(db)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"{db} is not a readable traces database ({exc}): the run is damaged; restore it from a copy, or "
+                    "re-run it into a new directory"
+                ) from None
+            except OSError as exc:
+                raise StoreError(f"cannot open the run directory {self.path}: {exc.strerror or exc}") from None
             self._conn = conn
         return self._conn
+
+    def _open_for_writing(self, db: Path) -> sqlite3.Connection:
+        self.path.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(db)
+        try:
+            for table in _TABLES:
+                conn.execute(table_sql(table).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+            conn.commit()
+            self._check_rows(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self, db: Path) -> sqlite3.Connection:
+        interrupted = any(db.with_name(db.name + s).exists() for s in ("-journal", "-wal"))
+        # A hot journal can only be rolled back by a writer; otherwise the file is never opened for writing.
+        conn = sqlite3.connect(db) if interrupted else sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA trusted_schema = OFF")
+            conn.execute("PRAGMA cell_size_check = ON")
+            foreign = foreign_schema(conn)
+            if foreign:
+                raise StoreError(f"{db} holds what a run's database never has ({', '.join(foreign[:5])}); not read")
+            missing = [t for t in _TABLES if not conn.execute(f"PRAGMA table_info({t})").fetchall()]
+            if missing:
+                raise StoreError(f"{db} has no {' or '.join(missing)} table: it is not a vlascore traces database")
+            self._check_rows(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_rows(self, conn: sqlite3.Connection) -> None:
+        for table, (model, _) in _TABLES.items():  # rows newer than this reader
+            (newest,) = conn.execute(f"SELECT MAX(schema_version) FROM {table}").fetchone()
+            if newest is not None:
+                check_version(newest, model, f"the {table} table of {self.path / DB_FILE}", error=StoreError)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -315,7 +424,7 @@ class LoadedRun:
     """A run opened for reading: `.run`, `.episodes`, `.steps` (pandas), `.frames(episode_id)`."""
 
     def __init__(self, path: str | Path) -> None:
-        self.store = RunStore(path)
+        self.store = RunStore(path, read_only=True)
         self.path = self.store.path
         self.run = self.store.read_run()
         self._episodes: pd.DataFrame | None = None

@@ -14,11 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlascore.episode_grid import EpisodeBlock, EpisodeCell, expand_grid, grid_cell, grid_size
-from vlascore.paths import data_dir, read_yaml_mapping
+from vlascore.paths import SAFE_NAME, data_dir, read_yaml_mapping
 from vlascore.registry import did_you_mean
-from vlascore.versioned import check_version
+from vlascore.versioned import check_version, first_error
 
 SUITE_SCHEMA_VERSION = 1
+MAX_EPISODES = 100_000
+"""Most episodes a task may list (a seed range or a grid): a few characters of YAML must not expand to billions."""
 
 # Fields added after suites were first fingerprinted. They are left out of the fingerprint while they hold their
 # default, so a suite that does not use them keeps the fingerprint (and the resumable runs) it had.
@@ -39,7 +41,7 @@ class SeedRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: int = 0
     """First seed."""
-    count: int = Field(gt=0)
+    count: int = Field(gt=0, le=MAX_EPISODES)
     """How many consecutive seeds."""
 
 
@@ -107,6 +109,16 @@ class TaskSpec(BaseModel):
     """Physics steps per second; None: the simulator's default."""
     control_freq: int | None = None
     """Control steps (actions) per second; None: the simulator's default."""
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        if not SAFE_NAME.fullmatch(value):
+            raise ValueError(
+                f"task id {value[:120]!r} is not a safe file name (it names the episodes' frames files): use letters, "
+                "digits and . _ + -, starting with a letter or digit, at most 100 characters"
+            )
+        return value
 
     @property
     def episode_count(self) -> int:
@@ -241,14 +253,22 @@ def _without_late_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     return {**strip(spec, "suite"), "tasks": tasks}
 
 
+def _shape(value: Any, kind: type, what: str) -> Any:
+    """`value` when it is a `kind` (list or mapping), for the parts of a suite read before validation."""
+    if not isinstance(value, kind):
+        shape = "a list" if kind is list else "a mapping"
+        raise SuiteError(f"{what} must be {shape}, not {type(value).__name__} ({str(value)[:60]!r})")
+    return value
+
+
 def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
     """Apply `defaults:` to every task, expand seed ranges and grid shorthands, so the spec is explicit."""
     raw = dict(raw)
     raw.pop("anchors", None)  # a place for YAML anchors the tasks reuse; not part of the spec
-    defaults = raw.pop("defaults", {}) or {}
+    defaults = _shape(raw.pop("defaults", {}) or {}, dict, "`defaults`")
     tasks = []
-    for task in raw.get("tasks", []) or []:
-        merged = {**defaults, **task}
+    for k, task in enumerate(_shape(raw.get("tasks", []) or [], list, "`tasks`")):
+        merged = {**defaults, **_shape(task, dict, f"task {k + 1} of `tasks`")}
         if merged.get("grid") is not None:
             try:
                 merged["grid"] = expand_grid(merged["grid"])
@@ -256,6 +276,10 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
                 raise SuiteError(f"task {merged.get('id', '?')!r}: {exc}") from exc
             if "seeds" not in task:  # a grid task runs every cell unless it lists some
                 size = sum(EpisodeBlock.model_validate(b).size for b in merged["grid"])
+                if size > MAX_EPISODES:
+                    raise SuiteError(
+                        f"task {merged.get('id', '?')!r}: its grid has {size} cells, more than {MAX_EPISODES}"
+                    )
                 merged["seeds"] = list(range(size))
         seeds = merged.get("seeds")
         if isinstance(seeds, dict):
@@ -264,7 +288,7 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
         tasks.append(merged)
     included_tasks: list[dict[str, Any]] = []
     included_columns: list[dict[str, Any]] = []
-    for spec in raw.pop("include", []) or []:
+    for spec in _shape(raw.pop("include", []) or [], list, "`include`"):
         t, c = _include(spec, raw.get("backend", "maniskill"))
         included_tasks += t
         included_columns += c
@@ -308,7 +332,14 @@ def load_suite_file(path: str | Path) -> Suite:
     try:
         return Suite.model_validate(_normalise(raw))
     except ValidationError as exc:
-        raise SuiteError(f"invalid suite {path}:\n{exc}") from exc
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise SuiteError(f"invalid suite {path}: {first_error(exc)}{more}") from None
+    except SuiteError as exc:
+        raise SuiteError(f"invalid suite {path}: {exc}") from None
+    except (TypeError, AttributeError, ValueError) as exc:  # a shape the normalising step did not expect
+        raise SuiteError(f"invalid suite {path}: {type(exc).__name__}: {exc}") from None
+    except RecursionError:
+        raise SuiteError(f"invalid suite {path}: its includes include each other") from None
 
 
 def builtin_suite_paths() -> dict[str, Path]:

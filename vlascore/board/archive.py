@@ -15,6 +15,7 @@ total over the limit, is refused mid-stream (a lying header), as is one whose CR
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -268,7 +269,11 @@ def extract(zf: zipfile.ZipFile, members: Iterable[zipfile.ZipInfo], dest: Path,
                     total += copy_bounded(src, out, info.filename, info.file_size, limits.max_bytes - total)
             except Rejected:
                 raise
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            except OSError as exc:
+                if exc.errno not in (None, errno.EINVAL):  # the destination failed (disk full...): not the bundle
+                    raise
+                raise Rejected(f"archive entry {info.filename!r} points outside the archive ({exc})", _FIX) from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
                 raise Rejected(
                     f"archive entry {info.filename!r} is corrupt or does not match its header ({exc})", _FIX
                 ) from None

@@ -22,11 +22,12 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,6 +147,9 @@ class BoardRecord(BaseModel):
     traces_sha256: str
     """Hash of the manifest entries of run.json, traces and frames: the same run under another name or with
     other judgement files has the same one."""
+    run_sha256: str = ""
+    """The run's identity: its run record and episode records as parsed (board/evidence.py: run_digest), which no
+    re-encoding of a file changes; a second bundle of the same run is refused ("": added before it was kept)."""
     board_judgements: list[BoardJudgement] = []
     """Judgement files the board added to run/judgements/ (`leaderboard rejudge`)."""
     qa: list[QAFigure] = []
@@ -182,6 +186,26 @@ class Entry:
     @property
     def run_dir(self) -> Path:
         return self.folder / RUN_DIR
+
+
+STALE_STAGING_S = 3600.0
+"""A staging folder without a lock file (from an older vlascore) is taken as abandoned after this long."""
+
+
+def _claim(path: Path, wait: bool = True) -> IO[bytes] | None:
+    """An exclusive lock on `path` (created if missing), held while the returned file stays open; None when another
+    process holds it and `wait` is False. Without fcntl (not POSIX), an open file that locks nothing."""
+    fh = open(path, "a+b")  # noqa: SIM115 - the caller holds it open as the lock
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return fh
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
 
 
 def slug(text: str, limit: int = 32) -> str:
@@ -361,7 +385,9 @@ class Board:
         created = [p for p in (self.path, self.path / STAGING_DIR) if not p.exists()]
         for p in created:
             p.mkdir()
+        self.remove_stale_staging()
         staging = Path(tempfile.mkdtemp(dir=self.path / STAGING_DIR, prefix="add-"))
+        claim = _claim(staging.with_name(staging.name + ".lock"))  # held until this add ends, however it ends
         try:
             say(f"checking {bundle.name}")
             with open_archive(bundle, limits) as zf:
@@ -378,7 +404,7 @@ class Board:
             checked = check_run(staging, suites, judges, self.path, needed, config.verify_grounded)
             submission, run_record, results = checked.submission, checked.run, checked.results
             with self._locked():
-                self._refuse_duplicate(manifest)
+                self._refuse_duplicate(manifest, checked.run_sha256)
                 digest = manifest.digest()
                 record = BoardRecord(
                     id="-".join(p for p in (slug(submission.name), digest[:10]) if p),
@@ -391,6 +417,7 @@ class Board:
                     bundle=bundle.name,
                     manifest_sha256=digest,
                     traces_sha256=manifest.traces_digest(),
+                    run_sha256=checked.run_sha256,
                     qa=checked.qa,
                     mm=checked.mm,
                     schema_version=RECORD_SCHEMA_VERSION if checked.qa else 1,
@@ -406,15 +433,52 @@ class Board:
             return record
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            staging.with_name(staging.name + ".lock").unlink(missing_ok=True)
+            if claim is not None:
+                claim.close()
             for p in reversed(created):
                 try:
                     p.rmdir()  # only if the add left it empty (a rejection; or the staging parent after a success)
                 except OSError:
                     pass
 
-    def _refuse_duplicate(self, manifest: Manifest) -> None:
+    def remove_stale_staging(self) -> list[str]:
+        """Remove what interrupted adds left in .staging/ (a kill -9 runs no cleanup): a folder whose add no longer
+        holds its lock, or, without a lock file, one older than STALE_STAGING_S. Returns the names removed."""
+        root = self.path / STAGING_DIR
+        removed: list[str] = []
+        if not root.is_dir():
+            return removed
+        for folder in sorted(root.glob("add-*")):
+            if folder.suffix == ".lock":
+                if not folder.with_suffix("").exists() and (claim := _claim(folder, wait=False)) is not None:
+                    folder.unlink(missing_ok=True)  # a lock whose folder is gone
+                    claim.close()
+                continue
+            lock = folder.with_name(folder.name + ".lock")
+            if lock.exists():
+                claim = _claim(lock, wait=False)
+                if claim is None:
+                    continue  # an add in progress
+            elif time.time() - folder.lstat().st_mtime < STALE_STAGING_S:
+                continue  # an add that has not taken its lock yet
+            else:
+                claim = None
+            shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            if claim is not None:
+                claim.close()
+            removed.append(folder.name)
+        return removed
+
+    def _refuse_duplicate(self, manifest: Manifest, run_sha256: str = "") -> None:
         digest, traces = manifest.digest(), manifest.traces_digest()
         for r in self.records():
+            if run_sha256 and r.run_sha256 == run_sha256:
+                raise Rejected(
+                    f"the same run (its run record and episodes) is already on the board as {r.id} ({r.name!r})",
+                    f"to replace it, remove {self.folder(r.id)} first",
+                )
             if r.manifest_sha256 == digest:
                 raise Rejected(
                     f"this bundle is already on the board as {r.id} ({r.name!r})",

@@ -210,14 +210,14 @@ def is_http_url(url: str | None) -> bool:
 def run_files(run: LoadedRun) -> list[tuple[str, Path]]:
     """(name in the bundle, file) of everything a bundle carries from the run, in a stable order."""
     files = [(f"{RUN_DIR}/{RUN_FILE}", run.path / RUN_FILE), (f"{RUN_DIR}/{DB_FILE}", run.path / DB_FILE)]
-    for eid, frames_file in zip(run.episodes["episode_id"], run.episodes["frames_file"], strict=True):
-        if frames_file is None or frames_file != frames_file:  # no frames stored (None or NaN)
+    for episode in run.store.episode_records():  # validated: a frames file is frames/<episode id>.npz, nothing else
+        if episode.frames_file is None:
             continue
-        path = run.path / str(frames_file)
-        if not path.is_file():
+        path = run.store.frames_path(episode.episode_id)
+        if not path.is_file() or path.is_symlink():
             raise BoardError(
-                f"episode {eid!r} of {run.path} names its frames file {frames_file}, which is missing: "
-                "the run is damaged; re-run it (or the episode) before submitting"
+                f"episode {episode.episode_id!r} of {run.path} names its frames file {episode.frames_file}, which is "
+                "missing (or a link): the run is damaged; re-run it (or the episode) before submitting"
             )
         files.append((f"{RUN_DIR}/{FRAMES_DIR}/{path.name}", path))
     folder = run.path / JUDGEMENTS_DIR

@@ -29,9 +29,9 @@ class Rejected(BoardError):
     """
 
     def __init__(self, reason: str, fix: str | None = None) -> None:
-        self.reason = reason
+        self.reason = " ".join(reason.split())  # one line, whatever a quoted error message held
         self.fix = fix
-        super().__init__(f"{reason}; {fix}" if fix else reason)
+        super().__init__(f"{self.reason}; {fix}" if fix else self.reason)
 
 
 def read_bundled(path: Path, model: type[M], what: str) -> M:

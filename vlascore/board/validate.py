@@ -3,10 +3,12 @@
 In order, the first failure rejecting the bundle (Rejected: the problem and its fix): MANIFEST.json (present,
 valid, every listed file there with its sha256 and size, nothing unlisted); the schemas of submission.json,
 results.json and run/run.json (a newer schema_version: upgrade vlascore); the traces database's shape (plain
-SQLite, only the store's two tables and columns: reading it runs no code); a known suite fingerprint, and the
-frozen suite spec hashing to it; known judge versions, one per judgement file; coverage (every task of the
-suite, the first N seeds of each, N >= the board's minimum, the traces matching that plan, no missing or
-unjudged episodes); and honesty: the board scores the traces and judgement files itself and every figure of
+SQLite, exactly the store's two tables as it declares them, no damaged page: reading it runs no code); a known
+suite fingerprint, and the frozen suite spec hashing to it; known judge versions, one per judgement file; the
+recorded evidence (evidence.py: every row a valid record, each instruction the suite's or plain words, each
+frames file an episode's own with the shape its task allows); coverage (every task of the suite, the first N
+seeds of each, N >= the board's minimum, the traces matching that plan, no missing or unjudged episodes); and
+honesty: the board scores the traces and judgement files itself and every figure of
 results.json, and every checkable claim of submission.json, must equal its own; verdicts of the grounded judge
 (offline and deterministic) are re-run and must match too. QA results (run/qa/) are checked by board/qa.py:
 figures that do not add up are refused, and submission.json's QA figures and MM must equal the recomputed ones.
@@ -35,13 +37,21 @@ from vlascore.board.bundle import (
     make_submission,
 )
 from vlascore.board.errors import BUNDLE_FIX, BoardError, Rejected, read_bundled
+from vlascore.board.evidence import (
+    bound_queries,
+    check_database,
+    check_frames,
+    check_instructions,
+    check_rows,
+    run_digest,
+)
 from vlascore.board.qa import QA_DIR, QAFigure, check_qa
 from vlascore.judging.definitions import JudgeSpec
 from vlascore.judging.judgement import JUDGEMENTS_DIR, JudgementFile
 from vlascore.qa.summary import Summary
-from vlascore.records import EpisodeRecord, RunRecord, StepRecord
+from vlascore.records import EpisodeRecord, RunRecord
 from vlascore.scoring import RunResults, read_judgement_files, score_run
-from vlascore.store import DB_FILE, RUN_FILE, LoadedRun, StoreError, load_run
+from vlascore.store import DB_FILE, FRAMES_DIR, RUN_FILE, LoadedRun, StoreError, load_run
 from vlascore.suites import Suite, SuiteError, builtin_suite_paths, load_suite_file
 from vlascore.versioned import first_error
 
@@ -173,48 +183,6 @@ def check_manifest(root: Path, names: list[str]) -> Manifest:
     return manifest
 
 
-def _check_database(path: Path) -> None:
-    """The traces database is plain SQLite with exactly the two tables the store writes (no views, triggers or
-    WAL mode: reading it must run no code and write nothing next to it)."""
-    with open(path, "rb") as fh:
-        header = fh.read(100)
-    if len(header) < 100 or header[:16] != b"SQLite format 3\x00":
-        raise Rejected(f"{RUN_DIR}/{DB_FILE} is not an SQLite database", BUNDLE_FIX)
-    if header[18] != 1 or header[19] != 1:
-        raise Rejected(
-            f"{RUN_DIR}/{DB_FILE} is in WAL mode; the board reads rollback-journal databases only",
-            "run `sqlite3 traces.sqlite 'PRAGMA journal_mode=DELETE'` on the run, then submit again",
-        )
-    expected = {"episodes": set(EpisodeRecord.model_fields), "steps": set(StepRecord.model_fields)}
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            objects = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
-            columns = {t: {row[1] for row in conn.execute(f"PRAGMA table_info({t})")} for t in expected}
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise Rejected(f"cannot read {RUN_DIR}/{DB_FILE} ({exc})", BUNDLE_FIX) from None
-    unexpected = sorted(
-        f"{kind} {name}"
-        for kind, name in objects
-        if not (kind == "table" and name in expected)
-        and not (kind == "index" and str(name).startswith("sqlite_autoindex_"))
-    )
-    if unexpected:
-        raise Rejected(f"{RUN_DIR}/{DB_FILE} holds objects a run never has: {shown(unexpected)}", BUNDLE_FIX)
-    for table, wanted in expected.items():
-        if not columns[table]:
-            raise Rejected(f"{RUN_DIR}/{DB_FILE} has no {table} table", BUNDLE_FIX)
-        if columns[table] != wanted:
-            extra, lacking = sorted(columns[table] - wanted), sorted(wanted - columns[table])
-            raise Rejected(
-                f"the {table} table of {RUN_DIR}/{DB_FILE} does not have this vlascore's columns "
-                f"(extra: {extra or 'none'}, missing: {lacking or 'none'})",
-                "submit with the vlascore version the board runs, or upgrade vlascore on the board",
-            )
-
-
 def _check_suite(record: RunRecord, suites: dict[str, Suite], board_dir: Path) -> Suite:
     suite = suites.get(record.suite_fingerprint)
     if suite is None:
@@ -274,7 +242,7 @@ def _check_judges(
             )
 
 
-def _check_coverage(run: LoadedRun, suite: Suite, min_episodes: int) -> None:
+def _check_coverage(run: LoadedRun, episodes: list[EpisodeRecord], suite: Suite, min_episodes: int) -> None:
     """Every task, the first N seeds of each (N >= min_episodes), and the episodes table matching that plan."""
     record: RunRecord = run.run
     wanted = [t.id for t in suite.tasks]
@@ -301,9 +269,8 @@ def _check_coverage(run: LoadedRun, suite: Suite, min_episodes: int) -> None:
                 f"task {task.id} has {len(seeds)} episode(s); this board needs at least {min_episodes} per task",
                 f"extend the run: `vlascore run ... --episodes {min_episodes} --resume`",
             )
-    eps = run.episodes
     planned = {f"{t}-{s}": (t, s) for t, seeds in record.seeds.items() for s in seeds}
-    recorded = {str(e): (str(t), int(s)) for e, t, s in zip(eps["episode_id"], eps["task"], eps["seed"], strict=True)}
+    recorded = {e.episode_id: (e.task, e.seed) for e in episodes}
     unplanned = sorted(e for e in recorded if e not in planned or recorded[e] != planned[e])
     if unplanned:
         raise Rejected(
@@ -396,6 +363,8 @@ class Checked:
     """The run's QA results, checked (equal to submission.json's)."""
     mm: Summary | None
     """MM over them (None: no QA results)."""
+    run_sha256: str
+    """The run's identity (evidence.py: run_digest)."""
 
 
 def check_run(
@@ -411,16 +380,24 @@ def check_run(
     submitted = read_bundled(root / RESULTS_FILE, RunResults, RESULTS_FILE)
     run_dir = root / RUN_DIR
     record = read_bundled(run_dir / RUN_FILE, RunRecord, f"{RUN_DIR}/{RUN_FILE}")
-    _check_database(run_dir / DB_FILE)
+    check_database(run_dir / DB_FILE)
     suite = _check_suite(record, suites, board_dir)
     try:
         files = read_judgement_files(run_dir)
     except StoreError as exc:
         raise Rejected(str(exc).replace(str(root) + os.sep, ""), BUNDLE_FIX) from None
     _check_judges(files, judges, board_dir, run_dir)
-    run = load_run(run_dir)
     try:
-        _check_coverage(run, suite, min_episodes)
+        run = load_run(run_dir)
+        bound_queries(run.store.conn)
+    except StoreError as exc:
+        raise Rejected(str(exc).replace(str(root) + os.sep, ""), BUNDLE_FIX) from None
+    try:
+        episodes = check_rows(run)
+        _check_coverage(run, episodes, suite, min_episodes)
+        check_instructions(episodes, suite)
+        frames = run_dir / FRAMES_DIR
+        check_frames(run, episodes, suite, {p.name for p in frames.iterdir()} if frames.is_dir() else set())
         try:
             recomputed = score_run(run, judgements=files)  # exactly the files checked above
         except (StoreError, KeyError, ValueError, TypeError, sqlite3.Error) as exc:
@@ -433,4 +410,4 @@ def check_run(
         raise Rejected(problem, fix)
     qa, mm = check_qa(run_dir, record.adapter, f"{RUN_DIR}/{QA_DIR}")
     _check_claims(submission, record, submitted, recomputed, qa, mm)
-    return Checked(submission, record, recomputed, qa, mm)
+    return Checked(submission, record, recomputed, qa, mm, run_digest(record, episodes))

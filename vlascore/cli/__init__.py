@@ -7,9 +7,11 @@ from __future__ import annotations
 import typer
 
 from vlascore.cli import board, catalog, judge, kb, qa, run, score, serve, simreal
+from vlascore.cli._common import OneLineErrors
 
 app = typer.Typer(
     name="vlascore",
+    cls=OneLineErrors,
     help=(
         "Score Vision-Language-Action robot policies: run them in simulated episodes, record per-step traces, "
         "and score success (and, with judges, the VLA Score).\n\n"

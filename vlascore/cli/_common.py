@@ -7,12 +7,13 @@ so there is no import loop; heavy modules are imported inside command bodies so 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as rich_escape
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
@@ -51,6 +52,77 @@ def split_ids(text: str | None) -> list[str] | None:
     """`a,b, c` -> ['a', 'b', 'c']; None (or only commas) -> None."""
     ids = [t.strip() for t in (text or "").split(",") if t.strip()]
     return ids or None
+
+
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
+_CONTROL.update(dict.fromkeys(map(ord, "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e")))
+_CONTROL.update(dict.fromkeys(range(0x2066, 0x206A)))
+for _keep in "\n\t":
+    del _CONTROL[ord(_keep)]
+
+
+def printable(text: object) -> str:
+    """`text` without the characters a terminal acts on: C0 and C1 controls but newline and tab (ESC starts ANSI
+    sequences that recolour, retitle or rewrite the owner's terminal), and bidi controls that reorder what is
+    shown. Everything printed from data (names, ids, paths, messages quoting a file) goes through it."""
+    return str(text).translate(_CONTROL)
+
+
+def escape(text: object) -> str:
+    """`printable(text)` with rich markup escaped: what every command prints of data it did not write itself."""
+    return rich_escape(printable(text))
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level group: an error from the environment that no command catches (disk full, a read-only or
+    missing folder, a name too long, a damaged database, memory) is one line on stderr, not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            raise fail(_os_error(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise fail(
+                f"a database could not be read or written ({exc}); if the disk is full, free space and run again"
+            ) from None
+        except MemoryError:
+            raise fail("out of memory; run on fewer episodes or tasks at once, or on a machine with more") from None
+        except RecursionError:
+            raise fail("an input is nested too deep to read") from None
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    where = f" ({str(exc.filename)[:200]})" if exc.filename else ""
+    hints = {
+        errno.ENOSPC: "the disk is full: free space, then run the same command again (finished work is kept)",
+        errno.EDQUOT: "the disk quota is exhausted: free space, then run the same command again",
+        errno.EROFS: "the file system is read-only: write somewhere else (e.g. --out)",
+        errno.EACCES: "permission denied: write somewhere you may (e.g. --out), or fix the folder's permissions",
+        errno.EPERM: "operation not permitted: write somewhere else, or fix the folder's permissions",
+        errno.ENAMETOOLONG: "a file name is too long: choose a shorter path",
+        errno.ENOTDIR: "a path goes through a file as if it were a folder: choose another path",
+        errno.EEXIST: "a path exists already and is not what was expected: choose another path",
+    }
+    return f"{hints.get(exc.errno or 0, exc.strerror or str(exc))}{where}"
+
+
+def output_folder(path: Path, option: str = "--out") -> None:
+    """Refuse an output folder that cannot be one, before any work: a file, a path through a file, a name too long."""
+    too_long = [p for p in path.parts if len(os.fsencode(p)) > 255]
+    if too_long or len(os.fsencode(str(path.absolute()))) > 4000:
+        raise fail(f"{option} {str(path)[:100]}... is too long a name: choose a shorter one")
+    if path.exists() and not path.is_dir():
+        raise fail(f"{option} {path} is a file: give a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise fail(f"{option} {path} goes through {parent}, which is a file: give a folder")
+            break
 
 
 class DefaultToRun(TyperGroup):
@@ -109,7 +181,10 @@ ApiKeyEnvOpt = Annotated[
     str, typer.Option("--api-key-env", help="Environment variable holding the API key (local servers need none).")
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight at once.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per request before it is retried.")]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", help="Seconds a request may take in all (not per read) before it is retried."),
+]
 MaxRetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries on 429/5xx/timeouts.")]
 CacheDirOpt = Annotated[
     Path | None,

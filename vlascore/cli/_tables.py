@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import console, fail
+from vlascore.cli._common import console, escape, fail
 
 if TYPE_CHECKING:
     from vlascore.qa.records import QAResult
@@ -150,7 +149,7 @@ def print_results(results: RunResults, path: Path) -> None:
             notes.append(f"{v.unjudged} episode(s) have no {v.label} judgement yet: run `vlascore judge` again")
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
-    console.print(f"results written to {path / 'results.json'}")
+    console.print(f"results written to {escape(path / 'results.json')}")
 
 
 def score_or_fail(run_dir: Path, errored_as_failure: bool = False) -> RunResults:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from vlascore.cli._common import (
     ENDPOINT,
@@ -21,6 +20,7 @@ from vlascore.cli._common import (
     console,
     endpoint,
     err,
+    escape,
     fail,
     judge_context,
     say,

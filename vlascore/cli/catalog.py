@@ -6,10 +6,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import ModelArgOpt, SuiteOpt, TasksOpt, console, err, fail, parse_model_args, split_ids
+from vlascore.cli._common import (
+    ModelArgOpt,
+    SuiteOpt,
+    TasksOpt,
+    console,
+    err,
+    escape,
+    fail,
+    parse_model_args,
+    split_ids,
+)
 from vlascore.cli._tables import suite_tasks_table
 
 tasks_app = typer.Typer(help="List and validate task suites (YAML files in tasks/ or your own).", no_args_is_help=True)
@@ -61,7 +70,7 @@ def tasks_list(
             soft_wrap=True,
         )
     for a in s.averages:
-        console.print(f"average {a.id}: mean of {', '.join(a.columns)}", soft_wrap=True)
+        console.print(f"average {escape(a.id)}: mean of {escape(', '.join(a.columns))}", soft_wrap=True)
 
 
 @tasks_app.command("validate")
@@ -77,7 +86,7 @@ def tasks_validate(paths: Annotated[list[Path], typer.Argument(help="Suite YAML 
         try:
             s = load_suite_file(path)
         except SuiteError as exc:
-            err.print(f"[red]invalid[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             bad += 1
             continue
         console.print(
@@ -190,7 +199,7 @@ def adapter_check(
     if problems:
         listing = "; ".join(f"{task}: {c.name}: {c.detail}" for task, c in problems)
         raise fail(f"{len(problems)} problem(s): {listing}", 1)
-    console.print(f"[green]{model} passes the adapter checks on {len(reports)} task(s)[/]")
+    console.print(f"[green]{escape(model)} passes the adapter checks on {len(reports)} task(s)[/]")
 
 
 def doctor_cmd(

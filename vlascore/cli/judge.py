@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from vlascore.cli._common import (
@@ -26,6 +25,7 @@ from vlascore.cli._common import (
     console,
     endpoint,
     err,
+    escape,
     fail,
     judge_context,
     judge_errors,
@@ -78,7 +78,13 @@ def judge_run_cmd(
 
     The grounded judge needs no API. VLM judges call any OpenAI-compatible endpoint at temperature 0; replies are
     cached by content (judge version + model + request), so a re-run or an interrupted run makes no repeated calls.
-    A reply that never matches the JSON contract is recorded as failed (counted, excluded from means), never 0.
+    A reply that never matches the JSON contract (or an endpoint that fails, or frames that cannot be read) is
+    recorded as failed with its reason (counted, excluded from means), never 0; a failed re-judge keeps the earlier
+    valid verdict on the same episode. `--timeout` bounds each request in all, not each read.
+
+    Exit codes: 0 every judged episode has a valid verdict; 1 some judgements failed in this pass (the file is
+    written, earlier valid verdicts kept); 2 the pass could not run or was stopped before writing anything (bad
+    options, the endpoint refused the first request or credentials, unreachable); 130 interrupted.
 
     Examples:
 
@@ -136,7 +142,7 @@ def judge_run_cmd(
     console.print(
         f"judged {len(result.judgements)} episode(s) with {escape(result.judge)} {result.judge_version}"
         + (f" ({escape(str(result.judge_model))})" if result.judge_model else "")
-        + f" in {result.duration_s:.1f} s; failed {len(failed)}",
+        + f" in {result.duration_s:.1f} s; failed {counts['failed']}",
         highlight=False,
         soft_wrap=True,
     )
@@ -150,7 +156,14 @@ def judge_run_cmd(
         console.print(f"[red]failed[/] {escape(j.episode_id)}: {escape(str(j.failure_reason))}", highlight=False)
     if len(failed) > 5:
         console.print(f"... and {len(failed) - 5} more (see the judgement file)")
+    if counts["failed"] > len(failed):
+        console.print(
+            f"{counts['failed'] - len(failed)} failed judgement(s) of this pass kept the earlier valid verdict",
+            highlight=False,
+        )
     print_results(score_or_fail(run_dir), run_dir)
+    if counts["failed"]:
+        raise typer.Exit(1)
 
 
 @judge_app.command("audit")
@@ -234,7 +247,7 @@ def judge_audit_cmd(
             table.add_row(i.probe, i.dimension, f"{style}{i.mean_shift:+.2f}", f"{100 * i.moved:.0f}%")
         console.print(table)
     elif report.injection_note:
-        console.print(f"injection probe: {report.injection_note}")
+        console.print(f"injection probe: {escape(report.injection_note)}")
     console.print(f"audit written to {escape(str(run_dir / 'audit'))}/", highlight=False)
 
 

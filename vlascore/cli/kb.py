@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import KbOpt, ProgressOpt, RunArg, console, err, fail
+from vlascore.cli._common import KbOpt, ProgressOpt, RunArg, console, err, escape, fail
 
 kb_app = typer.Typer(
     help=(

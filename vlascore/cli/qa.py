@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from vlascore.cli._common import (
     ENDPOINT,
@@ -20,6 +19,7 @@ from vlascore.cli._common import (
     console,
     endpoint,
     err,
+    escape,
     fail,
     parse_model_args,
 )
@@ -172,8 +172,8 @@ def qa_cmd(
     finally:
         bar.stop()
     if outcome.skipped:
-        err.print(f"up to date, not asked again: {', '.join(outcome.skipped)} (--rerun to ask again)")
-    console.print(qa_table(outcome.results, f"{model}: multimodal QA ({out})"))
+        err.print(f"up to date, not asked again: {escape(', '.join(outcome.skipped))} (--rerun to ask again)")
+    console.print(qa_table(outcome.results, escape(f"{model}: multimodal QA ({out})")))
     for note in data_notes(outcome.results):
         console.print(f"[dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
     from vlascore.qa.summary import combined_row
@@ -183,7 +183,7 @@ def qa_cmd(
     for name, r in failed.items():
         err.print(f"[red]{r.status}[/] {escape(name)}: {escape(r.failure_reason)}", highlight=False)
     if outcome.log is not None:
-        err.print(f"lmms-eval log: {outcome.log}")
+        err.print(f"lmms-eval log: {escape(outcome.log)}")
     if failed:
         raise fail(f"{len(failed)} benchmark(s) without a score: {', '.join(failed)}", 1)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from vlascore.cli._common import (
     BackendArgOpt,
@@ -15,7 +14,9 @@ from vlascore.cli._common import (
     SuiteOpt,
     TasksOpt,
     err,
+    escape,
     fail,
+    output_folder,
     parse_model_args,
     split_ids,
 )
@@ -116,6 +117,7 @@ def run_cmd(
     except SuiteError as exc:
         raise fail(str(exc)) from None
     out = out or Path("runs") / f"{model}-{spec.name}"
+    output_folder(out)
     task_ids = split_ids(tasks)
     backend_options = {"sim_backend": sim_backend, "num_envs": num_envs} if spec.backend == "maniskill" else {}
     backend_options.update(parse_model_args(backend_arg or []))

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from vlascore.cli._common import RunsArg, console, fail
+from vlascore.cli._common import RunsArg, console, escape, fail
 from vlascore.cli._tables import data_notes, print_combined, print_results, qa_table, score_or_fail
 
 

@@ -53,8 +53,7 @@ def serve_cmd(
     import sys
     import threading
 
-    from rich.markup import escape
-
+    from vlascore.cli._common import escape
     from vlascore.extras import MissingExtraError
     from vlascore.registry import UnknownPluginError
     from vlascore.serving.server import PolicyServer, ServingError

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import console, fail
+from vlascore.cli._common import console, escape, fail
 
 if TYPE_CHECKING:
     from vlascore.scoring.simreal import Protocol, RealSuccessData, SimRealResult
@@ -290,7 +289,7 @@ def simreal_cmd(
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(result.model_dump_json(indent=2))
-        console.print(f"result written to {json_out}")
+        console.print(f"result written to {escape(json_out)}")
 
 
 simreal_cmd.__doc__ = _HELP

@@ -68,6 +68,10 @@ class EpisodeJudge(ABC):
         """Learn from the previous pass of the same judge version and model (e.g. where its verdicts are cached)."""
         return None
 
+    def close(self) -> None:
+        """Release what the judge holds (an endpoint's connections) once its pass is over."""
+        return None
+
 
 JUDGES: Registry[type[EpisodeJudge]] = Registry("judge kind", "vlascore.judges", base=EpisodeJudge)
 JUDGES.register("grounded", "vlascore.judging.grounded:GroundedJudge")

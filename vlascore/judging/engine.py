@@ -4,6 +4,7 @@ concurrency, cache and retrieval), and write <run>/judgements/<label>.json atomi
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -98,7 +99,15 @@ def judge_run(
         episode_judge.prime(previous)
     if on_start:
         on_start(len(inputs))
-    judgements = judge_inputs(episode_judge, inputs, context.endpoint.concurrency, context.use_cache, on_judgement)
+    try:
+        judgements = judge_inputs(episode_judge, inputs, context.endpoint.concurrency, context.use_cache, on_judgement)
+    finally:
+        episode_judge.close()
+    if previous is not None and (previous.judge_version, previous.judge_model) == (
+        episode_judge.spec.effective_version,
+        episode_judge.model,
+    ):
+        judgements = keep_earlier_verdicts(previous, judgements)
     usage = Usage(cost_usd=0.0)
     for j in judgements:
         usage.add(j.usage)
@@ -118,6 +127,22 @@ def judge_run(
     if not _same_verdicts(previous, result):  # a re-judge served wholly from the cache leaves the file as it is
         _write(path, result, episode_ids is not None, previous)
     return result
+
+
+def keep_earlier_verdicts(previous: JudgementFile, judgements: list[Judgement]) -> list[Judgement]:
+    """A failed judgement gives way to the earlier valid verdict on the same content (same input key or request
+    hash, same judge version and model): a re-judge against a failing endpoint (`--no-cache` included) never turns
+    a good verdict into a failure. A changed episode keeps its new failure: its old verdict is about other data."""
+    earlier = {j.episode_id: j for j in previous.judgements if j.status == "ok"}
+    out = []
+    for j in judgements:
+        old = earlier.get(j.episode_id)
+        same = old is not None and (
+            (old.input_key and old.input_key == j.input_key)
+            or (old.request_hash and old.request_hash == j.request_hash)
+        )
+        out.append(old if j.status == "failed" and same and old is not None else j)
+    return out
 
 
 def _read(path: Path) -> JudgementFile | None:
@@ -143,16 +168,33 @@ def _same_verdicts(old: JudgementFile | None, new: JudgementFile) -> bool:
 
 def _write(path: Path, result: JudgementFile, partial: bool, old: JudgementFile | None) -> None:
     """Write the set; a partial pass merges into the existing set `old` if it has the same judge version and
-    model, and a set from another version (or an unreadable file) is moved to judgements/superseded/ rather
-    than overwritten."""
+    model. The earlier file is kept in judgements/superseded/ whenever it is not merely extended: a set from another
+    version (or an unreadable file) is moved there, and a copy is kept when a new verdict replaces a different
+    valid one (a `--no-cache` re-judge)."""
     if path.exists():
         same = old is not None and (old.judge_version, old.judge_model) == (result.judge_version, result.judge_model)
         if same and partial and old is not None:
             fresh = {j.episode_id for j in result.judgements}
             result.judgements = [j for j in old.judgements if j.episode_id not in fresh] + result.judgements
-        elif not same:
-            stamp = re.sub(r"[^0-9T]", "", old.created_at) if old is not None else str(int(time.time()))
-            archive = path.parent / "superseded" / f"{path.stem}.{stamp}.json"
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(archive)
+        if not same:
+            path.replace(_archive_path(path, old))
+        elif old is not None and _replaces_verdicts(old, result):
+            shutil.copy2(path, _archive_path(path, old))
     atomic_write_text(path, result.model_dump_json(indent=1))
+
+
+def _archive_path(path: Path, old: JudgementFile | None) -> Path:
+    stamp = re.sub(r"[^0-9T]", "", old.created_at) if old is not None else str(int(time.time()))
+    archive = path.parent / "superseded" / f"{path.stem}.{stamp}.json"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    return archive
+
+
+def _replaces_verdicts(old: JudgementFile, new: JudgementFile) -> bool:
+    """Whether `new` changes or drops a valid verdict of `old`."""
+    now = {j.episode_id: j for j in new.judgements}
+    return any(
+        j.status == "ok"
+        and ((n := now.get(j.episode_id)) is None or (n.status, n.scores, n.thought) != (j.status, j.scores, j.thought))
+        for j in old.judgements
+    )

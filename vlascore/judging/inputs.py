@@ -86,7 +86,8 @@ class _StepTable:
     def get(self, episode_id: str) -> pd.DataFrame:
         with self._lock:
             if self._by_episode is None:
-                store = RunStore(self.path)  # its own connection: SQLite connections belong to one thread
+                # its own connection: SQLite connections belong to one thread
+                store = RunStore(self.path, read_only=True)
                 try:
                     steps = store.steps_frame(self.ids)
                 finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +26,16 @@ import numpy as np
 
 @dataclass
 class MockReply:
-    """One scripted answer: a chat reply text, or an HTTP error status (429, 500...)."""
+    """One scripted answer: a chat reply text, or an HTTP error status (429, 500...) with `content` as the error's
+    message; `raw` sends those bytes as the whole body instead (not JSON, a completion without choices, a huge
+    body); `trickle_s` sends the body one byte at a time, that many seconds apart (an endpoint that never ends a
+    reply, yet never lets a per-read timeout fire)."""
 
     content: str = ""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    trickle_s: float = 0.0
 
 
 Responder = Callable[[dict[str, Any]], "str | MockReply"]
@@ -55,10 +61,38 @@ def script(*replies: str | MockReply) -> Responder:
     return respond
 
 
+def _completion(reply: MockReply, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A chat completion carrying `reply.content`, with token counts estimated from the request's size."""
+    body = body or {}
+    prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
+    completion_tokens = max(1, len(reply.content) // 4)
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "mock"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 def _embedding(text: str, dim: int) -> list[float]:
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
     v = np.random.default_rng(seed).standard_normal(dim)
     return (v / np.linalg.norm(v)).tolist()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up mid-reply (a deadline, a reply too large) is expected here, not a server fault."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class MockOpenAI:
@@ -72,7 +106,8 @@ class MockOpenAI:
         self.embed_dim = embed_dim
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._connections: set[socket.socket] = set()
+        self._server = _QuietServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -92,6 +127,13 @@ class MockOpenAI:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:  # end the threads still waiting on kept-alive connections
+            open_connections, self._connections = list(self._connections), set()
+        for sock in open_connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> MockOpenAI:
         return self.start()
@@ -99,7 +141,7 @@ class MockOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    def _answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any] | MockReply]:
         with self._lock:
             self.requests.append({**body, "_path": path})
         if self.latency_s:
@@ -115,29 +157,12 @@ class MockOpenAI:
         reply = self.responder(body)
         if isinstance(reply, str):
             reply = MockReply(reply)
+        if reply.raw is not None or reply.trickle_s:
+            return reply.status, reply.headers, reply
         if reply.status != 200:
             error = {"error": {"message": reply.content or f"mock error {reply.status}", "type": "mock", "code": None}}
             return reply.status, {"retry-after-ms": "10", **reply.headers}, error
-        prompt_tokens = len(json.dumps(body.get("messages", []))) // 4
-        completion_tokens = max(1, len(reply.content) // 4)
-        return (
-            200,
-            reply.headers,
-            {
-                "id": f"chatcmpl-mock-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "mock"),
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": reply.content}, "finish_reason": "stop"}
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-        )
+        return 200, reply.headers, _completion(reply, body)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -149,14 +174,36 @@ class MockOpenAI:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
+
+            def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any] | MockReply) -> None:
+                if isinstance(payload, MockReply):
+                    data = payload.raw if payload.raw is not None else json.dumps(_completion(payload)).encode()
+                else:
+                    data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if isinstance(payload, MockReply) and payload.trickle_s:
+                    try:
+                        for k in range(len(data)):
+                            self.wfile.write(data[k : k + 1])
+                            self.wfile.flush()
+                            time.sleep(payload.trickle_s)
+                    except OSError:  # the client gave up: that is the point
+                        self.close_connection = True
+                    return
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming

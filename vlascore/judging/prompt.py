@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -23,15 +25,100 @@ from vlascore.judging.inputs import JudgeInput
 from vlascore.judging.judgement import Mode, dimensions_for
 
 REASONING_TAG = "policy_reasoning"
-_TAG_RE = re.compile(rf"</?\s*{REASONING_TAG}\s*>", re.IGNORECASE)
+INSTRUCTION_TAG = "task_instruction"
+DATA_TAGS = (INSTRUCTION_TAG, REASONING_TAG)
+"""The judge templates' data blocks: text from the run under evaluation goes between these tags, and no such tag may
+survive in it, however it is disguised."""
+TAG_REMOVED = "[tag removed]"
+
+# Brackets that read as '<' and '>' but that NFKC leaves as they are.
+_BRACKETS = str.maketrans(
+    dict.fromkeys("\u2039\u3008\u27e8\u300a\u276e\u276c\u29fc\u2991\u02c2\u1438", "<")
+    | dict.fromkeys("\u203a\u3009\u27e9\u300b\u276f\u276d\u29fd\u2992\u02c3\u1433", ">")
+)
+_INVISIBLE_LETTERS = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800")
+"""Characters that render as nothing but are not format characters: combining grapheme joiner, Hangul fillers,
+the blank Braille pattern (variation selectors are caught by their range)."""
+_MAX_ROUNDS = 64
+"""Bound on normalising rounds (each decodes one more level of entities; real text needs one or two)."""
+
+
+def _visible(ch: str) -> str:
+    """`ch`, or what stands in for it once invisible and control characters are dropped."""
+    if ch in "\n\t":
+        return ch
+    category = unicodedata.category(ch)
+    if category in ("Zl", "Zp"):
+        return "\n"
+    if category == "Zs":
+        return " "
+    if category[0] == "C" or ch in _INVISIBLE_LETTERS or 0xFE00 <= ord(ch) <= 0xFE0F or 0xE0100 <= ord(ch) <= 0xE01EF:
+        return ""  # controls, format (zero-width, bidi), private use, surrogates, unassigned; variation selectors
+    return ch
+
+
+def _letter(c: str) -> str:
+    """A tag name's letter, or any one non-ASCII letter-like character standing in for it (a homoglyph)."""
+    return f"(?:[{c}{c.upper()}]|[^\\x00-\\x7f\\s<>])"
+
+
+def _name_pattern(name: str, separators: str) -> str:
+    letters = [c for c in name if c.isalpha()]
+    return separators.join(_letter(c) for c in letters)
+
+
+_MARKS = "\\u0300-\\u036f\\u1ab0-\\u1aff\\u20d0-\\u20ff"  # combining marks that may sit on a letter
+_TIGHT = f"[_\\-.·{_MARKS}]*"  # how a tag name's words may be joined when it stands alone
+_LOOSE = f"[\\s_\\-.·{_MARKS}]*"  # and when a bracket marks it as a tag
+_TAG_RE = re.compile(
+    "|".join(
+        rf"<\s*/?\s*{_name_pattern(n, _LOOSE)}(?:\s*/?\s*>)?"  # an opening or closing tag, brackets and all
+        rf"|{_name_pattern(n, _LOOSE)}\s*/?\s*>"  # its end, after a bracket that another step removed
+        rf"|{_name_pattern(n, _TIGHT)}"  # the bare name
+        for n in DATA_TAGS
+    )
+)
+_NAME_LETTERS = min(sum(c.isalpha() for c in n) for n in DATA_TAGS)
+
+
+def _drop_tag(m: re.Match[str]) -> str:
+    """A match stands for a data tag when it has both brackets (a tag, whatever its letters look like), or when at
+    least half its letters are the tag's own (so a run of other scripts' letters is not taken for one)."""
+    found = m.group()
+    if found.startswith("<") and found.endswith(">"):
+        return TAG_REMOVED
+    ascii_letters = sum(c.isascii() and c.isalpha() for c in found)
+    return TAG_REMOVED if 2 * ascii_letters >= _NAME_LETTERS else found
+
+
+def normalise(text: str) -> str:
+    """Text as a reader would see it: HTML entities decoded, NFKC (full-width and styled letters and brackets become
+    ASCII), invisible and control characters dropped (zero-width, bidi controls, variation selectors...), bracket
+    look-alikes made '<' and '>'; repeated until stable, since each step can reveal work for another."""
+    for _ in range(_MAX_ROUNDS):
+        before = text
+        if "&" in text:
+            text = html.unescape(text)
+        if not text.isascii():
+            text = unicodedata.normalize("NFKC", text)
+        if not text.isprintable():
+            text = "".join(_visible(ch) for ch in text)
+        text = text.translate(_BRACKETS)
+        if text == before:
+            break
+    return text
 
 
 def _clean(text: object) -> str:
-    """Policy text as inert data: our delimiter tags removed, control characters dropped."""
+    """Untrusted text (policy output, an instruction from a run) as inert data for a data block: normalised FIRST
+    (see `normalise`), then every data tag removed, in any case, split by spaces or separators, with look-alike
+    letters, nested (removing one must not form another) or without its brackets."""
     s = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
-    s = _TAG_RE.sub("[tag removed]", s)
-    if not s.isprintable():  # rare: only then filter character by character
-        s = "".join(ch for ch in s if ch in "\n\t" or ch.isprintable())
+    for _ in range(_MAX_ROUNDS):
+        before = s
+        s = _TAG_RE.sub(_drop_tag, normalise(s))
+        if s == before:
+            break
     return s.strip()
 
 
@@ -127,10 +214,10 @@ def example_view(entry: Any, mode: Mode) -> dict[str, Any]:
     """A KB entry as the template's Example slot shows it: only the dimensions this mode asks."""
     result = {k: entry.scores[k] for k in dimensions_for(mode) if k in entry.scores}
     return {
-        "instruction": entry.instruction,
+        "instruction": _clean(entry.instruction),
         "category": entry.category,
         "success": entry.success,
-        "rationale": entry.rationale,
+        "rationale": _clean(entry.rationale),
         "result": json.dumps(result),
     }
 

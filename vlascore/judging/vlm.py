@@ -1,34 +1,55 @@
 """The VLM judge: a rendered request -> any OpenAI-compatible chat endpoint -> a validated verdict.
 
-Transport failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff by the
-`openai` client itself (`max_retries`); a reply that is not the JSON contract of docs/vla_score.md §3 is re-asked with
-the validation error; after `max_reasks` re-asks the judgement is recorded as **failed** with every raw
-reply, never as a score. Credentials or a model name the endpoint rejects abort the whole pass instead of
-recording one failure per episode.
+Every request has a total deadline (the endpoint's timeout: connecting, waiting and reading the whole reply);
+transport failures (408, 409, 429, 5xx, timeouts, dropped connections) are retried with exponential backoff
+(`max_retries`); any reply body that is not a chat completion (not JSON, no choices, too large) is a failed call;
+a reply that is not the JSON contract of docs/vla_score.md §3 is re-asked with the validation error; after
+`max_reasks` re-asks the judgement is recorded as **failed** with every raw reply and its reason, never as a
+score. An episode whose frames cannot be read is a failed judgement too. Until the endpoint has answered once,
+requests go one at a time, and credentials, a model name or a request the endpoint refuses (any 4xx that is not
+retried: a server pinned to another model answers 400) abort the whole pass after that one request, with the
+server's message, instead of recording one failure per episode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
+import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from vlascore.judging.base import EpisodeJudge, JudgeContext
 from vlascore.judging.cache import JudgeCache, cache_key, default_cache_dir
 from vlascore.judging.definitions import JudgeError, JudgeSpec
-from vlascore.judging.endpoint import Endpoint, JudgeAbort, LazyClient
+from vlascore.judging.endpoint import Endpoint, JudgeAbort, LazyClient, RequestTimeout
 from vlascore.judging.inputs import JudgeInput
 from vlascore.judging.judgement import Judgement, Mode, Usage, dimensions_for
 from vlascore.judging.prompt import JudgeRequest, render_request, sample_frames
 from vlascore.paths import data_dir, load_yaml
 from vlascore.store import LoadedRun
+from vlascore.versioned import RecordError
 
-Score = Annotated[int, Field(ge=0, le=10)]
+
+def _score(value: Any) -> Any:
+    """A score is an integer: a JSON number without a fraction, or a string of digits ("7"); never a boolean (which a
+    lax int would read as 0 or 1) nor 7.5."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a score (an integer 0-10)")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int):
+        return value
+    raise ValueError(f"{value!r} is not an integer 0-10")
+
+
+Score = Annotated[int, BeforeValidator(_score), Field(ge=0, le=10)]
 
 
 class _Result(BaseModel):
@@ -138,6 +159,10 @@ class VlmJudge(EpisodeJudge):
                 "your vLLM / llama.cpp / Ollama server serves, with --base-url)"
             )
         self._client = LazyClient(endpoint, needs="no API key")
+        self._answered = threading.Event()
+        """Set once the endpoint has answered a request: until then requests go one at a time (see `_call`)."""
+        self._first = threading.Lock()
+        self._aborted: JudgeAbort | None = None
         self.spec, self.mode, self.endpoint = spec, mode, endpoint
         self.model: str = endpoint.model
         self.base_url = endpoint.base_url
@@ -150,10 +175,8 @@ class VlmJudge(EpisodeJudge):
             price = (float(prices[self.model]["input"]), float(prices[self.model]["output"]))
         self.price = price
 
-    @property
-    def client(self) -> Any:
-        """The `openai` client, built on first use (a pass served from the cache never builds it)."""
-        return self._client.get()
+    def close(self) -> None:
+        self._client.close()
 
     def prime(self, previous: Any) -> None:
         """Learn the request hashes of a previous pass's verdicts (a JudgementFile of the same judge version and
@@ -220,7 +243,15 @@ class VlmJudge(EpisodeJudge):
         if use_cache and (done := self.cached(inp)) is not None:
             return done
         ikey = self.input_key(inp)
-        req = self.request(inp)
+        try:
+            req = self.request(inp)
+        except (RecordError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            return Judgement(
+                **self._base(inp, "", ikey, []),
+                status="failed",
+                failure_reason=f"cannot read the episode's frames or trace ({type(exc).__name__}: {exc})",
+                latency_s=time.perf_counter() - started,
+            )
         key = cache_key(self.spec.effective_version, self.model, req.key)
         base = self._base(inp, req.key, ikey, req.examples)
         if use_cache and (hit := self.cache.get(key)) is not None:
@@ -283,8 +314,33 @@ class VlmJudge(EpisodeJudge):
         )
 
     def _call(self, messages: list[dict[str, Any]], usage: Usage) -> str:
+        """One chat completion. Until the endpoint has answered once, one request at a time: a refusal that would
+        repeat for every episode (a 4xx such as a server pinned to another model) then stops the pass after one
+        request; once it has answered, a refusal is about this episode's request and fails this judgement only."""
+        if self._answered.is_set():
+            return self._complete(messages, usage)
+        with self._first:
+            if self._answered.is_set():
+                return self._complete(messages, usage)
+            if self._aborted is not None:  # the requests that waited behind the first stop with it
+                raise self._aborted
+            try:
+                text = self._complete(messages, usage)
+            except Refused as exc:
+                self._aborted = JudgeAbort(
+                    f"{self.endpoint.where} refused the first judge request (HTTP {exc.status}): {exc.message}. "
+                    "Nothing was judged; check --judge-model (the server may serve another model) and --base-url."
+                )
+                raise self._aborted from exc
+            except JudgeAbort as exc:
+                self._aborted = exc
+                raise
+            self._answered.set()
+            return text
+
+    def _complete(self, messages: list[dict[str, Any]], usage: Usage) -> str:
         return complete(
-            self.client,
+            self._client,
             model=self.model,
             messages=messages,
             usage=usage,
@@ -295,8 +351,87 @@ class VlmJudge(EpisodeJudge):
         )[0]
 
 
+MAX_REPLY_BYTES = 16 << 20
+"""Largest reply body read from an endpoint (a verdict is a few KB); a larger one is a failed call, not a crash."""
+_RETRIED = (408, 409, 429)
+"""HTTP statuses retried besides 5xx (as the `openai` client retries); every other 4xx would only repeat."""
+_MAX_BACKOFF_S = 60.0
+
+
+class CallFailed(RuntimeError):
+    """The endpoint failed after the retries, or answered with something that is not a chat completion."""
+
+
+class Refused(CallFailed):
+    """The endpoint refused the request with a status that retrying cannot change (400, 413, 422...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status, self.message = status, message
+        super().__init__(f"HTTP {status} (1 request, not retried): {message}")
+
+
+def _server_message(exc: Any) -> str:
+    """What the server said about an error reply: its JSON `message` (OpenAI's and vLLM's shape), else the body."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error")
+        body = body.get("message") or (inner.get("message") if isinstance(inner, dict) else inner) or body
+    if not body:
+        try:
+            body = exc.response.text
+        except Exception:  # noqa: BLE001 - no readable body: the exception's own words
+            body = str(exc)
+    text = " ".join(str(body).split())
+    return "".join(ch for ch in text if ch.isprintable())[:500] or f"{type(exc).__name__} (no message)"
+
+
+def _retry_after(exc: Any, attempt: int) -> float:
+    """Seconds before the next try: the server's Retry-After (-ms) when it sent one, else exponential backoff."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            return min(_MAX_BACKOFF_S, max(0.0, float(headers.get(name, "")) * scale))
+        except (TypeError, ValueError):
+            continue
+    return min(8.0, 0.5 * 2**attempt) * (0.75 + random.random() / 4)
+
+
+def _post(client: Any, body: dict[str, Any]) -> bytes:
+    """One chat request; the reply's body, read up to MAX_REPLY_BYTES (the `openai` client would read any size)."""
+    with client.chat.completions.with_streaming_response.create(**body) as response:
+        data = bytearray()
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) > MAX_REPLY_BYTES:
+                raise CallFailed(f"the reply is larger than {MAX_REPLY_BYTES} bytes; not a chat completion")
+        return bytes(data)
+
+
+def _chat_reply(data: bytes) -> tuple[str, dict[str, Any]]:
+    """(the reply text, its usage) from a chat completion's JSON; CallFailed says what else the body is."""
+    try:
+        reply = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        head = data[:80].decode("utf-8", "replace")
+        raise CallFailed(f"the reply is not JSON ({str(exc)[:100]}): {head!r}") from None
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise CallFailed("the reply is not a chat completion: it has no choices")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if content is not None and not isinstance(content, str):
+        raise CallFailed(f"the reply's message content is a {type(content).__name__}, not text")
+    usage = reply.get("usage")
+    return content or "", usage if isinstance(usage, dict) else {}
+
+
+def _tokens(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def complete(
-    client: Any,
+    caller: LazyClient,
     *,
     model: str,
     messages: list[dict[str, Any]],
@@ -306,39 +441,53 @@ def complete(
     where: str | None = None,
     price: tuple[float, float] | None = None,
 ) -> tuple[str, float | None]:
-    """One chat completion through the `openai` client; counts it in `usage`. Raises JudgeAbort when retrying
-    cannot help (refused, unreachable) and CallFailed when the endpoint failed after the client's retries."""
+    """One chat completion, each try bounded by the endpoint's total timeout, retried (1 + max_retries tries in
+    all) on timeouts, dropped connections, 408/409/429 and 5xx; counts answered requests in `usage`.
+
+    Raises JudgeAbort when retrying cannot help (credentials refused, unknown model, unreachable), Refused for any
+    other 4xx (with the server's message; one request sent), CallFailed when the tries ran out or the reply is not
+    a chat completion (any body: not JSON, no choices, too large)."""
     import openai
 
     where = where or "the OpenAI API"
-    try:
-        response = client.chat.completions.create(
-            model=model,
-            messages=messages,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-        raise JudgeAbort(
-            f"{where} refused the judge request ({type(exc).__name__}): {exc}. "
-            "Check the API key variable, --base-url and --judge-model."
-        ) from exc
-    except openai.APITimeoutError as exc:
-        raise CallFailed(f"timed out after {client.max_retries} retries: {exc}") from exc
-    except openai.APIConnectionError as exc:
-        raise JudgeAbort(f"cannot reach {where} ({exc}); is the server running and --base-url right?") from exc
-    except openai.APIError as exc:
-        raise CallFailed(f"{type(exc).__name__} after {client.max_retries} retries: {exc}") from exc
-    usage.calls += 1
-    cost = None
-    if response.usage is not None:
-        usage.prompt_tokens += response.usage.prompt_tokens
-        usage.completion_tokens += response.usage.completion_tokens
-        if price is not None:
-            cost = (response.usage.prompt_tokens * price[0] + response.usage.completion_tokens * price[1]) / 1e6
-        usage.cost_usd = None if cost is None or usage.cost_usd is None else usage.cost_usd + cost
-    return (response.choices[0].message.content or "" if response.choices else ""), cost
-
-
-class CallFailed(RuntimeError):
-    """The endpoint failed after the client's retries."""
+    tries = 1 + caller.endpoint.max_retries
+    body = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
+    last = ""
+    for attempt in range(tries):
+        try:
+            data = caller.call(lambda client: _post(client, body))
+        except RequestTimeout as exc:
+            last, delay = f"timed out: {exc}", _retry_after(None, attempt)
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            raise JudgeAbort(
+                f"{where} refused the judge request ({type(exc).__name__}, HTTP {exc.status_code}): "
+                f"{_server_message(exc)}. Check the API key variable, --base-url and --judge-model."
+            ) from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code not in _RETRIED and exc.status_code < 500:
+                raise Refused(exc.status_code, _server_message(exc)) from exc
+            last = f"HTTP {exc.status_code} ({type(exc).__name__}): {_server_message(exc)}"
+            delay = _retry_after(exc, attempt)
+        except openai.APITimeoutError as exc:
+            last, delay = f"timed out: {exc}", _retry_after(None, attempt)
+        except openai.APIConnectionError as exc:
+            if attempt + 1 == tries:
+                raise JudgeAbort(
+                    f"cannot reach {where} ({exc}; {tries} tries); is the server running and --base-url right?"
+                ) from exc
+            last, delay = f"connection failed: {exc}", _retry_after(None, attempt)
+        else:
+            usage.calls += 1
+            text, counts = _chat_reply(data)
+            prompt_tokens, completion_tokens = _tokens(counts, "prompt_tokens"), _tokens(counts, "completion_tokens")
+            usage.prompt_tokens += prompt_tokens
+            usage.completion_tokens += completion_tokens
+            cost = None
+            if counts:  # a reply without token counts leaves the cost as it was
+                if price is not None:
+                    cost = (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
+                usage.cost_usd = None if cost is None or usage.cost_usd is None else usage.cost_usd + cost
+            return text, cost
+        if attempt + 1 < tries:
+            time.sleep(delay)
+    raise CallFailed(f"{last} ({tries} {'try' if tries == 1 else 'tries'})")

@@ -19,10 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
-from vlascore.paths import data_dir
+from vlascore.paths import data_dir, load_yaml
 from vlascore.registry import did_you_mean
 
 BENCHMARKS_FILE = "qa/benchmarks.yaml"
@@ -84,7 +83,7 @@ class BenchmarkSet(BaseModel):
 
 @lru_cache(maxsize=1)
 def load_benchmarks() -> BenchmarkSet:
-    raw = yaml.safe_load((data_dir("tasks") / BENCHMARKS_FILE).read_text())
+    raw = load_yaml((data_dir("tasks") / BENCHMARKS_FILE).read_text())
     raw["benchmarks"] = {k: {"name": k, **v} for k, v in raw["benchmarks"].items()}
     return BenchmarkSet.model_validate(raw)
 

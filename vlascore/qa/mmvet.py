@@ -82,10 +82,6 @@ class MMVetGrader:
     def describe(self) -> dict[str, Any]:
         return {"grader": self.version, "judge_model": self.model, "base_url": self.base_url}
 
-    @property
-    def client(self) -> Any:
-        return self._client.get()
-
     def grade(self, question: str, answer: str, prediction: str) -> Grade:
         query = grading_query(self.prompt, question, answer, prediction)
         request_hash = hashlib.sha256(query.encode()).hexdigest()
@@ -104,7 +100,7 @@ class MMVetGrader:
         for temperature in TEMPERATURES:
             try:
                 text = complete(
-                    self.client,
+                    self._client,
                     model=self.model,
                     messages=[{"role": "user", "content": query}],
                     temperature=temperature,

@@ -146,8 +146,9 @@ def read_samples_file(path: Path) -> list[QASample]:
             continue
         try:
             out.append(QASample.model_validate(json.loads(line)))
-        except ValueError as exc:  # pydantic's ValidationError and JSONDecodeError are ValueErrors
-            raise ValueError(f"line {i} is not a QA sample ({str(exc).splitlines()[0]})") from None
+        except (ValueError, RecursionError) as exc:  # pydantic's ValidationError and JSONDecodeError are ValueErrors
+            first = (str(exc).splitlines() or ["nested too deep"])[0]
+            raise ValueError(f"line {i} is not a QA sample ({first})") from None
     return out
 
 

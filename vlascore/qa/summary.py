@@ -12,10 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
-from vlascore.paths import data_dir
+from vlascore.paths import data_dir, load_yaml
 from vlascore.qa.records import QAResult, read_results
 
 SUMMARIES_FILE = "qa/summaries.yaml"
@@ -75,7 +74,7 @@ class CombinedRow(BaseModel):
 
 @lru_cache(maxsize=1)
 def summary_defs() -> dict[str, SummaryDef]:
-    raw = yaml.safe_load((data_dir("tasks") / SUMMARIES_FILE).read_text())
+    raw = load_yaml((data_dir("tasks") / SUMMARIES_FILE).read_text())
     return {k: SummaryDef.model_validate(v) for k, v in raw["summaries"].items()}
 
 
