@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from vlascore.cli import board, catalog, judge, kb, plan, qa, run, score, serve, simreal
+from vlascore.cli import board, catalog, export, judge, kb, plan, qa, run, score, serve, simreal
 
 app = typer.Typer(
     name="vlascore",
@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard).
-for module in (run, score, plan, catalog, judge, kb, board, serve, qa, simreal):
+for module in (run, score, plan, export, catalog, judge, kb, board, serve, qa, simreal):
     module.register(app)
 
 
