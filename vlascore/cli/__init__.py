@@ -4,6 +4,8 @@ them. Each command group lives in its own module; shared options and helpers are
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from vlascore.cli import board, catalog, export, judge, kb, plan, qa, run, score, serve, simreal
@@ -22,6 +24,24 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from vlascore import __version__
+
+        print(f"vlascore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
 
 # Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard).
 for module in (run, score, plan, export, catalog, judge, kb, board, serve, qa, simreal):

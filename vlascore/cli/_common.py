@@ -87,6 +87,9 @@ BackendArgOpt = Annotated[
 SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Built-in suite name or a suite YAML path.")]
 TasksOpt = Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task ids [default: all].")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON to stdout instead of tables (redirect it to a file).")
+]
 
 # -- run directories -------------------------------------------------------------------------------------------
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")]

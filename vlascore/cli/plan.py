@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import console, fail, split_ids
+from vlascore.cli._common import JsonOpt, console, fail, split_ids
 
 _HELP = """How many episodes to run: the shared episodes (same tasks and seeds) two policies need for vlascore's
 paired tests to detect a difference, and how wide a success rate's 95% interval is for N episodes.
@@ -81,7 +81,7 @@ def plan_cmd(
     ] = None,
     alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5, help="Significance level.")] = 0.05,
     power: Annotated[float, typer.Option("--power", min=0.5, max=0.999, help="Power to detect the difference.")] = 0.8,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON instead of tables.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     from vlascore.scoring import power as pw
 
