@@ -5,15 +5,22 @@
 #      Debian's Chromium for the browser tests (Playwright drives it; no browser download) when the dev extra
 #      is installed and no chromium is on PATH;
 #   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
-#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,dev); with qa, lmms-eval $LMMS_EVAL_VERSION without its own
+#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,export,track,dev); with qa, lmms-eval $LMMS_EVAL_VERSION without its own
 #      dependencies (they include torchvision, which has no CPU build on PyPI; the qa extra lists what it needs).
+#   3. every package pinned by constraints.txt (the versions the tests last passed with; scripts/lock.sh refreshes
+#      it): VLASCORE_CONSTRAINTS=none resolves the newest versions instead, VLASCORE_CONSTRAINTS=FILE uses another.
+# torch: VLASCORE_TORCH picks the version; VLASCORE_TORCH_INDEX the index to take it from, e.g. a CUDA build:
+#   VLASCORE_TORCH_INDEX=https://download.pytorch.org/whl/cu126 bash scripts/setup.sh
+# (or the CPU build where pip's defaults would bring CUDA wheels: https://download.pytorch.org/whl/cpu).
 # Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,dev}"
+EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,export,track,dev}"
 LMMS_EVAL_VERSION=0.7.3  # keep equal to vlascore/qa/__init__.py
 VENV="${VLASCORE_VENV:-.venv}"
 TORCH_VERSION="${VLASCORE_TORCH:-2.13.0}"
+TORCH_INDEX="${VLASCORE_TORCH_INDEX:-}"
+CONSTRAINTS="${VLASCORE_CONSTRAINTS:-constraints.txt}"
 
 log() { printf '[setup] %s\n' "$*"; }
 apt_updated=0
@@ -66,10 +73,17 @@ pip_install() {
 }
 if [[ ",$EXTRAS," == *",sim,"* || ",$EXTRAS," == *",models,"* || ",$EXTRAS," == *",qa,"* ]]; then
   # torch first, pinned: a CPU build; an unpinned torch (pulled in by mani-skill) would bring CUDA wheels.
-  "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || { log "installing torch==$TORCH_VERSION"; pip_install "torch==$TORCH_VERSION"; }
+  torch_from=(); [ -n "$TORCH_INDEX" ] && torch_from=(--index-url "$TORCH_INDEX")
+  "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 || {
+    log "installing torch==$TORCH_VERSION${TORCH_INDEX:+ from $TORCH_INDEX}"; pip_install "${torch_from[@]}" "torch==$TORCH_VERSION"; }
 fi
-log "installing vlascore[$EXTRAS]"
-pip_install -e ".[$EXTRAS]"
+pinned=()
+if [ "$CONSTRAINTS" != none ]; then
+  [ -f "$CONSTRAINTS" ] || { log "no constraints file $CONSTRAINTS (VLASCORE_CONSTRAINTS=none to resolve freshly)"; exit 1; }
+  pinned=(-c "$CONSTRAINTS")
+fi
+log "installing vlascore[$EXTRAS]${pinned:+ with the versions pinned in $CONSTRAINTS}"
+pip_install "${pinned[@]}" -e ".[$EXTRAS]"
 if [[ ",$EXTRAS," == *",qa,"* ]] && [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("lmms-eval"))' 2>/dev/null)" != "$LMMS_EVAL_VERSION" ]; then
   log "installing lmms-eval==$LMMS_EVAL_VERSION (without its dependencies: see the qa extra)"
   pip_install --no-deps "lmms-eval==$LMMS_EVAL_VERSION"

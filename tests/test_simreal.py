@@ -42,7 +42,16 @@ def data() -> RealSuccessData:
 
 
 def invoke(*args: Any) -> Any:
-    return CliRunner().invoke(app, ["simreal", *map(str, args)], env=WIDE)
+    """`vlascore simreal ARGS`; with `--json PATH` among ARGS, the tables' result is returned and the command is
+    run once more with --json, its stdout (JSON only) saved at PATH."""
+    args_ = [str(a) for a in args]
+    if "--json" in args_:
+        at = args_.index("--json")
+        path, args_ = Path(args_[at + 1]), args_[:at] + args_[at + 2 :]
+        as_json = CliRunner().invoke(app, ["simreal", *args_, "--json"], env=WIDE)
+        assert as_json.exit_code == 0, as_json.output
+        path.write_text(as_json.stdout)
+    return CliRunner().invoke(app, ["simreal", *args_], env=WIDE)
 
 
 def write_yaml(path: Path, content: Any) -> Path:

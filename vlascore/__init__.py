@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from vlascore.store import LoadedRun
+    from vlascore.rundata import RunData
 
 __all__ = ["__version__", "load_run"]
 
 
-def load_run(path: Any) -> LoadedRun:
-    """Open a run directory; `.episodes` and `.steps` are pandas DataFrames."""
-    from vlascore.store import load_run as _load_run
+def load_run(path: Any) -> RunData:
+    """Open a run directory: `.run` (how it was made), `.episodes`, `.steps` and `.judgements` (pandas
+    DataFrames), `.frames(episode_id)`, `.results` (success rates and VLA Scores with their intervals)."""
+    from vlascore.rundata import RunData
 
-    return _load_run(path)
+    return RunData(path)

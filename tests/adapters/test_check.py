@@ -110,9 +110,9 @@ def test_cli_exits_1_listing_the_problems(tmp_path: Path) -> None:
     ADAPTERS.register("check-unseeded", Unseeded)
     ADAPTERS.register("check-good", Good)
     cli = CliRunner()
-    bad = cli.invoke(app, ["adapter", "check", "check-unseeded", "-s", "toy", "--json", str(tmp_path / "c.json")])
+    bad = cli.invoke(app, ["adapter", "check", "check-unseeded", "-s", "toy", "--json"])
     assert bad.exit_code == 1 and "1 problem(s): ToyPick: determinism" in bad.stderr
-    assert json.loads((tmp_path / "c.json").read_text())["ok"] is False
+    assert json.loads(bad.stdout)["ok"] is False  # stdout holds the JSON alone, the verdict goes to stderr
     good = cli.invoke(app, ["adapter", "check", "check-good", "-s", "toy"])
     assert good.exit_code == 0 and "passes the adapter checks on 1 task(s)" in good.stdout
     typo = cli.invoke(app, ["adapter", "check", "check-god", "-s", "toy"])

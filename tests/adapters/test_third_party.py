@@ -55,13 +55,14 @@ def test_models_list_discovers_the_installed_package(site: Path) -> None:
 
 
 def test_it_passes_adapter_check(site: Path, tmp_path: Path) -> None:
-    out = vlascore_cli(site, "adapter", "check", "example-hover", "-s", "tabletop", "--json", str(tmp_path / "c.json"))
+    out = vlascore_cli(site, "adapter", "check", "example-hover", "-s", "tabletop")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "example-hover passes the adapter checks on 5 task(s)" in out.stdout
     assert "rotation axis_angle -> euler_xyz" in out.stdout  # the conversion to the task's convention is shown
     import json
 
-    summary = json.loads((tmp_path / "c.json").read_text())
+    as_json = vlascore_cli(site, "adapter", "check", "example-hover", "-s", "tabletop", "--json")
+    summary = json.loads(as_json.stdout)  # stdout holds the JSON alone
     assert summary["ok"] and {c["name"] for c in summary["reports"][0]["checks"]} >= {"determinism", "act_batch"}
 
 

@@ -28,9 +28,9 @@ from boardkit import (
 )
 from conftest import small_suite, write_suite
 
-from vlascore.board import Board, BoardRecord, Limits, Rejected
+from vlascore.board import Board, BoardError, BoardRecord, Limits, Rejected
 from vlascore.board.board import INDEX_FILE, BoardIndex
-from vlascore.board.bundle import MANIFEST_FILE, pack, write_bundle
+from vlascore.board.bundle import MANIFEST_FILE, make_submission, pack, write_bundle
 from vlascore.judging import load_judge
 from vlascore.judging.engine import judge_run
 from vlascore.scoring import RunResults, score_run
@@ -94,6 +94,13 @@ def test_a_board_suite_and_judge_are_accepted_once_the_owner_places_them(tmp_pat
 
 
 # -- rejected -----------------------------------------------------------------------------------------------
+def packed_anyway(run_dir: Path, out: Path) -> Path:
+    """A bundle of a run that `submit` refuses, written past its checks: what a board must refuse on its own."""
+    run = load_run(run_dir)
+    results = score_run(run)
+    return write_bundle(run, results, make_submission(run.run, results, None, None, None, [], None), out).path
+
+
 def rejected(
     tmp_path: Path,
     world: World,
@@ -356,8 +363,10 @@ def test_cherry_picked_seeds_are_refused(tmp_path: Path, world: World) -> None:
     record["seeds"]["ToyPick"] = [0, 1, 2, 3, 5]
     (run / "run.json").write_text(json.dumps(record))
     judge_run(run, "grounded")
-    bundle = pack(run, tmp_path / "src" / "b.zip").path
-    rejected(tmp_path, world, bundle, r"seeds 0, 1, 2, 3, 5 are not the first 5 seeds of the suite \(0, 1, 2, 3, 4\)")
+    message = r"seeds 0, 1, 2, 3, 5 are not the first 5 seeds of the suite \(0, 1, 2, 3, 4\)"
+    with pytest.raises(BoardError, match=message):  # `submit` refuses it up front...
+        pack(run, tmp_path / "src" / "b.zip")
+    rejected(tmp_path, world, packed_anyway(run, tmp_path / "src" / "b.zip"), message)  # ...and so does the board
 
 
 def test_a_run_missing_a_task_of_its_suite_is_refused(tmp_path: Path, world: World) -> None:
@@ -367,8 +376,10 @@ def test_a_run_missing_a_task_of_its_suite_is_refused(tmp_path: Path, world: Wor
     (board_src / "suites").mkdir()
     write_suite(two, board_src / "suites" / "two.yaml")
     run = make_run(tmp_path / "src" / "run", "random", suite=two, tasks=["ToyPick"])
-    bundle = pack(run, tmp_path / "src" / "b.zip").path
-    rejected(tmp_path, world, bundle, r"covers 1 of the suite's 2 tasks \(missing: ToyPick2\)", board_src=board_src)
+    message = r"covers 1 of the suite's 2 tasks \(missing: ToyPick2\)"
+    with pytest.raises(BoardError, match=message):  # `submit` refuses it up front, before a board would
+        pack(run, tmp_path / "src" / "b.zip")
+    rejected(tmp_path, world, packed_anyway(run, tmp_path / "src" / "b.zip"), message, board_src=board_src)
 
 
 def test_unjudged_and_missing_episodes_are_refused(tmp_path: Path, world: World) -> None:

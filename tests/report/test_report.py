@@ -25,6 +25,7 @@ from vlascore.report import build_report, write_report
 from vlascore.report.episodes import encode_actions, filmstrip_ids
 from vlascore.report.timeline import collapse
 from vlascore.scoring import mcnemar_exact, score_run
+from vlascore.scoring.power import mcnemar_sample_size
 from vlascore.store import StoreError, load_run
 from vlascore.suites import load_suite
 
@@ -268,6 +269,11 @@ def test_paired_comparison_shows_a_significant_difference(judged: dict[str, Path
     assert row and f"McNemar exact ({a_only} vs {b_only} discordant)" in row.group(1)
     p = mcnemar_exact(a_only, b_only)
     assert p < 0.05 and f"{p:.4f}" in row.group(1) and "significant</span> (toy-expert higher)" in row.group(1)
+    n = len(ea)  # every episode is shared: the pairs needed for 80% power, and whether the runs had them
+    needed = mcnemar_sample_size(a_only / n, b_only / n)
+    assert needed is not None
+    enough = re.search(r'<td class="enough">([^<]*)</td>', row.group(1))
+    assert enough and enough.group(1) == f"{needed:,} ({'enough' if n >= needed else 'too few'})"
     vla = re.search(r'<tr class="overall" data-metric="vla:grounded">(.*?)</tr>', html, re.S)
     assert vla and "sign-flip permutation" in vla.group(1) and "significant</span> (toy-expert higher)" in vla.group(1)
 

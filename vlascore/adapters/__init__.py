@@ -14,7 +14,7 @@ from vlascore.adapters.base import (
     Question,
 )
 from vlascore.adapters.conventions import adapt_to_tasks, check_conventions
-from vlascore.registry import Registry
+from vlascore.registry import Registry, construct
 
 ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "vlascore.adapters", base=Adapter)
 ADAPTERS.register("scripted", "vlascore.adapters.scripted:ScriptedAdapter")
@@ -32,10 +32,11 @@ ADAPTERS.register("scripted-qa", "vlascore.adapters.scripted_qa:ScriptedQAAdapte
 
 
 def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
-    """An instance of the registered adapter `name` with its options (`-M key=value`)."""
+    """An instance of adapter `name` (registered, or a `file.py:Class` / `module:Class` reference) with its
+    options (`-M key=value`: text is converted to the types its constructor declares)."""
     cls = ADAPTERS.get(name)
     try:
-        return cls(**(config or {}))
+        return construct(cls, config or {}, f"adapter {name!r}")
     except TypeError as exc:
         raise ValueError(f"bad --model-arg for adapter {name!r}: {exc}") from exc
 

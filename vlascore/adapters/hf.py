@@ -26,18 +26,36 @@ def transformers_module() -> Any:
     return require("transformers", "models", "in-process Hugging Face adapters")
 
 
+def looks_local(path: str) -> bool:
+    """Whether `path` names a folder rather than a hub id (`org/name`): absolute, ~, ./ or ../, or there."""
+    return path.startswith(("/", "~", "./", "../", ".\\")) or Path(path).expanduser().exists() or path.count("/") > 1
+
+
 def read_config(path: str, revision: str | None = None) -> dict[str, Any]:
     """config.json of a local directory or a hub id (from the local cache or the hub)."""
-    local = Path(path) / "config.json"
+    local = Path(path).expanduser() / "config.json"
     if local.is_file():
         return dict(json.loads(local.read_text()))
+    if looks_local(path):  # never ask the hub for a folder name: its error would talk about repo ids
+        what = "is not a folder" if not Path(path).expanduser().is_dir() else "has no config.json"
+        raise ValueError(
+            f"no checkpoint at {path}: it {what}. Pass -M path= a checkpoint folder (with "
+            "config.json), or a hub id such as openvla/openvla-7b"
+        )
     hub = require("huggingface_hub", "models", "loading checkpoints from the Hugging Face hub")
     try:
         return dict(json.loads(Path(hub.hf_hub_download(path, "config.json", revision=revision)).read_text()))
     except Exception as exc:  # noqa: BLE001 - hub errors are many; the message is what matters
+        offline = isinstance(exc, OSError | TimeoutError) or "connect" in str(exc).lower() or "offline" in str(exc)
+        hint = (
+            " Without network: download it elsewhere and pass -M path=FOLDER, or set HF_HUB_OFFLINE=1 to use "
+            "the local Hugging Face cache without retrying the hub"
+            if offline
+            else ""
+        )
         raise ValueError(
-            f"cannot read config.json of {path!r}: {type(exc).__name__}: {exc}. Pass a local checkpoint directory "
-            "or a hub id you can download (huggingface-cli login for gated models)"
+            f"cannot read config.json of {path!r}: {type(exc).__name__}: {str(exc)[:300]}. Pass a local checkpoint "
+            f"directory or a hub id you can download (huggingface-cli login for gated models).{hint}"
         ) from exc
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlascore.backends.base import Backend, BackendError, Observation, PrivilegedState, StepResult
-from vlascore.registry import Registry
+from vlascore.registry import Registry, construct
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", "vlascore.backends", base=Backend)
 BACKENDS.register("maniskill", "vlascore.backends.maniskill:ManiSkillBackend")
@@ -17,7 +17,7 @@ def make_backend(name: str, **options: Any) -> Backend:
     """An instance of the registered backend `name` with its options (`-B key=value`)."""
     cls = BACKENDS.get(name)
     try:
-        return cls(**options)
+        return construct(cls, options, f"backend {name!r}")
     except TypeError as exc:
         raise ValueError(f"bad --backend-arg for backend {name!r}: {exc}") from exc
 

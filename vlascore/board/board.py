@@ -41,7 +41,7 @@ from vlascore.board.archive import (
     open_archive,
 )
 from vlascore.board.bundle import MANIFEST_FILE, RUN_DIR, SUBMISSION_FILE, Manifest, Submission, layout_problem
-from vlascore.board.errors import BoardError, Rejected
+from vlascore.board.errors import BoardError, Rejected, shown
 from vlascore.board.qa import QAFigure
 from vlascore.board.validate import (
     BUNDLE_FIX,
@@ -51,7 +51,6 @@ from vlascore.board.validate import (
     check_run,
     known_judges,
     known_suites,
-    shown,
 )
 from vlascore.judging.judgement import JUDGEMENTS_DIR
 from vlascore.paths import read_yaml_mapping

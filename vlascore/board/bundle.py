@@ -29,7 +29,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlascore import __version__
-from vlascore.board.errors import BoardError
+from vlascore.board.errors import BoardError, shown
 from vlascore.board.qa import QA_DIR, QAFigure, check_qa, is_qa_file, qa_files
 from vlascore.judging.judgement import JUDGEMENTS_DIR, Mode
 from vlascore.provenance import git_revision
@@ -37,6 +37,7 @@ from vlascore.qa.summary import Summary
 from vlascore.records import RunRecord, utcnow
 from vlascore.scoring import RunResults, score_run
 from vlascore.store import DB_FILE, FRAMES_DIR, RUN_FILE, LoadedRun, atomic_write, load_run
+from vlascore.suites import Suite
 
 SUBMISSION_SCHEMA_VERSION = 2
 """2 added `qa` and `mm`. A submission without QA results is still written as 1, which older boards read."""
@@ -202,6 +203,27 @@ def completeness_problems(results: RunResults) -> list[tuple[str, str]]:
     return problems
 
 
+def coverage_problems(record: RunRecord, suite: Suite) -> list[tuple[str, str]]:
+    """(problem, fix) where the run does not cover `suite` the way a board needs: every task, the first N seeds of
+    each. `submit` refuses them up front; the board's `add` refuses the same (and its minimum N on top)."""
+    wanted = [t.id for t in suite.tasks]
+    absent = [t for t in wanted if t not in record.tasks]
+    if absent:
+        problem = f"the run covers {len(record.tasks)} of the suite's {len(wanted)} tasks (missing: {shown(absent)})"
+        return [(problem, f"run every task of suite {suite.name!r} (no --tasks) and submit again")]
+    problems = []
+    for task in suite.tasks:
+        seeds = record.seeds.get(task.id, [])
+        if seeds != task.seeds[: len(seeds)]:
+            first = shown([str(s) for s in task.seeds[: len(seeds)]])
+            problem = (
+                f"task {task.id}: seeds {shown([str(s) for s in seeds])} are not the first {len(seeds)} seeds "
+                f"of the suite ({first}): cherry-picked or reordered seeds are not comparable"
+            )
+            problems.append((problem, "run with `vlascore run --episodes N`, which takes the first N seeds"))
+    return problems
+
+
 def is_http_url(url: str | None) -> bool:
     """Only these become links on the site (no javascript:, data: or relative URLs)."""
     return bool(url) and _HTTP_URL.fullmatch(url or "") is not None
@@ -351,7 +373,8 @@ def pack(
         if url and not is_http_url(url):
             raise BoardError(f"--url {url!r} is not an http(s) URL: give e.g. https://github.com/you/model")
         results = score_run(run)
-        problems = completeness_problems(results)
+        problems = coverage_problems(run.run, Suite.model_validate(run.run.suite_spec))
+        problems += completeness_problems(results)
         if problems:
             raise BoardError("; ".join(f"{p}: {fix}" for p, fix in problems))
         for bundle_name, _ in run_files(run):

@@ -15,6 +15,8 @@ from vlascore.store import StoreError
 from vlascore.versioned import NewerRecordError, RecordError, read_record
 
 M = TypeVar("M", bound=BaseModel)
+_SHOWN = 5
+"""Items a message lists before `(+N more)`."""
 BUNDLE_FIX = "re-create the bundle with `vlascore submit RUN -o bundle.zip`"
 
 
@@ -42,3 +44,8 @@ def read_bundled(path: Path, model: type[M], what: str) -> M:
         raise Rejected(str(exc), "upgrade vlascore on the board") from None
     except RecordError as exc:
         raise Rejected(str(exc), BUNDLE_FIX) from None
+
+
+def shown(items: list[str]) -> str:
+    """Up to five items, comma-separated, and how many more there are."""
+    return ", ".join(items[:_SHOWN]) + (f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")

@@ -34,9 +34,10 @@ from vlascore.board.bundle import (
     Manifest,
     Submission,
     completeness_problems,
+    coverage_problems,
     make_submission,
 )
-from vlascore.board.errors import BUNDLE_FIX, BoardError, Rejected, read_bundled
+from vlascore.board.errors import BUNDLE_FIX, BoardError, Rejected, read_bundled, shown
 from vlascore.board.evidence import (
     bound_queries,
     check_database,
@@ -59,13 +60,8 @@ SUITES_DIR = "suites"
 JUDGES_DIR = "judges"
 _REL_TOL = 1e-9
 """Relative tolerance when comparing submitted and recomputed figures (only float summation order may differ)."""
-_SHOWN = 5
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def shown(items: list[str]) -> str:
-    return ", ".join(items[:_SHOWN]) + (f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")
 
 
 def differences(submitted: Any, recomputed: Any, path: str = "") -> list[str]:
@@ -246,24 +242,13 @@ def _check_coverage(run: LoadedRun, episodes: list[EpisodeRecord], suite: Suite,
     """Every task, the first N seeds of each (N >= min_episodes), and the episodes table matching that plan."""
     record: RunRecord = run.run
     wanted = [t.id for t in suite.tasks]
-    absent = [t for t in wanted if t not in record.tasks]
-    if absent:
-        raise Rejected(
-            f"the run covers {len(record.tasks)} of the suite's {len(wanted)} tasks (missing: {shown(absent)})",
-            f"run every task of suite {suite.name!r} (no --tasks) and submit again",
-        )
+    for problem, fix in coverage_problems(record, suite):  # what `submit` refuses too
+        raise Rejected(problem, fix)
     extra = [t for t in record.tasks if t not in wanted] + [t for t in record.seeds if t not in wanted]
     if extra:
         raise Rejected(f"the run has task(s) the suite does not: {shown(sorted(set(extra)))}", BUNDLE_FIX)
     for task in suite.tasks:
         seeds = record.seeds.get(task.id, [])
-        if seeds != task.seeds[: len(seeds)]:
-            raise Rejected(
-                f"task {task.id}: seeds {shown([str(s) for s in seeds])} are not the first {len(seeds)} "
-                f"seeds of the suite ({shown([str(s) for s in task.seeds[: len(seeds)]])}): cherry-picked "
-                "or reordered seeds are not comparable",
-                "run with `vlascore run --episodes N`, which takes the first N seeds",
-            )
         if len(seeds) < min_episodes:
             raise Rejected(
                 f"task {task.id} has {len(seeds)} episode(s); this board needs at least {min_episodes} per task",

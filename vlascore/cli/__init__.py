@@ -4,9 +4,11 @@ them. Each command group lives in its own module; shared options and helpers are
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from vlascore.cli import board, catalog, judge, kb, qa, run, score, serve, simreal
+from vlascore.cli import board, catalog, export, judge, kb, plan, qa, run, score, serve, simreal
 from vlascore.cli._common import OneLineErrors
 
 app = typer.Typer(
@@ -25,8 +27,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from vlascore import __version__
+
+        print(f"vlascore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
 # Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard).
-for module in (run, score, catalog, judge, kb, board, serve, qa, simreal):
+for module in (run, score, plan, export, catalog, judge, kb, board, serve, qa, simreal):
     module.register(app)
 
 

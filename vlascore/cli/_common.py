@@ -35,17 +35,26 @@ def say(message: str) -> None:
     err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
 
 
-def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs (`-M`, `-B`); values are parsed as YAML scalars (numbers, booleans, lists)."""
-    import yaml
-
-    out: dict[str, Any] = {}
+def parse_model_args(pairs: list[str], flag: str = "--model-arg") -> dict[str, str]:
+    """`key=value` pairs (`-M`, `-B`) as text: the adapter or backend converts each value to the type its
+    constructor declares (vlascore.registry.construct), so `revision=0123` stays "0123" where it is a string."""
+    out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise fail(f"--model-arg expects key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise fail(f"{flag} expects key=value, got {pair!r}")
+        out[key.strip()] = value
     return out
+
+
+def default_run_dir(model: str, what: str) -> Path:
+    """runs/MODEL-WHAT, with a `path/to/file.py:Class` model named `file-Class` (a file name, not a path)."""
+    import re
+
+    where, sep, attr = model.rpartition(":")
+    name = f"{Path(where).stem}-{attr}" if sep else model
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{what}").strip("._-")
+    return Path("runs") / (safe or what)
 
 
 def split_ids(text: str | None) -> list[str] | None:
@@ -150,6 +159,9 @@ BackendArgOpt = Annotated[
 SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Built-in suite name or a suite YAML path.")]
 TasksOpt = Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task ids [default: all].")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON to stdout instead of tables (redirect it to a file).")
+]
 
 # -- run directories -------------------------------------------------------------------------------------------
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")]

@@ -90,7 +90,9 @@ def _fmt_estimate(e: Any) -> str:
         return "-"
     if e.value is None:
         return "n/a"
-    return f"{e.value:.1f}\n[dim]{e.ci_low:.0f}-{e.ci_high:.0f}[/]"
+    # value, then the interval's low and high bounds on lines of their own (an 80-column terminal fits the table),
+    # all at one precision: rounding then keeps lo <= value <= hi
+    return f"{e.value:.1f}\n[dim]{e.ci_low:.1f}\n{e.ci_high:.1f}[/]"
 
 
 def vla_table(v: Any) -> Table:
@@ -101,7 +103,8 @@ def vla_table(v: Any) -> Table:
         collapse_padding=True,
         pad_edge=False,
         title=f"VLA Score of {v.run_id} ({v.mode} policy) judged by {who}",
-        caption=f"mean x 100 with bootstrap 95% CI (stratified by task, {v.n_boot} resamples); "
+        caption=f"each cell: mean x 100, then its 95% interval (low, high): bootstrap stratified by task, "
+        f"{v.n_boot} resamples (Sim.: Wilson); "
         + (
             "R and RA are not asked of specialists (Eq. 8: A*I*B)"
             if v.mode == "specialist"

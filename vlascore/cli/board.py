@@ -39,13 +39,28 @@ leaderboard_app = typer.Typer(
         "from them, re-judge every stored run with another judge.\n\n"
         "  vlascore submit runs/scripted -o scripted.zip --name 'Scripted expert'\n\n"
         "  vlascore leaderboard add scripted.zip --board board/\n\n"
-        "  vlascore leaderboard build board/ -o site/ && vlascore leaderboard serve site/\n\n"
-        "  vlascore leaderboard rejudge board/ -j vla-score --judge-model gpt-4o"
+        "  vlascore leaderboard build --board board/ -o site/ && vlascore leaderboard serve site/\n\n"
+        "  vlascore leaderboard rejudge --board board/ -j vla-score --judge-model gpt-4o"
     ),
 )
 
 BoardOpt = Annotated[Path, typer.Option("--board", "-b", help="Board folder (created on the first accepted add).")]
-BoardArg = Annotated[Path, typer.Argument(metavar="DIR", help="Board folder (`vlascore leaderboard add --board DIR`).")]
+BoardArg = Annotated[
+    Path | None,
+    typer.Argument(metavar="[DIR]", help="The board folder, as before --board existed.", show_default=False),
+]
+AnyBoardOpt = Annotated[Path | None, typer.Option("--board", "-b", help="Board folder.", show_default=False)]
+
+
+def _board(positional: Path | None, option: Path | None) -> Path:
+    """Every leaderboard command names its board with --board DIR; build, verify and rejudge also take it as
+    their first argument, as they did before."""
+    if positional is not None and option is not None and positional != option:
+        raise fail(f"two boards given ({positional} and --board {option}): give one")
+    board = option or positional
+    if board is None:
+        raise fail("name the board folder: --board DIR")
+    return board
 
 
 def _rejection(source: str, exc: Rejected) -> None:
@@ -228,8 +243,9 @@ def _mm(mm: Summary | None) -> str:
 
 @leaderboard_app.command("build")
 def build_cmd(
-    board: BoardArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Site folder to write (new, empty, or an earlier build).")],
+    board_dir: BoardArg = None,
+    board_opt: AnyBoardOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every model's report, changed or not.")] = False,
 ) -> None:
     """Build the static leaderboard site: SITE/data/board.json, then SITE/index.html and one report per model.
@@ -241,13 +257,14 @@ def build_cmd(
 
     Examples:
 
-      vlascore leaderboard build board/ -o site/
+      vlascore leaderboard build --board board/ -o site/
 
-      vlascore leaderboard build board/ -o site/ && vlascore leaderboard serve site/
+      vlascore leaderboard build --board board/ -o site/ && vlascore leaderboard serve site/
     """
     from vlascore.board import build_site
     from vlascore.store import StoreError
 
+    board = _board(board_dir, board_opt)
     try:
         summary = build_site(board, out, force=force, progress=say)
     except StoreError as exc:
@@ -310,8 +327,9 @@ def serve_cmd(
 
 @leaderboard_app.command("rejudge")
 def rejudge_cmd(
-    board: BoardArg,
     judge: JudgeOpt,
+    board_dir: BoardArg = None,
+    board_opt: AnyBoardOpt = None,
     judge_model: JudgeModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = ENDPOINT.api_key_env,
@@ -327,11 +345,11 @@ def rejudge_cmd(
 
     Examples:
 
-      vlascore leaderboard rejudge board/ -j grounded
+      vlascore leaderboard rejudge --board board/ -j grounded
 
-      vlascore leaderboard rejudge board/ -j my_grounded.yaml
+      vlascore leaderboard rejudge --board board/ -j my_grounded.yaml
 
-      vlascore leaderboard rejudge board/ -j vla-score --judge-model gpt-4o -c 16
+      vlascore leaderboard rejudge --board board/ -j vla-score --judge-model gpt-4o -c 16
     """
     from rich.table import Table
 
@@ -339,6 +357,8 @@ def rejudge_cmd(
     from vlascore.judging import JudgeError
     from vlascore.judging.endpoint import JudgeAbort
     from vlascore.store import StoreError
+
+    board = _board(board_dir, board_opt)
 
     def on_start(entry: Entry, label: str) -> None:
         say(f"judging {entry.record.id} ({entry.record.name}) -> {label}")
@@ -376,7 +396,7 @@ def rejudge_cmd(
         f"re-judged {len(outcomes) - len(failed)} of {len(outcomes)} submission(s)"
         + (f"; {len(failed)} failed" if failed else "")
         + "; rebuild the site with "
-        f"`vlascore leaderboard build {escape(str(board))} -o SITE`",
+        f"`vlascore leaderboard build --board {escape(str(board))} -o SITE`",
         highlight=False,
         soft_wrap=True,
     )
@@ -385,13 +405,15 @@ def rejudge_cmd(
 
 
 @leaderboard_app.command("verify")
-def verify_cmd(board: BoardArg) -> None:
+def verify_cmd(board_dir: BoardArg = None, board_opt: AnyBoardOpt = None) -> None:
     """Check that every stored submission's files still match its manifest (and that nothing else was added).
 
-    Example: vlascore leaderboard verify board/
+    Example: vlascore leaderboard verify --board board/
     """
     from vlascore.board import Board
     from vlascore.store import StoreError
+
+    board = _board(board_dir, board_opt)
 
     b = Board(board)
     try:

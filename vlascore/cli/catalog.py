@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from vlascore.cli._common import (
+    JsonOpt,
     ModelArgOpt,
     SuiteOpt,
     TasksOpt,
@@ -110,7 +111,7 @@ def models_list() -> None:
 
     table = Table(title="adapters")
     for col in ("name", "from", "reasons", "QA", "action space", "chunk", "needs", "status"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", ratio=3 if col == "needs" else None)  # install steps: never cut
     for name in ADAPTERS.names():
         origin = f"{ADAPTERS.origin(name)}\n[dim]{escape(ADAPTERS.target(name))}[/]"
         try:
@@ -135,8 +136,98 @@ def models_list() -> None:
     console.print(table)
     console.print(
         "[dim]Declared conventions are converted to each task's when they differ (see docs/adapters.md); "
-        "`vlascore adapter check NAME` tests one. QA: answers `vlascore qa` (a VLM side).[/]"
+        "`vlascore models show NAME` shows one in full, `vlascore adapter check NAME` tests it. QA: answers "
+        "`vlascore qa` (a VLM side). Your own class needs no registering: -m path/to/file.py:ClassName.[/]"
     )
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Adapter name, or path/to/file.py:ClassName, package.module:ClassName.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Everything an adapter declares: where it comes from, its action convention, chunking, whether it reasons
+    and answers questions, what it needs installed, and its options (-M key=value) with their types and defaults.
+
+    Examples:
+
+      vlascore models show openvla
+
+      vlascore models show ./mypolicy.py:Zero --json
+    """
+    import inspect
+    import json
+
+    from vlascore.adapters import ADAPTERS
+    from vlascore.registry import UnknownPluginError
+
+    try:
+        cls = ADAPTERS.get(name)
+    except UnknownPluginError as exc:
+        raise fail(str(exc)) from None
+    options: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "type": _annotation(p.annotation),
+            "default": None if p.default is inspect.Parameter.empty else repr(p.default),
+            "required": p.default is inspect.Parameter.empty,
+        }
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    origin = ADAPTERS.origin(name) if name in ADAPTERS.names() else "a class given by reference"
+    extras = [f"vlascore[{e}]" for e in cls.extras]
+    description = inspect.getdoc(cls) or ""
+    info = {
+        "name": name,
+        "from": origin,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "description": description,
+        "acts": cls.acts,
+        "action_space": cls.action_space.model_dump(),
+        "chunk_size": cls.chunk_size,
+        "execute_steps": cls.execute_steps,
+        "reasons": cls.reasons,
+        "answers_questions": cls.answers_questions,
+        "uses_privileged_state": cls.uses_privileged_state,
+        "extras": extras,
+        "needs": cls.needs,
+        "options": options,
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    console.print(f"[bold]{escape(name)}[/] ({escape(origin)}: {escape(str(info['class']))})", highlight=False)
+    if description:
+        console.print(escape(description), highlight=False)
+    space = cls.action_space
+    facts = {
+        "acts": f"{space.mode}, rotation {space.rotation}, dim {space.dim}, "
+        + ("normalised" if space.normalized else "in units")
+        + f", gripper open = {space.gripper_open}"
+        if cls.acts
+        else "no (QA only)",
+        "chunk": f"{cls.chunk_size} action(s) per call" + (f", runs {cls.execute_steps}" if cls.execute_steps else ""),
+        "reasons": "yes (judged on R, A, I, RA)" if cls.reasons else "no (a specialist: judged on A and I)",
+        "answers QA": "yes" if cls.answers_questions else "no",
+        "needs": "; ".join(x for x in (", ".join(extras), cls.needs) if x) or "nothing beyond vlascore",
+    }
+    for key, value in facts.items():
+        console.print(f"  [bold]{key}[/]: {escape(value)}", highlight=False, soft_wrap=True)
+    table = Table(title="options (-M key=value)")
+    for col in ("option", "type", "default"):
+        table.add_column(col, overflow="fold")
+    for o in options:
+        table.add_row(o["name"], escape(o["type"]), "[bold]required[/]" if o["required"] else escape(str(o["default"])))
+    console.print(table if options else "  no options")
+
+
+def _annotation(annotation: object) -> str:
+    import inspect
+
+    if annotation is inspect.Parameter.empty:
+        return "text"
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
 
 
 @adapter_app.command("check")
@@ -151,7 +242,7 @@ def adapter_check(
     max_latency_ms: Annotated[
         float | None, typer.Option("--max-latency-ms", help="Fail when the median call takes longer.")
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the findings as JSON here.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Conformance checks for an adapter, like Gymnasium's env checker; exits 1 listing the problems.
 
@@ -166,7 +257,7 @@ def adapter_check(
 
       vlascore adapter check openvla -M path=/ckpt/openvla-7b -M unnorm_key=bridge_orig -s tabletop -t PickCube
 
-      vlascore adapter check remote -M url=ws://gpu-box:8765 --max-latency-ms 500 --json check.json
+      vlascore adapter check remote -M url=ws://gpu-box:8765 --max-latency-ms 500 --json > check.json
     """
     import json
 
@@ -189,17 +280,19 @@ def adapter_check(
         max_latency_ms=max_latency_ms,
     )
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
-    for r in reports:
-        console.print(f"[bold]{escape(r.adapter)}[/] on [bold]{escape(r.task)}[/]")
-        for c in r.checks:
-            console.print(f"  {style[c.status]}  {escape(c.name)}: {escape(c.detail)}", highlight=False)
-    if json_out:
-        json_out.write_text(json.dumps(summarise(reports), indent=2))
+    if as_json:
+        print(json.dumps(summarise(reports), indent=2))
+    else:
+        for r in reports:
+            console.print(f"[bold]{escape(r.adapter)}[/] on [bold]{escape(r.task)}[/]")
+            for c in r.checks:
+                console.print(f"  {style[c.status]}  {escape(c.name)}: {escape(c.detail)}", highlight=False)
     problems = [(r.task, c) for r in reports for c in r.problems]
     if problems:
         listing = "; ".join(f"{task}: {c.name}: {c.detail}" for task, c in problems)
         raise fail(f"{len(problems)} problem(s): {listing}", 1)
-    console.print(f"[green]{escape(model)} passes the adapter checks on {len(reports)} task(s)[/]")
+    if not as_json:
+        console.print(f"[green]{escape(model)} passes the adapter checks on {len(reports)} task(s)[/]")
 
 
 def doctor_cmd(

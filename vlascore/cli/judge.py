@@ -36,9 +36,11 @@ judge_app = typer.Typer(
     cls=DefaultToRun,
     no_args_is_help=True,
     rich_markup_mode="markdown",
+    subcommand_metavar="RUN [OPTIONS] | COMMAND [ARGS]...",
     help=(
         "Judge a run's episodes: R, A, I, RA scores (0-10) per episode, then the VLA Score (Eq. 8) in "
-        "`vlascore score`.\n\n"
+        "`vlascore score`. `vlascore judge RUN [OPTIONS]` is `vlascore judge run RUN [OPTIONS]` (see "
+        "`vlascore judge run --help` for its options).\n\n"
         "  vlascore judge runs/scripted                                   # offline grounded judge\n\n"
         "  vlascore judge runs/scripted -j vla-score --judge-model gpt-4o   "
         "# the paper's VLM judge ($OPENAI_API_KEY)\n\n"

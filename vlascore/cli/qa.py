@@ -17,6 +17,7 @@ from vlascore.cli._common import (
     ModelArgOpt,
     ProgressOpt,
     console,
+    default_run_dir,
     endpoint,
     err,
     escape,
@@ -125,7 +126,7 @@ def qa_cmd(
         chosen = resolve(benchmarks)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    out = out or Path("runs") / f"{model}-qa"
+    out = out or default_run_dir(model, "qa")
     grader = endpoint(judge_model, base_url, api_key_env, concurrency)
     options = QAOptions(limit=limit, seed=seed, rerun=rerun, grader=grader, cache_dir=cache_dir)
     bar = Progress(

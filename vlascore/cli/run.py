@@ -13,6 +13,7 @@ from vlascore.cli._common import (
     ProgressOpt,
     SuiteOpt,
     TasksOpt,
+    default_run_dir,
     err,
     escape,
     fail,
@@ -116,11 +117,11 @@ def run_cmd(
             spec = spec.with_success_mode(success_mode)  # type: ignore[arg-type]
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    out = out or Path("runs") / f"{model}-{spec.name}"
+    out = out or default_run_dir(model, spec.name)
     output_folder(out)
     task_ids = split_ids(tasks)
     backend_options = {"sim_backend": sim_backend, "num_envs": num_envs} if spec.backend == "maniskill" else {}
-    backend_options.update(parse_model_args(backend_arg or []))
+    backend_options.update(parse_model_args(backend_arg or [], "--backend-arg"))
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vlascore.cli._common import RunsArg, console, escape, fail
+from vlascore.cli._common import JsonOpt, RunsArg, console, escape, fail
 from vlascore.cli._tables import data_notes, print_combined, print_results, qa_table, score_or_fail
 
 
@@ -21,7 +21,7 @@ def score_cmd(
     errored_as_failure: Annotated[
         bool, typer.Option("--errored-as-failure", help="Count errored episodes as failures instead of excluding them.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results JSON instead of tables.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Per-task success rate with Wilson 95% intervals, the suite mean, episode and errored counts, and the VLA
     Score of each judgement; for runs with QA results (`vlascore qa`), the benchmark scores; and with QA results or
@@ -43,7 +43,7 @@ def score_cmd(
     from vlascore.qa.summary import combined_row
     from vlascore.store import RUN_FILE, StoreError
 
-    rows, payload = [], []
+    rows, payload, protocols = [], [], {}
     for run_dir in run_dirs:
         try:
             qa = read_results(run_dir)
@@ -52,6 +52,8 @@ def score_cmd(
         results = score_or_fail(run_dir, errored_as_failure) if (run_dir / RUN_FILE).is_file() or not qa else None
         row = combined_row(run_dir, results=results, qa=qa)
         rows.append(row)
+        if results is not None:
+            protocols[str(run_dir)] = f"{results.suite} (fingerprint {results.suite_fingerprint})"
         if as_json:
             payload.append(
                 {
@@ -77,6 +79,14 @@ def score_cmd(
         )
     elif len(rows) > 1 or any(r.qa for r in rows):
         print_combined(rows)
+    if len(set(protocols.values())) > 1 and not as_json:  # side by side, but not the same episodes
+        listing = "; ".join(f"{run}: {p}" for run, p in protocols.items())
+        console.print(
+            f"[yellow]note:[/] these runs used different suites or protocols, so their simulated numbers "
+            f"are not comparable: {escape(listing)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def report_cmd(

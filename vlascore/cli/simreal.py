@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from vlascore.cli._common import console, escape, fail
+from vlascore.cli._common import JsonOpt, console, escape, fail
 
 if TYPE_CHECKING:
     from vlascore.scoring.simreal import Protocol, RealSuccessData, SimRealResult
@@ -38,7 +38,7 @@ Examples:
 
   vlascore simreal rt-1-x=rt1x.yaml octo-base=octo.yaml   # {column key: rate}
 
-  vlascore simreal --reference mine=runs/mine --real real.yaml --json out.json
+  vlascore simreal --reference mine=runs/mine --real real.yaml --json > simreal.json
 
 A --real file maps each policy to {task id or column key: real success rate}, e.g.
 `mine: {pick_coke_can: 0.6, move_near: 0.4}`; it may also replace bundled rates.
@@ -207,7 +207,7 @@ def simreal_cmd(
         Path | None, typer.Option("--real", help="YAML/JSON {policy: {task: real rate}}: your real-robot rates.")
     ] = None,
     tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task ids [default: all].")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to FILE.")] = None,
+    as_json: JsonOpt = False,
     list_: Annotated[bool, typer.Option("--list", help="Print the bundled policies, tasks and real rates.")] = False,
 ) -> None:
     from vlascore.scoring.simreal import (
@@ -285,11 +285,10 @@ def simreal_cmd(
         )
     except (SimRealError, StoreError) as exc:
         raise fail(str(exc)) from None
-    _print_result(result)
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(result.model_dump_json(indent=2))
-        console.print(f"result written to {escape(json_out)}")
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        _print_result(result)
 
 
 simreal_cmd.__doc__ = _HELP

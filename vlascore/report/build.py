@@ -90,6 +90,13 @@ def _fmt_p(p: float | None) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
 
 
+def _fmt_needed(d: Any) -> str:
+    """A PairedDifference's `needed` pairs, and whether the comparison had them."""
+    if d.needed is None:
+        return "–" if d.diff == 0 or d.n < 2 else "> 100,000"
+    return f"{d.needed:,} ({'enough' if d.enough else 'too few'})"
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     """The template environment, built once per process (a board renders many reports)."""
@@ -106,6 +113,7 @@ def _environment() -> Any:
     )
     env.filters["pct"] = _fmt_pct
     env.filters["pval"] = _fmt_p
+    env.globals["needed"] = _fmt_needed
     # `tojson` (which then escapes <, >, & and ' for HTML) through pydantic-core's serialiser: the episode data of a
     # big report serialises several times faster, and NaN becomes null, which JSON.parse accepts.
     env.policies["json.dumps_function"] = _dumps

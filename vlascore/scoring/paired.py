@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
 
 from vlascore.judging.judgement import JudgementFile
+from vlascore.scoring.power import mcnemar_sample_size, paired_sample_size
 from vlascore.scoring.vla import judgement_mode, trajectory_scores
 from vlascore.stats import stratified_bootstrap_means
 from vlascore.store import LoadedRun
@@ -38,6 +39,8 @@ EXACT_MAX = 16
 """Up to this many non-zero differences the sign-flip test enumerates all 2^n flips."""
 ALPHA = 0.05
 """Significance level of the `significant` flags (on the Holm-adjusted p where there is one)."""
+PLANNED_POWER = 0.8
+"""The power `needed` is computed for."""
 Test = Literal["mcnemar-exact", "sign-flip"]
 
 
@@ -126,6 +129,17 @@ class PairedDifference(BaseModel):
     """Success: pairs where only A succeeded (discordant)."""
     b_only: int | None = None
     """Success: pairs where only B succeeded (discordant)."""
+    sd: float | None = None
+    """VLA Score: standard deviation of the per-pair differences x 100 (what planning a comparison needs)."""
+    needed: int | None = None
+    """Pairs the test needs to detect a difference of the size seen here with 80% power at alpha 0.05 (from the
+    observed discordance, or the observed mean and sd of the differences; scoring/power.py); None when no
+    difference was seen, or it would take more than 100,000 pairs."""
+
+    @property
+    def enough(self) -> bool | None:
+        """Whether the comparison had the pairs `needed` (None when nothing is needed: no difference seen)."""
+        return None if self.needed is None else self.n >= self.needed
 
     @property
     def significant(self) -> bool:
@@ -179,10 +193,20 @@ def _difference(
     }
     if metric == "success":
         a_only, b_only = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+        needed = mcnemar_sample_size(a_only / len(d), b_only / len(d), ALPHA, PLANNED_POWER)
         return PairedDifference(
-            **common, test="mcnemar-exact", p_value=mcnemar_exact(a_only, b_only), a_only=a_only, b_only=b_only
+            **common,
+            test="mcnemar-exact",
+            p_value=mcnemar_exact(a_only, b_only),
+            a_only=a_only,
+            b_only=b_only,
+            needed=needed,
         )
-    return PairedDifference(**common, test="sign-flip", p_value=sign_flip_test(d, seed=seed))
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    needed = paired_sample_size(float(d.mean()), sd, ALPHA, PLANNED_POWER) if len(d) > 1 else None
+    return PairedDifference(
+        **common, test="sign-flip", p_value=sign_flip_test(d, seed=seed), sd=100 * sd, needed=needed
+    )
 
 
 def _rows(metric: str, pairs: pd.DataFrame, n_boot: int, seed: int) -> tuple[PairedDifference, list[PairedDifference]]:

@@ -38,7 +38,7 @@ from vlascore.judging.judgement import (
     Mode,
     dimensions_for,
 )
-from vlascore.stats import bootstrap_cis
+from vlascore.stats import bootstrap_cis, wilson_interval
 from vlascore.store import LoadedRun, StoreError
 from vlascore.versioned import read_record
 
@@ -244,6 +244,10 @@ def _scores(df: pd.DataFrame, mode: Mode, stratify: bool, n_boot: int, seed: int
         cis = bootstrap_cis([ok[c] for c in columns], ok["task"] if stratify else None, n_boot, seed)
         for col, (lo, hi) in zip(columns, cis, strict=True):
             est[_COLUMNS[col]] = Estimate(value=float(ok[col].mean()) * 100, ci_low=lo * 100, ci_high=hi * 100)
+        # One rule for success rates everywhere (score tables, this table, reports, the board): Wilson's interval
+        # over the episodes the rate counts; the bootstrap is for the judged dimensions and the VLA Score.
+        lo, hi = wilson_interval(float(ok["B"].sum()), len(ok))
+        est["sim"] = Estimate(value=float(ok["B"].mean()) * 100, ci_low=lo * 100, ci_high=hi * 100)
     return VlaScores(
         episodes=len(df),
         judged=len(ok),
