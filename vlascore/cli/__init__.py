@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from vlascore.cli import board, catalog, judge, kb, qa, run, score, serve, simreal
+from vlascore.cli import board, catalog, data, judge, kb, qa, run, score, serve, simreal
 
 app = typer.Typer(
     name="vlascore",
@@ -23,8 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard).
-for module in (run, score, catalog, judge, kb, board, serve, qa, simreal):
+# Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard, data).
+for module in (run, score, catalog, judge, kb, board, serve, qa, simreal, data):
     module.register(app)
 
 
