@@ -156,7 +156,7 @@ def train_trigger(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            running += float(loss) * len(target)
+            running += float(loss.detach()) * len(target)
         loss_value = running / total
         if progress:
             progress(epoch + 1, epochs, loss_value)
@@ -187,8 +187,8 @@ def load_trigger_model(path: Path) -> tuple[TriggerModelRecord, Any]:
     torch = require("torch", purpose="the learned scene trigger")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise TriggerError(f"cannot load trigger model {path}: {str(exc)[:200]}") from None
+    except Exception as exc:  # a hostile or foreign file fails in many ways (unpickling, zip, torch errors)
+        raise TriggerError(f"cannot load trigger model {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(raw, dict) or "record" not in raw or "state_dict" not in raw:
         raise TriggerError(f"{path} is not a trigger model written by `vlascore data train-trigger`")
     record = parse_record(raw["record"], TriggerModelRecord, f"trigger model {path}", error=TriggerError)

@@ -127,9 +127,13 @@ class RunSource(Source):
             raise TrajectoryError("the episode has no steps")
         rows.sort(key=lambda r: r[1])
         steps = np.array([r[1] for r in rows], dtype=np.int64)
-        poses = np.array([json.loads(r[3]) for r in rows], dtype=np.float64)
-        if poses.ndim != 2 or poses.shape[1] != 7:
-            raise TrajectoryError(f"ee_pose is not x, y, z, qw, qx, qy, qz (shape {poses.shape})")
+        poses_raw = [json.loads(r[3]) for r in rows]
+        bad = next(
+            (r[1] for r, p in zip(rows, poses_raw, strict=True) if not (isinstance(p, list) and len(p) == 7)), None
+        )
+        if bad is not None:
+            raise TrajectoryError(f"step {bad}: ee_pose is not [x, y, z, qw, qx, qy, qz]")
+        poses = np.array(poses_raw, dtype=np.float64)
         grip = np.array([_last(json.loads(r[2])) for r in rows], dtype=np.float64) * self._open_sign.get(task, 1)
         closed = np.zeros(len(rows), dtype=bool)
         state = False  # a zero command holds the previous state; episodes start open

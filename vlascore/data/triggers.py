@@ -128,7 +128,8 @@ class FrameDiffTrigger(SceneTrigger):
         the gripper closing), which a fixed camera sees as a dip in frame difference."""
         e = self.energy(frames)
         w = self.window
-        peaks = [k for k in range(1, len(e) - 1) if e[k] < e[k - 1] and e[k] <= e[max(1, k - w) : k + w + 1].min()]
+        # Frame 1's difference has no predecessor to dip below.
+        peaks = [k for k in range(2, len(e) - 1) if e[k] < e[k - 1] and e[k] <= e[max(1, k - w) : k + w + 1].min()]
         return np.asarray(peaks, dtype=np.int64)
 
     def scene_labels(self, traj: Trajectory) -> np.ndarray:
