@@ -21,6 +21,7 @@ EXTRAS = {
     "qa": ("lmms_eval", "datasets"),
     "models": ("transformers", "torch"),
     "serve": ("websockets", "msgpack"),
+    "data": ("pyarrow", "av", "PIL"),
     "ray": ("ray",),
 }
 VULKAN_FIX = (

@@ -17,6 +17,9 @@ EXTRA_OF: dict[str, str] = {
     "ray": "ray",
     "websockets": "serve",
     "msgpack": "serve",
+    "pyarrow": "data",
+    "av": "data",
+    "PIL": "data",
 }
 
 
