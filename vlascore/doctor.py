@@ -42,6 +42,10 @@ class Check:
     fix: str = ""
 
 
+_DIST = {"PIL": "pillow"}
+"""Modules whose distribution has another name."""
+
+
 def _version(dist: str) -> str:
     try:
         return version(dist)
@@ -80,7 +84,11 @@ def check_extras() -> list[Check]:
         required = extra == "sim"  # the embedded default suite needs it; the others are optional
         if not missing:
             checks.append(
-                Check(f"extra [{extra}]", "ok", ", ".join(f"{m} {_version(m.replace('_', '-'))}" for m in modules))
+                Check(
+                    f"extra [{extra}]",
+                    "ok",
+                    ", ".join(f"{m} {_version(_DIST.get(m, m.replace('_', '-')))}" for m in modules),
+                )
             )
         else:
             fix = f"pip install 'vlascore[{extra}]'"
