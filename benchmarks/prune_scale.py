@@ -72,9 +72,10 @@ def main() -> None:
             record = prune(run, work / f"pruned-{trigger}", trigger=trigger)
             seconds = time.perf_counter() - start
             kept = record.stats[-1]
+            per_episode = 1000 * seconds / kept.episodes
             print(
-                f"{trigger:>10}: {seconds:6.1f} s for {kept.episodes} episodes ({1000 * seconds / kept.episodes:.1f} ms "
-                f"per episode), {100 * (kept.kept_fraction or 0):.1f}% of the reasoning kept; target < 60 s: "
+                f"{trigger:>10}: {seconds:6.1f} s for {kept.episodes} episodes ({per_episode:.1f} ms per episode), "
+                f"{100 * (kept.kept_fraction or 0):.1f}% of the reasoning kept; target < 60 s: "
                 f"{'met' if seconds < 60 else 'NOT met'}"
             )
 
