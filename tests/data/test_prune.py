@@ -87,7 +87,9 @@ def test_prune_refuses_to_overwrite_and_replaces_with_overwrite(toy_run: Path, t
     code, output = invoke("data", "prune", str(toy_run), "-o", str(other), "--overwrite")
     assert code == 2 and "is not a pruned copy" in output
     code, output = invoke("data", "prune", str(toy_run), "-o", str(toy_run / "inside"))
-    assert code == 2 and "must not be the source or inside it" in output
+    assert code == 2 and "must not be the source, inside it or above it" in output
+    code, output = invoke("data", "prune", str(toy_run), "-o", str(toy_run.parent), "--overwrite")
+    assert code == 2 and "must not be the source, inside it or above it" in output and toy_run.is_dir()
     assert not list(tmp_path.glob(".*partial*"))
 
 
@@ -292,3 +294,12 @@ def test_labels_record_versions_are_checked(toy_run: Path, tmp_path: Path) -> No
     labels.to_parquet(out / "pruning" / "labels.parquet")
     with pytest.raises(Exception, match="newer than this vlascore reads"):
         read_labels(out / "pruning" / "labels.parquet")
+
+
+def test_a_corrupt_frames_file_leaves_out_only_its_episode(toy_run: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_run, broken)
+    (broken / "frames" / "ToyPick-1.npz").write_bytes(b"PK\x03\x04 not a zip")
+    record = prune(broken, tmp_path / "pruned", view_episodes=0)
+    assert [f.episode_id for f in record.failed] == ["ToyPick-1"] and "BadZipFile" in record.failed[0].reason
+    assert record.stats[-1].episodes == 5

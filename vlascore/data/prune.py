@@ -138,7 +138,7 @@ def label_source(
             return FailedEpisode(episode_id=item.episode_id, task=item.task, reason=item.reason)
         try:
             return label_episode(item, trigger)
-        except (TrajectoryError, ValueError, OSError) as exc:  # one bad episode never stops the others
+        except Exception as exc:  # noqa: BLE001 - hostile files fail in many ways; one never stops the others
             return FailedEpisode(episode_id=item.episode_id, task=item.task, reason=f"{type(exc).__name__}: {exc}")
 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
@@ -166,8 +166,9 @@ def prune(
 ) -> PruneRecord:
     """Prune `source_path` into `out` (see the module docstring); returns the record written there."""
     source_path, out = Path(source_path), Path(out)
-    if out.resolve() == source_path.resolve() or source_path.resolve() in out.resolve().parents:
-        raise PruneError(f"--out {out} must not be the source or inside it: choose a new folder")
+    src_abs, out_abs = source_path.resolve(), out.resolve()
+    if out_abs == src_abs or src_abs in out_abs.parents or out_abs in src_abs.parents:
+        raise PruneError(f"--out {out} must not be the source, inside it or above it: choose a new folder")
     if out.exists() and not (overwrite and (out / PRUNING_DIR / RECORD_FILE).is_file()):
         why = (
             "and is not a pruned copy" if (out.exists() and overwrite) else "(add --overwrite to replace a pruned copy)"
