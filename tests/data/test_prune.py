@@ -226,6 +226,7 @@ def test_policy_text_is_escaped_in_the_view(toy_run: Path, tmp_path: Path) -> No
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")  # from the hostile file below
 def test_learned_trigger_trains_on_labels_and_prunes(toy_run: Path, tmp_path: Path) -> None:
     by_intention = tmp_path / "by-intention"
     prune(toy_run, by_intention, trigger="intention", view_episodes=0)

@@ -142,6 +142,28 @@ def train_trigger(
     total = int(sum(len(t) for _, t in data))
     if positives == 0 or positives == total:
         raise TriggerError("the labels mark no boundary (or every frame): label a few boundary steps per episode")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a network this small trains fastest on one thread; restored below
+    try:
+        return _fit(torch, data, trained, out, epochs, side, hidden, kernel, seed, positives, total, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    torch: Any,
+    data: list[tuple[np.ndarray, np.ndarray]],
+    trained: list[str],
+    out: Path,
+    epochs: int,
+    side: int,
+    hidden: int,
+    kernel: int,
+    seed: int,
+    positives: int,
+    total: int,
+    progress: Callable[[int, int, float], None] | None,
+) -> TriggerModelRecord:
     torch.manual_seed(seed)
     net = build_network(data[0][0].shape[1], hidden, kernel)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -178,7 +200,8 @@ def train_trigger(
         train_f1=f1,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"record": record.model_dump(), "state_dict": net.state_dict()}, out)
+    # Protocol 2: what torch.load's weights-only reader expects (it warns on newer ones).
+    torch.save({"record": record.model_dump(), "state_dict": net.state_dict()}, out, pickle_protocol=2)
     return record
 
 
