@@ -21,6 +21,7 @@ EXTRAS = {
     "qa": ("lmms_eval", "datasets"),
     "models": ("transformers", "torch"),
     "serve": ("websockets", "msgpack"),
+    "data": ("pyarrow", "av", "PIL"),
     "ray": ("ray",),
 }
 VULKAN_FIX = (
@@ -39,6 +40,10 @@ class Check:
     status: Status
     detail: str
     fix: str = ""
+
+
+_DIST = {"PIL": "pillow"}
+"""Modules whose distribution has another name."""
 
 
 def _version(dist: str) -> str:
@@ -79,7 +84,11 @@ def check_extras() -> list[Check]:
         required = extra == "sim"  # the embedded default suite needs it; the others are optional
         if not missing:
             checks.append(
-                Check(f"extra [{extra}]", "ok", ", ".join(f"{m} {_version(m.replace('_', '-'))}" for m in modules))
+                Check(
+                    f"extra [{extra}]",
+                    "ok",
+                    ", ".join(f"{m} {_version(_DIST.get(m, m.replace('_', '-')))}" for m in modules),
+                )
             )
         else:
             fix = f"pip install 'vlascore[{extra}]'"

@@ -17,8 +17,9 @@ EXTRA_OF: dict[str, str] = {
     "ray": "ray",
     "websockets": "serve",
     "msgpack": "serve",
-    "pyarrow": "export",
-    "av": "export",
+    "pyarrow": "data",
+    "av": "data",
+    "PIL": "data",
     "mlflow": "track",
 }
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vlascore.cli import board, catalog, export, judge, kb, plan, qa, run, score, serve, simreal
+from vlascore.cli import board, catalog, data, export, judge, kb, plan, qa, run, score, serve, simreal
 from vlascore.cli._common import OneLineErrors
 
 app = typer.Typer(
@@ -45,8 +45,8 @@ def _root(
     pass
 
 
-# Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard).
-for module in (run, score, plan, export, catalog, judge, kb, board, serve, qa, simreal):
+# Commands are listed in this order, then the groups (tasks, models, adapter, judge, kb, leaderboard, data).
+for module in (run, score, plan, export, catalog, judge, kb, board, serve, qa, simreal, data):
     module.register(app)
 
 
