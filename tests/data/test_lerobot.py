@@ -148,3 +148,37 @@ def test_fields_are_required_and_checked(lerobot_dataset: tuple[Path, dict], tmp
         app, ["data", "prune", str(root), "-o", str(tmp_path / "o"), *FIELDS, "-F", "reasoning=thoughts"]
     )
     assert result.exit_code == 2 and "no text column 'thoughts'" in result.output and "subtask" in result.output
+
+
+def test_an_exported_run_opens_in_lerobot_and_reads_back(lerobot_python: Path, tmp_path: Path) -> None:
+    """`vlascore export --to lerobot`: LeRobot's own reader opens the dataset with every step, and vlascore's reader
+    gets the recorded poses, gripper, words and frames back."""
+    from vlascore.store import load_run
+
+    cli = CliRunner()
+    run = tmp_path / "run"
+    for args in (
+        ["run", "-m", "toy-expert", "-s", "toy", "-n", "3", "-o", str(run), "--no-progress"],
+        ["export", str(run), "--to", "lerobot", "-o", str(tmp_path / "out"), "--no-progress"],
+    ):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    root = tmp_path / "out" / "lerobot"
+    recorded = load_run(run)
+    done = _run(lerobot_python, str(SIDE / "read_dataset.py"), str(root), "intention")
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["episodes"] == 3 and seen["frames"] == len(recorded.steps)
+    assert [text for _, _, text in seen["rows"]] == list(recorded.steps["intention"])
+    fields = {"pose": "observation.state[0:7]", "gripper": "observation.state[7]<0.5", "intention": "intention"}
+    for traj, (eid, steps) in zip(
+        open_source(root, fields).trajectories(), recorded.steps.groupby("episode_id", sort=False), strict=True
+    ):
+        assert traj.task == recorded.episodes.set_index("episode_id").loc[eid, "instruction"]
+        assert np.allclose(traj.position, np.array(steps["ee_pose"].tolist())[:, :3], atol=1e-6)
+        assert (traj.gripper_closed == (steps["gripper"].to_numpy() < 0.5)).all()
+        assert list(traj.intention) == list(steps["intention"])
+        frames, _ = traj.frames()
+        stored, _ = recorded.frames(eid)
+        assert frames.shape == stored[: len(steps)].shape
+        assert np.abs(frames.astype(int) - stored[: len(steps)]).mean() < 8  # H.264 is lossy

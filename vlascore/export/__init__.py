@@ -11,6 +11,7 @@ from vlascore.export.base import EXPORTERS, Exporter, ExportError, Progress
 EXPORTERS.register("parquet", "vlascore.export.tables:ParquetExporter")
 EXPORTERS.register("jsonl", "vlascore.export.tables:JsonlExporter")
 EXPORTERS.register("mp4", "vlascore.export.video:VideoExporter")
+EXPORTERS.register("lerobot", "vlascore.export.lerobot:LeRobotExporter")
 EXPORTERS.register("mlflow", "vlascore.export.tracking:MlflowExporter")
 
 __all__ = ["EXPORTERS", "ExportError", "Exporter", "Progress"]
