@@ -83,3 +83,25 @@ def test_json_is_a_flag_that_prints_to_stdout(command: list[str], tmp_path: Path
         args.append(str(run))
     data = json.loads(invoke(*args, "--json"))  # stdout holds the JSON alone
     assert data["run_id"] == "r" if command == ["score"] else data["ok"] is True
+
+
+def test_task_names_fold_case_and_suggest(tmp_path: Path) -> None:
+    invoke("run", "-m", "random", "-s", "toy", "-t", "toypick", "-n", "1", "-o", str(tmp_path / "r"), "--no-progress")
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["tasks"] == ["ToyPick"]  # the suite's own spelling
+    text = " ".join(
+        invoke("run", "-m", "random", "-s", "toy", "-t", "ToyPik", "-o", str(tmp_path / "x"), code=2).split()
+    )
+    assert "suite 'toy' has no task 'ToyPik'. Did you mean 'ToyPick'? Tasks: ToyPick" in text
+
+
+def test_suite_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    toy = (vlascore.paths.data_dir("tasks") / "toy.yaml").read_text()
+    bad.write_text(toy.replace("    category: Pick\n", "    category: Pick\n    max_steps: -3\n"))
+    line = next(i for i, text in enumerate(bad.read_text().splitlines(), 1) if "max_steps: -3" in text)
+    out = " ".join(cli.invoke(app, ["tasks", "validate", str(bad)]).output.split())
+    assert f"invalid suite {bad}:{line}: tasks.0.max_steps: Input should be greater than 0" in out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ntasks: [\n  - id: a\n")
+    out = " ".join(cli.invoke(app, ["tasks", "validate", str(broken)]).output.split())
+    assert f"{broken}:3:3:" in out and "unicode string" not in out

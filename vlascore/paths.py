@@ -67,6 +67,37 @@ def load_yaml(text: str) -> Any:
     return data
 
 
+def yaml_problem(exc: BaseException, path: Path | str) -> str:
+    """One line for a YAML error, placed in `path` (line:column) rather than PyYAML's "<unicode string>"."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        return f"{path}:{mark.line + 1}:{mark.column + 1}: {what}"
+    return " ".join(str(exc).split())
+
+
+def yaml_line(path: Path, keys: tuple[Any, ...]) -> int | None:
+    """The line (1-based) of the value at `keys` (mapping keys and list indices, a validation error's location) in
+    the YAML file at `path`, or None where the path does not lead through the file as written."""
+    try:
+        node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
 def read_yaml_mapping(path: Path, what: str, keys: str, error: type[Exception]) -> dict[str, Any]:
     """A YAML file that must hold a mapping (a suite, a judge...); `error` names the problem and the file."""
     try:
@@ -74,7 +105,7 @@ def read_yaml_mapping(path: Path, what: str, keys: str, error: type[Exception]) 
             raise YAMLBombError(f"the file is larger than {MAX_YAML_BYTES} bytes")
         raw = load_yaml(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise error(f"cannot read {what} {path}: {exc}") from exc
+        raise error(f"cannot read {what} {path}: {yaml_problem(exc, path)}") from exc
     if not isinstance(raw, dict):
         raise error(f"{what} {path} must be a YAML mapping with {keys}")
     return raw

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlascore.episode_grid import EpisodeBlock, EpisodeCell, expand_grid, grid_cell, grid_size
-from vlascore.paths import SAFE_NAME, data_dir, read_yaml_mapping
+from vlascore.paths import SAFE_NAME, data_dir, read_yaml_mapping, yaml_line
 from vlascore.registry import did_you_mean
 from vlascore.versioned import check_version, first_error
 
@@ -239,10 +239,20 @@ class Suite(BaseModel):
         return Suite.model_validate(spec)
 
     def task(self, task_id: str) -> TaskSpec:
+        """The task `task_id`; a name that differs only in case finds it too (`-t pickcube`), as model, suite and
+        judge names do, unless two tasks differ only in case."""
         for t in self.tasks:
             if t.id == task_id:
                 return t
-        raise SuiteError(f"suite {self.name!r} has no task {task_id!r}; tasks: {', '.join(t.id for t in self.tasks)}")
+        folded = [t for t in self.tasks if t.id.casefold() == task_id.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        ids = [t.id for t in self.tasks]
+        hint = did_you_mean(task_id, ids)
+        listing = ", ".join(ids[:20]) + (
+            f" (+{len(ids) - 20} more: `vlascore tasks list {self.name}`)" if len(ids) > 20 else ""
+        )
+        raise SuiteError(f"suite {self.name!r} has no task {task_id!r}.{hint} Tasks: {listing}")
 
 
 def _without_late_defaults(spec: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +343,9 @@ def load_suite_file(path: str | Path) -> Suite:
         return Suite.model_validate(_normalise(raw))
     except ValidationError as exc:
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise SuiteError(f"invalid suite {path}: {first_error(exc)}{more}") from None
+        # the line of the value in the file as written (included tasks come first in the spec: no line for those)
+        line = None if raw.get("include") else yaml_line(path, tuple(exc.errors()[0]["loc"]))
+        raise SuiteError(f"invalid suite {path}{f':{line}' if line else ''}: {first_error(exc)}{more}") from None
     except SuiteError as exc:
         raise SuiteError(f"invalid suite {path}: {exc}") from None
     except (TypeError, AttributeError, ValueError) as exc:  # a shape the normalising step did not expect
