@@ -31,9 +31,9 @@ ADAPTERS.register("dualvla", "vlascore.adapters.instructvla:DualVLAAdapter")
 ADAPTERS.register("scripted-qa", "vlascore.adapters.scripted_qa:ScriptedQAAdapter")
 
 
-def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
-    """An instance of the registered adapter `name` with its options (`-M key=value`)."""
-    cls = ADAPTERS.get(name)
+def make_adapter(name: str, config: dict[str, Any] | None = None, cls: type[Adapter] | None = None) -> Adapter:
+    """An instance of the registered adapter `name` (or of `cls`, already resolved) with its options (`-M`)."""
+    cls = cls or ADAPTERS.get(name)
     try:
         return cls(**(config or {}))
     except TypeError as exc:

@@ -206,7 +206,12 @@ def _check_database(path: Path) -> None:
     for table, wanted in expected.items():
         if not columns[table]:
             raise Rejected(f"{RUN_DIR}/{DB_FILE} has no {table} table", BUNDLE_FIX)
-        if columns[table] != wanted:
+        # A run made by an older vlascore lacks the episode columns added since (worker, node); the store reads
+        # absent episode columns at their defaults.
+        optional = (
+            {n for n, f in EpisodeRecord.model_fields.items() if not f.is_required()} if table == "episodes" else set()
+        )
+        if not columns[table] <= wanted or not wanted - columns[table] <= optional:
             extra, lacking = sorted(columns[table] - wanted), sorted(wanted - columns[table])
             raise Rejected(
                 f"the {table} table of {RUN_DIR}/{DB_FILE} does not have this vlascore's columns "

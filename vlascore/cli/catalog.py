@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import ModelArgOpt, SuiteOpt, TasksOpt, console, err, fail, parse_model_args, split_ids
+from vlascore.cli._common import (
+    ModelArgOpt,
+    RayAddressOpt,
+    SuiteOpt,
+    TasksOpt,
+    console,
+    err,
+    fail,
+    parse_model_args,
+    split_ids,
+)
 from vlascore.cli._tables import suite_tasks_table
 
 tasks_app = typer.Typer(help="List and validate task suites (YAML files in tasks/ or your own).", no_args_is_help=True)
@@ -195,8 +205,10 @@ def adapter_check(
 
 def doctor_cmd(
     suite: SuiteOpt = "tabletop",
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets; print fixes.
+    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets, Ray (and a Ray
+    cluster, given its address); print fixes.
 
     Examples:
 
@@ -205,8 +217,10 @@ def doctor_cmd(
       vlascore doctor -s simpler-bridge            # ManiSkill 3 Bridge twins: are their asset packs downloaded?
 
       vlascore doctor -s simpler-google-vm         # SimplerEnv's own simulator: is it installed here?
+
+      vlascore doctor --ray-address 10.0.0.5:6379  # does a Ray cluster answer there, and how large is it?
     """
-    from vlascore.doctor import run_checks
+    from vlascore.doctor import check_ray_cluster, run_checks
     from vlascore.suites import SuiteError, load_suite
 
     try:
@@ -214,7 +228,7 @@ def doctor_cmd(
         env_ids = [t.env_id for t in spec.tasks] if spec.backend == "maniskill" else []
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    checks = run_checks(env_ids, spec.backend)
+    checks = run_checks(env_ids, spec.backend) + ([check_ray_cluster(ray_address)] if ray_address else [])
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
     for c in checks:
         console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)
