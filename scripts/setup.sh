@@ -5,12 +5,13 @@
 #      Debian's Chromium for the browser tests (Playwright drives it; no browser download) when the dev extra
 #      is installed and no chromium is on PATH;
 #   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
-#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,dev); with qa, lmms-eval $LMMS_EVAL_VERSION without its own
-#      dependencies (they include torchvision, which has no CPU build on PyPI; the qa extra lists what it needs).
+#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,ray,dev; ray runs --executor ray and its tests); with qa,
+#      lmms-eval $LMMS_EVAL_VERSION without its own dependencies (they include torchvision, which has no CPU build
+#      on PyPI; the qa extra lists what it needs).
 # Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,dev}"
+EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,ray,dev}"
 LMMS_EVAL_VERSION=0.7.3  # keep equal to vlascore/qa/__init__.py
 VENV="${VLASCORE_VENV:-.venv}"
 TORCH_VERSION="${VLASCORE_TORCH:-2.13.0}"

@@ -3,6 +3,8 @@ their own episode state, and several forks' calls are answered by one batched fo
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,34 @@ def test_a_fork_copies_no_weights(steered: Path) -> None:
     lead.gripper(0.9)  # the sticky state moves in the lead only
     assert twin.gripper.previous is None and lead.gripper.previous == pytest.approx(0.9)
     np.testing.assert_array_equal(lead.actions.centers, twin.actions.centers)
+
+
+@pytest.fixture
+def _forget_instructvla() -> Iterator[None]:
+    """The adapter puts -M code on sys.path and imports the fake package: undo both after the test."""
+    path = list(sys.path)
+    yield
+    sys.path[:] = path
+    for name in [m for m in sys.modules if m == "vla" or m.startswith("vla.")]:
+        del sys.modules[name]
+
+
+@pytest.mark.usefixtures("_forget_instructvla")
+def test_instructvla_forks_keep_their_noise_and_cached_answer_apart(tmp_path: Path, toy_suite: Suite) -> None:
+    # The action expert draws noise from torch's generator, and the model caches its answer and call counter on
+    # itself: interleaved episodes on one model must each see their own stream and state.
+    from tiny_instructvla import fake_instructvla_code, tiny_instructvla_checkpoint
+
+    code = fake_instructvla_code(tmp_path / "InstructVLA")
+    ckpt = tmp_path / "noisy"
+    tiny_instructvla_checkpoint(ckpt, code, head_scale=1.0, noise_scale=0.05, answer="i will pick it up", seed=1)
+    args = {"path": str(ckpt), "code": str(code), "unnorm_key": "bridge_dataset", "ensemble": "none"}
+    suite = small_suite(toy_suite, ["ToyPick"], [0, 1, 2], max_steps=5)
+    runner.run(model="instructvla", model_args=args, suite=suite, out=tmp_path / "one")
+    runner.run(model="instructvla", model_args=args, suite=suite, out=tmp_path / "vec", num_envs=3)
+    one, vec = vlascore.load_run(tmp_path / "one"), vlascore.load_run(tmp_path / "vec")
+    key = ["episode_id", "step"]
+    a, b = (r.steps.sort_values(key).reset_index(drop=True) for r in (one, vec))
+    assert a["action"].tolist() == b["action"].tolist() and a["reasoning"].tolist() == b["reasoning"].tolist()
+    first = a.groupby("episode_id")["action"].first()
+    assert len({tuple(x) for x in first}) == 3  # each seed draws its own noise

@@ -114,3 +114,69 @@ def test_options_that_do_not_go_together_are_one_line_errors(tmp_path: Path, ext
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_without_ray_the_ray_executor_names_its_extra(tmp_path: Path) -> None:
+    blocked = (
+        "import sys; sys.modules['ray'] = None; import vlascore.scale, vlascore.scale.ray_actors; "
+        "from vlascore.cli import main; main()"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            blocked,
+            "run",
+            "-m",
+            "random",
+            "-s",
+            "toy",
+            "-n",
+            "1",
+            "--executor",
+            "ray",
+            "-o",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'vlascore[ray]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_the_terminal_bar_shows_throughput_and_busy_workers() -> None:
+    import io
+
+    from rich.console import Console
+
+    from vlascore.cli._progress import RunProgress, clock
+    from vlascore.records import EpisodeRecord
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=200)
+    shown = RunProgress("random on toy", console, workers=2, busy=lambda: 1)
+    assert not shown.lines
+    shown.start(3, 0)
+    ep = EpisodeRecord(
+        episode_id="ToyPick-0",
+        task="ToyPick",
+        seed=0,
+        instruction="",
+        success=True,
+        num_steps=5,
+        termination="success",
+        status="ok",
+        started_at="",
+        duration_s=1.0,
+        policy_time_s=0.1,
+        sim_time_s=0.5,
+    )
+    shown.episode(ep)
+    shown.stop()
+    text = screen.getvalue()
+    assert "1/3" in text and " ep/min  busy 1/2" in text
+    assert (clock(5), clock(65), clock(3725)) == ("5s", "1m05s", "1h02m05s")
