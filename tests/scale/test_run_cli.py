@@ -67,7 +67,7 @@ def test_batch_logs_get_a_line_per_episode_and_summaries(tmp_path: Path, toy_sui
 def test_stopping_the_driver_stops_every_worker_and_says_how_to_resume(
     tmp_path: Path, toy_suite: Suite, sig: signal.Signals
 ) -> None:
-    suite = write_suite(small_suite(toy_suite, ["ToyPick"], list(range(8)), max_steps=40), tmp_path / "s.yaml")
+    suite = write_suite(small_suite(toy_suite, ["ToyPick"], list(range(6)), max_steps=40), tmp_path / "s.yaml")
     args = ["run", "-m", "random", "-s", str(suite), "-w", "2", "-B", "step_seconds=0.02", "-o", str(tmp_path / "r")]
     proc = vlascore_cli(*args)
     assert proc.stderr is not None
@@ -75,7 +75,7 @@ def test_stopping_the_driver_stops_every_worker_and_says_how_to_resume(
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # once an episode is done, both workers are busy with the next ones
         children = descendants(proc.pid)
-        if line.startswith("[1/8]") or time.monotonic() > deadline:
+        if line.startswith("[1/6]") or time.monotonic() > deadline:
             break
     assert len(alive(children)) >= 2, "the workers should be running"
     proc.send_signal(sig)
@@ -88,12 +88,14 @@ def test_stopping_the_driver_stops_every_worker_and_says_how_to_resume(
         time.sleep(0.2)
     assert alive(children) == [], "orphaned worker processes"
     done = vlascore.load_run(tmp_path / "r").episodes
-    assert 1 <= len(done) < 8 and (done["status"] == "ok").all()  # interrupted episodes are not recorded
+    assert 1 <= len(done) < 6 and (done["status"] == "ok").all()  # interrupted episodes are not recorded
+    if sig != signal.SIGTERM:
+        return  # resuming is the same after either signal: done once
     resumed = subprocess.run(
         [sys.executable, "-m", "vlascore.cli", *args, "--resume", "--no-progress"], capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    runner.run(model="random", suite=small_suite(toy_suite, ["ToyPick"], list(range(8))), out=tmp_path / "clean")
+    runner.run(model="random", suite=small_suite(toy_suite, ["ToyPick"], list(range(6))), out=tmp_path / "clean")
     assert records(tmp_path / "r") == records(tmp_path / "clean")
 
 

@@ -81,11 +81,15 @@ class ManiSkillBackend(Backend):
     name = "maniskill"
     vectorised = True
 
-    def __init__(self, sim_backend: str = "cpu", render_backend: str | None = None, num_envs: int = 1) -> None:
+    def __init__(
+        self, sim_backend: str = "cpu", render_backend: str | None = None, num_envs: int = 1, fresh_scene: bool = False
+    ) -> None:
         if sim_backend not in ("cpu", "gpu"):
             raise ValueError(f"--sim-backend must be cpu or gpu, not {sim_backend!r}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if fresh_scene and num_envs > 1:
+            raise ValueError("-B fresh_scene=true rebuilds a whole scene; it cannot go with --num-envs")
         if num_envs > 1 and sim_backend != "gpu":
             raise ValueError(
                 f"--num-envs {num_envs} needs ManiSkill's GPU simulation (--sim-backend gpu, a CUDA device); its CPU "
@@ -94,6 +98,11 @@ class ManiSkillBackend(Backend):
         self.sim_backend = sim_backend
         self.render_backend = render_backend or ("gpu" if sim_backend == "gpu" else "cpu")
         self.num_envs = num_envs
+        self.fresh_scene = bool(fresh_scene)
+        """Rebuild the scene at every episode start (ManiSkill's reconfigure): a reused scene keeps contact state from
+        earlier episodes (seen on PushCube and PullCube, whose cube rests on the table from one episode into the
+        next), so an episode's physics can depend on the episodes played before it on that env. About 0.2 s per
+        episode on the CPU; every episode then depends on its seed alone."""
         self._envs: dict[str, Any] = {}
         self._env: Any = None
         self._task: TaskSpec | None = None
@@ -107,7 +116,8 @@ class ManiSkillBackend(Backend):
         os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"sim_backend": self.sim_backend, "render_backend": self.render_backend, "num_envs": self.num_envs}
+        described = {"sim_backend": self.sim_backend, "render_backend": self.render_backend, "num_envs": self.num_envs}
+        return {**described, "fresh_scene": True} if self.fresh_scene else described
 
     def env_kwargs(self, task: TaskSpec, cell: EpisodeCell | None = None) -> dict[str, Any]:
         """Keyword arguments for ManiSkill's gym.make() of `task` (of grid cell `cell`, when it has a grid)."""
@@ -215,6 +225,10 @@ class ManiSkillBackend(Backend):
         if cell is not None:
             self._use_env(self._task, cell)
             options = cell.reset
+        if self.fresh_scene:
+            options = {**options, "reconfigure": True}
+            self._ee_link, self._gripper_limits = None, None  # the rebuilt scene has new link objects
+            _fresh_greenscreen_list()  # a digital twin rebuilt in place would inherit its own earlier list
         obs, info = self._env.reset(seed=seed, options=dict(options))
         self._step = 0
         self._instruction = env_instruction(self._env.unwrapped)

@@ -6,7 +6,8 @@ convention (7-D end-effector delta, gripper +1 open) as the ManiSkill tabletop t
 
 Two options stand in for a real simulator when testing how runs scale: `step_seconds` (`-B step_seconds=0.01`)
 sleeps that long in every step call, as a GPU simulator's step costs a fixed time; `num_envs` (`--num-envs N`)
-makes it vectorised, N worlds stepped by one call (which sleeps once, as one batched GPU step does).
+makes it vectorised: N worlds (each a ToyBackend of its own) stepped by one call, which sleeps once, as one batched
+GPU step does.
 """
 
 from __future__ import annotations
@@ -26,13 +27,46 @@ _GRASP_RADIUS = 0.03
 _GOAL_RADIUS = 0.025
 
 
-class _World:
-    """One toy environment's state."""
+class ToyBackend(Backend):
+    name = "toy"
+    vectorised = True
 
-    def __init__(self, resolution: tuple[int, int] | None) -> None:
-        self.resolution = resolution
+    def __init__(self, step_seconds: float = 0.0, num_envs: int = 1, **_: Any) -> None:
+        if step_seconds < 0 or int(num_envs) < 1:
+            raise ValueError(f"toy backend: step_seconds must be >= 0 and num_envs >= 1 ({step_seconds}, {num_envs})")
+        self.step_seconds = float(step_seconds)
+        self.num_envs = int(num_envs)
+        self._task: TaskSpec | None = None
+        self._worlds: list[ToyBackend] = []
+        """Vectorised: one scalar world per slot (of this class, so subclasses' behaviour carries over)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"step_seconds": self.step_seconds} if self.step_seconds else {}
+
+    def make(self, task: TaskSpec) -> None:
+        if task.env_id != "ToyPick-v0":
+            raise ValueError(f"the toy backend only provides ToyPick-v0, not {task.env_id!r}")
+        self._task = task
+        if self.num_envs > 1:
+            self._worlds = [type(self)() for _ in range(self.num_envs)]
+            for world in self._worlds:
+                world.make(task)
+                world.reset(0)  # every slot can be stepped, also before its first episode
+
+    def reset_envs(self, seeds: dict[int, int]) -> dict[int, Observation]:
+        if not self._worlds:
+            raise RuntimeError("call make(task) on a toy backend built with num_envs > 1 before reset_envs()")
+        return {slot: self._worlds[slot].reset(seed) for slot, seed in seeds.items()}
+
+    def step_envs(self, actions: np.ndarray) -> list[StepResult]:
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
+        rows = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+        return [world.step(row) for world, row in zip(self._worlds, rows, strict=True)]
 
     def reset(self, seed: int) -> Observation:
+        if self._task is None:
+            raise RuntimeError("call make(task) before reset()")
         rng = np.random.default_rng(seed)
         self.ee = np.array([0.0, 0.0, 0.2])
         self.cube = np.append(rng.uniform(-0.2, 0.2, 2), 0.02)
@@ -40,10 +74,10 @@ class _World:
         self.gripper = 1.0
         self.grasped = False
         self.t = 0
-        return self.obs()
+        return self._obs()
 
-    def render(self) -> np.ndarray:
-        width, height = self.resolution or (32, 32)
+    def _render(self) -> np.ndarray:
+        width, height = (self._task.resolution if self._task else None) or (32, 32)
         img = np.full((height, width, 3), 40, dtype=np.uint8)
 
         def dot(p: np.ndarray, color: tuple[int, int, int]) -> None:
@@ -56,7 +90,7 @@ class _World:
         dot(self.ee, (220, 220, 220))
         return img
 
-    def obs(self) -> Observation:
+    def _obs(self) -> Observation:
         ee_pose = np.concatenate([self.ee, _IDENTITY_QUAT])
         priv = PrivilegedState(
             ee_pose=ee_pose,
@@ -68,9 +102,11 @@ class _World:
             is_grasped=self.grasped,
         )
         proprio = {"qpos": np.array([*self.ee, self.gripper]), "qvel": np.zeros(4), "ee_pose": ee_pose}
-        return Observation(image=self.render(), proprio=proprio, privileged=priv, step=self.t)
+        return Observation(image=self._render(), proprio=proprio, privileged=priv, step=self.t)
 
     def step(self, action: np.ndarray) -> StepResult:
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         self.ee = np.clip(self.ee + a[:3] * _POS_SCALE, [-_WORKSPACE, -_WORKSPACE, 0.0], [_WORKSPACE, _WORKSPACE, 0.4])
         self.gripper = float(np.clip(self.gripper + 0.5 * a[6], 0.0, 1.0))
@@ -85,53 +121,4 @@ class _World:
         self.t += 1
         dist = float(np.linalg.norm(self.cube - self.goal))
         success = dist < _GOAL_RADIUS
-        return StepResult(observation=self.obs(), reward=1.0 - np.tanh(5 * dist), success=success, terminated=success)
-
-
-class ToyBackend(Backend):
-    name = "toy"
-    vectorised = True
-
-    def __init__(self, step_seconds: float = 0.0, num_envs: int = 1, **_: Any) -> None:
-        if step_seconds < 0 or int(num_envs) < 1:
-            raise ValueError(f"toy backend: step_seconds must be >= 0 and num_envs >= 1 ({step_seconds}, {num_envs})")
-        self.step_seconds = float(step_seconds)
-        self.num_envs = int(num_envs)
-        self._task: TaskSpec | None = None
-        self._worlds: list[_World] = []
-
-    def describe(self) -> dict[str, Any]:
-        return {"step_seconds": self.step_seconds} if self.step_seconds else {}
-
-    def make(self, task: TaskSpec) -> None:
-        if task.env_id != "ToyPick-v0":
-            raise ValueError(f"the toy backend only provides ToyPick-v0, not {task.env_id!r}")
-        self._task = task
-        self._worlds = [_World(task.resolution) for _ in range(self.num_envs)]
-        for world in self._worlds:  # every slot can be stepped, also before its first episode
-            world.reset(0)
-
-    def _check_made(self) -> None:
-        if self._task is None:
-            raise RuntimeError("call make(task) before reset()")
-
-    def _sleep(self) -> None:
-        if self.step_seconds:
-            time.sleep(self.step_seconds)
-
-    def reset(self, seed: int) -> Observation:
-        self._check_made()
-        return self._worlds[0].reset(seed)
-
-    def step(self, action: np.ndarray) -> StepResult:
-        self._sleep()
-        return self._worlds[0].step(action)
-
-    def reset_envs(self, seeds: dict[int, int]) -> dict[int, Observation]:
-        self._check_made()
-        return {slot: self._worlds[slot].reset(seed) for slot, seed in seeds.items()}
-
-    def step_envs(self, actions: np.ndarray) -> list[StepResult]:
-        self._sleep()
-        rows = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
-        return [world.step(row) for world, row in zip(self._worlds, rows, strict=True)]
+        return StepResult(observation=self._obs(), reward=1.0 - np.tanh(5 * dist), success=success, terminated=success)

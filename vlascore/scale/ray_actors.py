@@ -204,7 +204,14 @@ class RayExecutor(Executor):
                 num_cpus=0, num_gpus=self.policy_gpus, max_concurrency=concurrency, max_restarts=0
             )
             self._policy = actor.remote(setup, self.max_batch_size, self.max_wait_ms)
-            self._described = _ok(ray.get(self._policy.describe.remote(), timeout=START_TIMEOUT_S))
+            try:
+                self._described = _ok(ray.get(self._policy.describe.remote(), timeout=START_TIMEOUT_S))
+            except ray.exceptions.GetTimeoutError:
+                raise WorkerFailed(
+                    f"Ray could not start the shared policy within {START_TIMEOUT_S:.0f} s: no node has "
+                    f"{self.policy_gpus:g} free GPU(s) for it (--policy-gpus), or loading the model takes longer; "
+                    "see `ray status`"
+                ) from None
             assert self._described is not None
             return Declared(self._described["config"], self._described["info"])
         adapter = setup.make_adapter()
@@ -213,12 +220,9 @@ class RayExecutor(Executor):
         finally:
             adapter.close()
 
-    def start(self, jobs: list[Job]) -> None:
-        self._deadline = time.monotonic() + START_TIMEOUT_S
-        super().start(jobs)
-
     def _spawn(self, slot: int) -> None:
         ray = ray_module()
+        self._deadline = time.monotonic() + START_TIMEOUT_S  # for this worker (and any other still starting)
         actor = (
             ray.remote(WorkerActor)
             .options(num_cpus=1, scheduling_strategy="SPREAD", max_restarts=0, name=None)
