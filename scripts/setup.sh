@@ -5,8 +5,9 @@
 #      Debian's Chromium for the browser tests (Playwright drives it; no browser download) when the dev extra
 #      is installed and no chromium is on PATH;
 #   2. a virtual environment in .venv with the CPU build of torch, then vlascore with the extras named in
-#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,data,track,dev); with qa, lmms-eval $LMMS_EVAL_VERSION without its own
-#      dependencies (they include torchvision, which has no CPU build on PyPI; the qa extra lists what it needs).
+#      $VLASCORE_EXTRAS (default: sim,models,serve,qa,data,track,ray,dev; ray runs --executor ray and its
+#      tests); with qa, lmms-eval $LMMS_EVAL_VERSION without its own dependencies (they include torchvision, which has
+#      no CPU build on PyPI; the qa extra lists what it needs).
 #   3. every package pinned by constraints.txt (the versions the tests last passed with; scripts/lock.sh refreshes
 #      it): VLASCORE_CONSTRAINTS=none resolves the newest versions instead, VLASCORE_CONSTRAINTS=FILE uses another.
 # torch: VLASCORE_TORCH picks the version; VLASCORE_TORCH_INDEX the index to take it from, e.g. a CUDA build:
@@ -15,7 +16,7 @@
 # Usage: bash scripts/setup.sh        then use .venv/bin/vlascore
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,data,track,dev}"
+EXTRAS="${VLASCORE_EXTRAS:-sim,models,serve,qa,data,track,ray,dev}"
 LMMS_EVAL_VERSION=0.7.3  # keep equal to vlascore/qa/__init__.py
 VENV="${VLASCORE_VENV:-.venv}"
 TORCH_VERSION="${VLASCORE_TORCH:-2.13.0}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -303,8 +304,57 @@ def check_simpler(env_ids: list[str], backend: str = "maniskill") -> list[Check]
     return checks
 
 
+# Joins the cluster as a short-lived driver in a child process (Ray's own state stays out of this one) and prints
+# its size: nodes, CPUs, GPUs.
+_RAY_PROBE = (
+    "import json, logging, os, sys; os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0'); "
+    "from vlascore.scale.ray_actors import loopback_only; sys.argv[2] == 'loopback' and loopback_only(); import ray; "
+    "kw = {'_node_ip_address': '127.0.0.1'} if sys.argv[2] == 'loopback' else {}; "
+    "ray.init(address=sys.argv[1], log_to_driver=False, logging_level=logging.ERROR, **kw); "
+    "r = ray.cluster_resources(); "
+    "print(json.dumps([sum(1 for n in ray.nodes() if n.get('Alive')), r.get('CPU', 0), r.get('GPU', 0)]))"
+)
+
+
+def check_ray() -> Check:
+    """Ray's version (the `ray` extra behind --executor ray)."""
+    if available("ray"):
+        return Check("ray", "ok", f"ray {_version('ray')} (--executor ray)")
+    return Check("ray", "warn", "not installed: --executor ray is unavailable", "pip install 'vlascore[ray]'")
+
+
+def check_ray_cluster(address: str) -> Check:
+    """Whether a Ray cluster answers at `address`, and its size (nodes, CPUs, GPUs)."""
+    name = "ray cluster"
+    fix = "start the head with `ray start --head --port=6379`, the other nodes with `ray start --address HEAD:6379`"
+    if not available("ray"):
+        return Check(name, "fail", f"cannot probe {address}: ray is not installed", "pip install 'vlascore[ray]'")
+    from vlascore.scale.ray_actors import LOOPBACK, gcs_endpoint, unreachable
+
+    try:
+        endpoint = gcs_endpoint(address)
+        why = unreachable(address)
+    except ValueError as exc:
+        return Check(name, "fail", str(exc), "pass --ray-address HOST:PORT")
+    if why is not None:
+        return Check(name, "fail", f"nothing answers at {address}: {why}", fix)
+    loopback = "loopback" if endpoint is not None and endpoint[0] in LOOPBACK else "-"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _RAY_PROBE, address, loopback], capture_output=True, text=True, timeout=90
+        )
+    except subprocess.TimeoutExpired:
+        return Check(name, "fail", f"{address} accepts connections, but Ray did not join it within 90 s", fix)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return Check(name, "fail", f"{address} accepts connections, but joining it failed: {last}", fix)
+    nodes, cpus, gpus = json.loads(out.stdout.strip().splitlines()[-1])
+    return Check(name, "ok", f"{address} is reachable: {nodes} node(s), {cpus:g} CPU(s), {gpus:g} GPU(s)")
+
+
 def run_checks(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
-    """Every check; `env_ids` are the ManiSkill env ids of the suite checked, `backend` its backend."""
+    """Every check; `env_ids` are the ManiSkill env ids of the suite checked, `backend` its backend (a Ray cluster
+    is probed by `check_ray_cluster`, when an address is given)."""
     return [
         check_python(),
         check_core(),
@@ -315,4 +365,5 @@ def run_checks(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
         check_assets(env_ids),
         *check_simpler(env_ids, backend),
         check_runtime_dir(),
+        check_ray(),
     ]

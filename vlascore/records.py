@@ -26,6 +26,44 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class RunSession(BaseModel):
+    """How one `vlascore run` invocation executed its episodes (part of RunRecord, versioned with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    started_at: str = Field(default_factory=utcnow)
+    """UTC time the invocation started."""
+    executor: str = "inline"
+    """`inline` (episodes in the driver process), `local` (worker processes) or `ray` (Ray actors)."""
+    workers: int = 1
+    """Episode workers, each owning one backend."""
+    num_envs: int = 1
+    """Environments each worker steps at once (vectorised backends)."""
+    policy: str = "per-worker"
+    """`per-worker`: every worker holds its own copy of the adapter; `shared`: one copy serves all workers."""
+    max_batch_size: int = 1
+    """Shared policy: most requests answered by one batched call."""
+    max_wait_ms: float = 0.0
+    """Shared policy: how long the first request of a batch waits for more."""
+    ray_address: str | None = None
+    """Ray cluster address the driver connected to (None: a local Ray instance, or no Ray)."""
+    episodes: int = 0
+    """Episodes this invocation committed."""
+    wall_s: float = 0.0
+    """Wall time from the first worker's start to the last commit."""
+    policy_busy_s: float = 0.0
+    """Shared policy: time it spent computing (resets and batched calls); per worker: the sum of the episodes'
+    policy time."""
+    policy_share: float | None = None
+    """Shared policy: policy_busy_s / wall_s, its utilisation; per worker: the fraction of the episodes' wall time
+    spent in the policy. None before any episode ran."""
+    policy_calls: int = 0
+    """Shared policy: act requests answered."""
+    batch_sizes: dict[int, int] = {}
+    """Shared policy or vectorised envs: batch size -> how many batched calls had that many requests."""
+    worker_restarts: int = 0
+    """Workers that died and were replaced."""
+
+
 class RunRecord(BaseModel):
     """How a run was made: enough to reproduce it and to refuse mixing incompatible results."""
 
@@ -68,6 +106,9 @@ class RunRecord(BaseModel):
     """Platform, CPU, GPU and Vulkan device."""
     frame_stride: int = 1
     """A frame is stored every `frame_stride` steps (plus the last one)."""
+    sessions: list[RunSession] = []
+    """Each `vlascore run` invocation that wrote to this run (the first, then every `--resume`), in order: how it
+    was executed and what it measured. Results do not depend on these settings, so a resume may change them."""
 
 
 class EpisodeRecord(BaseModel):
@@ -104,6 +145,12 @@ class EpisodeRecord(BaseModel):
     """Time spent in the simulator's reset() and step()."""
     frames_file: str | None = None
     """Frames file relative to the run directory: `frames/<episode id>.npz` (nothing else is read or packed)."""
+    worker: str | None = None
+    """Provenance: the worker that ran the episode (`w0`, `w1`... with its process id), None in the driver process
+    or in runs made before workers existed. Not a result: equal runs may differ here."""
+    node: str | None = None
+    """Provenance: the machine that ran it, its host name (under Ray also the Ray node id). None in runs made
+    before workers existed."""
 
     @model_validator(mode="after")
     def _own_frames_file(self) -> EpisodeRecord:

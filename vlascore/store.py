@@ -137,13 +137,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def _columns_sql(model: type[Any], key: str) -> str:
-    cols = []
-    for name, field in model.model_fields.items():
-        # Unknown/optional types get no affinity, so SQLite stores values as given (ints stay ints).
-        sql_type = _SQL_TYPES.get(field.annotation, "")
-        cols.append(f"{name} {sql_type}".strip())
-    return ", ".join(cols) + f", PRIMARY KEY ({key})"
+def _column_sql(model: type[Any], name: str) -> str:
+    # Unknown/optional types get no affinity, so SQLite stores values as given (ints stay ints).
+    return f"{name} {_SQL_TYPES.get(model.model_fields[name].annotation, '')}".strip()
+
+
+def _columns_sql(model: type[Any], key: str, leave_out: tuple[str, ...] = ()) -> str:
+    names = [n for n in model.model_fields if n not in leave_out]
+    return ", ".join(_column_sql(model, n) for n in names) + f", PRIMARY KEY ({key})"
 
 
 _TABLES: dict[str, tuple[type[Any], str]] = {
@@ -152,10 +153,17 @@ _TABLES: dict[str, tuple[type[Any], str]] = {
 }
 
 
-def table_sql(table: str) -> str:
-    """The CREATE TABLE statement the store writes for `table`, as SQLite keeps it in sqlite_master."""
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {"episodes": ("worker", "node")}
+"""Columns added to a table after runs were first recorded (fields with defaults): a run made before has the table
+without them, and the first episode a newer vlascore writes into it adds them (ALTER TABLE ADD COLUMN, which SQLite
+records in the schema exactly as if the table had been created with them)."""
+
+
+def table_sql(table: str, legacy: bool = False) -> str:
+    """The CREATE TABLE statement the store writes for `table`, as SQLite keeps it in sqlite_master (`legacy`: as a
+    run made before LATER_COLUMNS existed has it)."""
     model, key = _TABLES[table]
-    return f"CREATE TABLE {table} ({_columns_sql(model, key)})"
+    return f"CREATE TABLE {table} ({_columns_sql(model, key, LATER_COLUMNS.get(table, ()) if legacy else ())})"
 
 
 def foreign_schema(conn: sqlite3.Connection) -> list[str]:
@@ -183,6 +191,9 @@ class RunStore:
         self.path = Path(path)
         self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
+        self._episode_columns = _EPISODE_COLUMNS
+        """The episodes table's columns this store can read: a run made by an older vlascore lacks LATER_COLUMNS
+        (all have defaults); the first episode written adds them."""
 
     # -- layout -------------------------------------------------------------------------------------
     @property
@@ -207,8 +218,17 @@ class RunStore:
                 ) from None
             except OSError as exc:
                 raise StoreError(f"cannot open the run directory {self.path}: {exc.strerror or exc}") from None
+            present = {row[1] for row in conn.execute("PRAGMA table_info(episodes)")}
+            self._episode_columns = [c for c in _EPISODE_COLUMNS if c in present]
             self._conn = conn
         return self._conn
+
+    def _add_missing_columns(self, conn: sqlite3.Connection) -> None:
+        """Give a run made by an older vlascore the episode columns added since (NULL in its old rows)."""
+        for name in _EPISODE_COLUMNS:
+            if name not in self._episode_columns:
+                conn.execute(f"ALTER TABLE episodes ADD COLUMN {_column_sql(EpisodeRecord, name)}")
+        self._episode_columns = _EPISODE_COLUMNS
 
     def _open_for_writing(self, db: Path) -> sqlite3.Connection:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -292,6 +312,9 @@ class RunStore:
                 d[col] = json.dumps(d[col])
             rows.append(tuple(d[c] for c in _STEP_COLUMNS))
         conn = self.conn
+        if self._episode_columns != _EPISODE_COLUMNS:
+            with conn:
+                self._add_missing_columns(conn)
         with conn:  # one transaction: all of the episode or none of it
             conn.execute("DELETE FROM steps WHERE episode_id = ?", (episode.episode_id,))
             conn.execute("DELETE FROM episodes WHERE episode_id = ?", (episode.episode_id,))
@@ -309,12 +332,14 @@ class RunStore:
         the record reader, not through pandas, which turns a missing text into NaN."""
         if not (self.path / DB_FILE).exists():
             return []
-        cursor = self.conn.execute(f"SELECT {', '.join(_EPISODE_COLUMNS)} FROM episodes ORDER BY rowid")
+        conn = self.conn  # opening it reads which columns the table has: absent (older) ones take the field defaults
+        columns = self._episode_columns
+        cursor = conn.execute(f"SELECT {', '.join(columns)} FROM episodes ORDER BY rowid")
         wanted = None if episode_ids is None else set(episode_ids)
         where = self.path / DB_FILE
         return [
             parse_record(
-                dict(zip(_EPISODE_COLUMNS, row, strict=True)),
+                dict(zip(columns, row, strict=True)),
                 EpisodeRecord,
                 f"episode {row[0]!r} of {where}",
                 error=StoreError,
@@ -328,6 +353,9 @@ class RunStore:
             return pd.DataFrame(columns=_EPISODE_COLUMNS)
         df = pd.read_sql_query("SELECT * FROM episodes ORDER BY rowid", self.conn)
         df["success"] = df["success"].astype(bool)
+        for name in _EPISODE_COLUMNS:  # a run made by an older vlascore: the fields added since, at their defaults
+            if name not in df:
+                df[name] = EpisodeRecord.model_fields[name].default
         return df
 
     def steps_frame(self, episode_ids: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:

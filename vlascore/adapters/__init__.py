@@ -31,10 +31,10 @@ ADAPTERS.register("dualvla", "vlascore.adapters.instructvla:DualVLAAdapter")
 ADAPTERS.register("scripted-qa", "vlascore.adapters.scripted_qa:ScriptedQAAdapter")
 
 
-def make_adapter(name: str, config: dict[str, Any] | None = None) -> Adapter:
-    """An instance of adapter `name` (registered, or a `file.py:Class` / `module:Class` reference) with its
-    options (`-M key=value`: text is converted to the types its constructor declares)."""
-    cls = ADAPTERS.get(name)
+def make_adapter(name: str, config: dict[str, Any] | None = None, cls: type[Adapter] | None = None) -> Adapter:
+    """An instance of adapter `name` (registered, or a `file.py:Class` / `module:Class` reference; or of `cls`,
+    already resolved) with its options (`-M key=value`: text is converted to the types its constructor declares)."""
+    cls = cls or ADAPTERS.get(name)
     try:
         return construct(cls, config or {}, f"adapter {name!r}")
     except TypeError as exc:

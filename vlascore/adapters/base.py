@@ -6,6 +6,7 @@ against the task before the first step, so a convention mismatch fails loudly in
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,55 @@ class Adapter(ABC):
         """Independent calls in one go (adapter checks, servers). Models override it with one batched forward;
         the default loops, which is right for policies whose calls depend on episode state."""
         return [self.act(o, i) for o, i in zip(observations, instructions, strict=True)]
+
+    def shared_state(self) -> list[Any]:
+        """Objects a `fork` shares with this instance instead of copying them: the model (weights, processor,
+        tokenizer). Everything else an adapter holds counts as per-episode state and is copied."""
+        return []
+
+    def fork(self) -> Adapter:
+        """Another instance for a concurrent stream of episodes: a shared policy keeps one fork per environment. It
+        shares `shared_state()` with this instance (one copy of the weights) and copies everything else, so forks
+        never see each other's episode state. Closing a fork releases only what it owns."""
+        memo: dict[int, Any] = {id(obj): obj for obj in self.shared_state()}
+        return copy.deepcopy(self, memo)
+
+    def batches_forks(self) -> bool:
+        """Whether `act_forks` answers several forks with one batched call (True when a subclass overrides it)."""
+        return type(self).act_forks is not Adapter.act_forks
+
+    def act_forks(
+        self, forks: list[Adapter], observations: list[Observation], instructions: list[str]
+    ) -> list[PolicyStep]:
+        """The next step of several forks of this adapter (one call each, forks[i] seeing observations[i]), answered
+        together. Models override it with one batched forward over every observation followed by each fork's own
+        per-episode post-processing (the gripper). An override must leave every fork's state unchanged when it
+        raises: the caller then asks each fork alone, so that only the failing call fails its episode."""
+        return [f.act(o, i) for f, o, i in zip(forks, observations, instructions, strict=True)]
+
+    def act_each(
+        self, forks: list[Adapter], observations: list[Observation], instructions: list[str]
+    ) -> list[PolicyStep | Exception]:
+        """`act_forks` with each call's failure kept to its own fork: a PolicyStep or the exception per fork. A
+        batched call that raises is repeated fork by fork (its contract leaves the forks' state unchanged), so one bad
+        observation fails only its own episode, as it would have without batching. Proxies of a shared policy
+        override it to send every call at once."""
+        batched = self.batches_forks()
+        if batched and len(forks) > 1:
+            try:
+                steps = self.act_forks(forks, observations, instructions)
+                if len(steps) != len(forks):
+                    raise ValueError(f"act_forks of {len(forks)} forks returned {len(steps)} steps")
+                return list(steps)
+            except Exception:  # noqa: BLE001 - find which call fails by asking each fork alone
+                pass
+        out: list[PolicyStep | Exception] = []
+        for fork, obs, text in zip(forks, observations, instructions, strict=True):
+            try:
+                out.append(self.act_forks([fork], [obs], [text])[0] if batched else fork.act(obs, text))
+            except Exception as exc:  # noqa: BLE001 - the caller records it as that episode's failure
+                out.append(exc)
+        return out
 
     def answer(self, question: Question) -> str:
         """The model's VLM side: a text answer to one benchmark question (`vlascore qa`)."""

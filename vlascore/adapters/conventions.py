@@ -333,6 +333,23 @@ class ConvertedAdapter(Adapter):
         steps = self.inner.act_batch(observations, instructions)
         return [self._convert(s, o) for s, o in zip(steps, observations, strict=True)]
 
+    def fork(self) -> Adapter:
+        twin = ConvertedAdapter(self.inner.fork(), self.converters)  # converters are stateless: shared
+        twin._conv, twin.action_space = self._conv, self.action_space
+        return twin
+
+    def batches_forks(self) -> bool:
+        return self.inner.batches_forks()
+
+    def act_forks(
+        self, forks: list[Adapter], observations: list[Observation], instructions: list[str]
+    ) -> list[PolicyStep]:
+        wrapped = [f for f in forks if isinstance(f, ConvertedAdapter)]
+        if len(wrapped) != len(forks) or not self.batches_forks():
+            return super().act_forks(forks, observations, instructions)
+        steps = self.inner.act_forks([f.inner for f in wrapped], observations, instructions)
+        return [f._convert(s, o) for f, s, o in zip(wrapped, steps, observations, strict=True)]
+
     def info(self) -> dict[str, Any]:
         conversions = {t: {"from": c.src.model_dump(), "steps": c.steps} for t, c in self.converters.items() if c}
         return {**self.inner.info(), "conversions": conversions}

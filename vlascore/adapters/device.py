@@ -3,6 +3,8 @@ the machine cannot honour fails with the reason instead of silently running some
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from vlascore.extras import require
@@ -48,3 +50,44 @@ def select_dtype(name: str, device: str) -> Any:
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float16 if device == "mps" else torch.float32
+
+
+class EpisodeRNG:
+    """An episode's own torch random stream, for adapters that sample: seeded at reset and swapped in around each
+    call, so an episode draws the same numbers whatever other episodes share the process (the forks of a shared
+    policy take turns on one model)."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._state: tuple[Any, Any] | None = None
+
+    def _get(self, torch: Any) -> tuple[Any, Any]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.startswith("cuda") else None
+        return torch.get_rng_state(), cuda
+
+    def _set(self, torch: Any, state: tuple[Any, Any]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
+
+    def seed(self, seed: int) -> None:
+        torch = require("torch", "models", "in-process model adapters")
+        saved = self._get(torch)
+        torch.manual_seed(seed)
+        self._state = self._get(torch)
+        self._set(torch, saved)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Run the block on this episode's stream (as it is left by the previous call), then keep where it got to."""
+        if self._state is None:
+            yield
+            return
+        torch = require("torch", "models", "in-process model adapters")
+        saved = self._get(torch)
+        self._set(torch, self._state)
+        try:
+            yield
+        finally:
+            self._state = self._get(torch)
+            self._set(torch, saved)

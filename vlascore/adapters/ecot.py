@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vlascore.adapters.base import EpisodeContext, PolicyStep
+from vlascore.adapters.base import Adapter, EpisodeContext, PolicyStep
 from vlascore.adapters.openvla import OpenVLAAdapter
 from vlascore.backends.base import Observation
 
@@ -108,6 +108,16 @@ class ECoTAdapter(OpenVLAAdapter):
     def reset(self, context: EpisodeContext) -> None:
         super().reset(context)
         self._held, self._age = None, 0
+
+    def batches_forks(self) -> bool:
+        return self.reason_every == 1  # otherwise each call needs the fork's held reasoning: one call per fork
+
+    def act_forks(
+        self, forks: list[Adapter], observations: list[Observation], instructions: list[str]
+    ) -> list[PolicyStep]:
+        if self.reason_every == 1:
+            return super().act_forks(forks, observations, instructions)
+        return Adapter.act_forks(self, forks, observations, instructions)
 
     def act_batch(self, observations: list[Observation], instructions: list[str]) -> list[PolicyStep]:
         if self.reason_every == 1:

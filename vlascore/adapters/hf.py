@@ -198,6 +198,16 @@ class HFAdapter(Adapter):
     def act_batch(self, observations: list[Observation], instructions: list[str]) -> list[PolicyStep]:
         return self.predict(self.images(observations), instructions)
 
+    def shared_state(self) -> list[Any]:
+        """The model, processor and tokenizer, and any other torch module or loaded Hugging Face object held (a fork
+        must never copy weights)."""
+        heavy = ("Module", "PreTrainedTokenizerBase", "ProcessorMixin", "ImageProcessingMixin")
+        return [
+            value
+            for name, value in vars(self).items()
+            if name in ("model", "processor", "tokenizer") or any(k.__name__ in heavy for k in type(value).__mro__)
+        ]
+
     def info(self) -> dict[str, Any]:
         dtype = str(self.dtype).removeprefix("torch.")
         return {

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vlascore.adapters.base import EpisodeContext, PolicyStep
-from vlascore.adapters.device import select_device
+from vlascore.adapters.device import EpisodeRNG, select_device
 from vlascore.adapters.hf import HFAdapter, read_config
 from vlascore.adapters.normalization import pick_stats
 from vlascore.adapters.preprocess import ImageSpec
@@ -294,15 +294,36 @@ class InstructVLAAdapter(HFAdapter):
         return steps
 
     def reset(self, context: EpisodeContext) -> None:
-        torch = require("torch", "models", "InstructVLA")
-        torch.manual_seed(context.seed)  # the action expert samples from noise: same seed, same episode
-        self._clear_model_state()
+        self._rng = EpisodeRNG(str(self.device))
+        self._rng.seed(context.seed)  # the action expert samples from noise: same seed, same episode
+        self._episode_state = dict(INFERENCE_STATE)
         self.gripper.reset()
         if self.ensembler is not None:
             self.ensembler.reset()
 
+    @contextmanager
+    def _own_state(self) -> Iterator[None]:
+        """The model keeps the episode's cached answer on itself; forks of a shared policy share the model, so each
+        call swaps this instance's state (and random stream) in and takes it back out."""
+        episode = getattr(self, "_episode_state", None)
+        if episode is None:  # act() before any reset(): the model's own state, as before
+            yield
+            return
+        saved = {k: getattr(self.model, k) for k in INFERENCE_STATE if hasattr(self.model, k)}
+        for key, value in episode.items():
+            if hasattr(self.model, key):
+                setattr(self.model, key, value)
+        try:
+            with self._rng.active():
+                yield
+        finally:
+            self._episode_state = {k: getattr(self.model, k) for k in INFERENCE_STATE if hasattr(self.model, k)}
+            for key, value in saved.items():
+                setattr(self.model, key, value)
+
     def act(self, obs: Observation, instruction: str) -> PolicyStep:
-        chunk, reasoning = self.chunk(self.images([obs])[0], instruction)
+        with self._own_state():
+            chunk, reasoning = self.chunk(self.images([obs])[0], instruction)
         actions = self.ensembler(chunk)[None] if self.ensembler is not None else chunk[: self.execute_steps]
         return PolicyStep(apply_gripper(actions, self.gripper), reasoning=reasoning)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from vlascore.adapters.action_tokens import ActionTokenizer
-from vlascore.adapters.base import EpisodeContext, PolicyStep
+from vlascore.adapters.base import Adapter, EpisodeContext, PolicyStep
 from vlascore.adapters.device import select_device
 from vlascore.adapters.hf import HFAdapter, load_model, load_processor, new_tokens, read_config, stop_token_ids
 from vlascore.adapters.normalization import pick_stats
@@ -312,6 +312,13 @@ class ActionTokenPolicy(HFAdapter):
     def act_batch(self, observations: list[Observation], instructions: list[str]) -> list[PolicyStep]:
         """One batched forward; the gripper post-processing then runs in order, as consecutive act() calls would."""
         return self.postprocess(self.predict(self.images(observations), instructions))
+
+    def act_forks(
+        self, forks: list[Adapter], observations: list[Observation], instructions: list[str]
+    ) -> list[PolicyStep]:
+        """One batched forward over every fork's observation; each fork then applies its own gripper state."""
+        steps = self.predict(self.images(observations), instructions)
+        return [cast(ActionTokenPolicy, f).postprocess([s])[0] for f, s in zip(forks, steps, strict=True)]
 
     def info(self) -> dict[str, Any]:
         return {

@@ -20,15 +20,17 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import numpy as np
 from pydantic import ValidationError
 
 from vlascore.adapters.action_tokens import ActionTokenizer
-from vlascore.adapters.base import EpisodeContext, PolicyStep, Question
+from vlascore.adapters.base import Adapter, EpisodeContext, PolicyStep, Question
+from vlascore.adapters.device import EpisodeRNG
 from vlascore.adapters.hf import HFAdapter, load_model, load_processor, new_tokens, stop_token_ids
+from vlascore.backends.base import Observation
 from vlascore.extras import require
 from vlascore.paths import data_dir
 from vlascore.registry import did_you_mean
@@ -299,6 +301,7 @@ class VLMPolicyAdapter(HFAdapter):
             raise ValueError("max_new_tokens must be >= 1 and temperature >= 0")
         self.template, self.template_source, self.template_sha256 = load_template(prompt)
         self.control_mode = ""
+        self._rng = EpisodeRNG()  # seeded per episode when sampling (temperature > 0)
         render_prompt(self.template, "check", self.action_space, format)  # fails now, not at step 0
 
         self.model, self.device, self.dtype = load_model(
@@ -335,7 +338,8 @@ class VLMPolicyAdapter(HFAdapter):
         # declared actions to it (adapters/conventions.py), so asking for the task's would convert twice.
         self.control_mode = context.task.control_mode
         if self.temperature > 0:
-            require("torch", "models", "the vlm adapter").manual_seed(context.seed)
+            self._rng = EpisodeRNG(str(self.device))
+            self._rng.seed(context.seed)
 
     def prompt_text(self, instruction: str) -> str:
         """The full text the processor gets for one call (chat-templated, or after the image placeholder)."""
@@ -358,11 +362,31 @@ class VLMPolicyAdapter(HFAdapter):
         sampling = (
             {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
         )
-        with torch.inference_mode():
+        with torch.inference_mode(), self._rng.active():
             out = self.model.generate(
                 **batch, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling
             )
         return new_tokens(out, batch["input_ids"], self.stop_ids)
+
+    def batches_forks(self) -> bool:
+        return self.temperature == 0  # sampling draws from each episode's own stream: one call per fork
+
+    def act_forks(
+        self, forks: list[Adapter], observations: list[Observation], instructions: list[str]
+    ) -> list[PolicyStep]:
+        """Greedy decoding: one batched generate per control mode among the forks (the prompt states it)."""
+        if not self.batches_forks():
+            return super().act_forks(forks, observations, instructions)
+        out: list[PolicyStep | None] = [None] * len(forks)
+        modes: dict[str, list[int]] = {}
+        for k, fork in enumerate(forks):
+            modes.setdefault(cast(VLMPolicyAdapter, fork).control_mode, []).append(k)
+        for rows in modes.values():
+            lead = cast(VLMPolicyAdapter, forks[rows[0]])
+            steps = lead.predict(lead.images([observations[k] for k in rows]), [instructions[k] for k in rows])
+            for k, step in zip(rows, steps, strict=True):
+                out[k] = step
+        return [s for s in out if s is not None]
 
     def decode_text(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))

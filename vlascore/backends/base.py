@@ -59,9 +59,17 @@ class StepResult:
 
 
 class Backend(ABC):
-    """A simulator that runs the tasks of one suite; one env per task, reused across episodes."""
+    """A simulator that runs the tasks of one suite; one env per task, reused across episodes.
+
+    A vectorised backend (`vectorised = True`, built with `num_envs=N > 1`) steps N environments of the current
+    task at once: `reset_envs` starts episodes in chosen slots, `step_envs` steps every slot with one batched call.
+    """
 
     name: str = ""
+    vectorised: bool = False
+    """Whether the backend accepts `num_envs > 1` (`vlascore run --num-envs`)."""
+    num_envs: int = 1
+    """Environments stepped together; 1: one at a time through reset() and step()."""
 
     @abstractmethod
     def make(self, task: TaskSpec) -> None:
@@ -74,6 +82,16 @@ class Backend(ABC):
     @abstractmethod
     def step(self, action: np.ndarray) -> StepResult:
         """Apply one action vector of the task's action space."""
+
+    def reset_envs(self, seeds: dict[int, int]) -> dict[int, Observation]:
+        """Vectorised backends: start an episode in each slot of `seeds` (slot -> seed), leaving the other slots as
+        they are; the same seed gives the same initial state as reset(seed)."""
+        raise NotImplementedError(f"backend {self.name!r} is not vectorised")
+
+    def step_envs(self, actions: np.ndarray) -> list[StepResult]:
+        """Vectorised backends: apply row i of `actions` (num_envs x dim) to slot i, all slots in one step. Slots
+        with no episode running are stepped too (any action); their results are ignored."""
+        raise NotImplementedError(f"backend {self.name!r} is not vectorised")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release simulator resources."""

@@ -3,10 +3,16 @@
 No physics engine and no rendering library: it exists so the runner, store, scoring and adapters can be
 exercised in milliseconds (tests, demos, CI without Vulkan). It follows the same contract and action
 convention (7-D end-effector delta, gripper +1 open) as the ManiSkill tabletop tasks.
+
+Two options stand in for a real simulator when testing how runs scale: `step_seconds` (`-B step_seconds=0.01`)
+sleeps that long in every step call, as a GPU simulator's step costs a fixed time; `num_envs` (`--num-envs N`)
+makes it vectorised: N worlds (each a ToyBackend of its own) stepped by one call, which sleeps once, as one batched
+GPU step does.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -23,14 +29,40 @@ _GOAL_RADIUS = 0.025
 
 class ToyBackend(Backend):
     name = "toy"
+    vectorised = True
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self, step_seconds: float = 0.0, num_envs: int = 1, **_: Any) -> None:
+        if step_seconds < 0 or int(num_envs) < 1:
+            raise ValueError(f"toy backend: step_seconds must be >= 0 and num_envs >= 1 ({step_seconds}, {num_envs})")
+        self.step_seconds = float(step_seconds)
+        self.num_envs = int(num_envs)
         self._task: TaskSpec | None = None
+        self._worlds: list[ToyBackend] = []
+        """Vectorised: one scalar world per slot (of this class, so subclasses' behaviour carries over)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"step_seconds": self.step_seconds} if self.step_seconds else {}
 
     def make(self, task: TaskSpec) -> None:
         if task.env_id != "ToyPick-v0":
             raise ValueError(f"the toy backend only provides ToyPick-v0, not {task.env_id!r}")
         self._task = task
+        if self.num_envs > 1:
+            self._worlds = [type(self)() for _ in range(self.num_envs)]
+            for world in self._worlds:
+                world.make(task)
+                world.reset(0)  # every slot can be stepped, also before its first episode
+
+    def reset_envs(self, seeds: dict[int, int]) -> dict[int, Observation]:
+        if not self._worlds:
+            raise RuntimeError("call make(task) on a toy backend built with num_envs > 1 before reset_envs()")
+        return {slot: self._worlds[slot].reset(seed) for slot, seed in seeds.items()}
+
+    def step_envs(self, actions: np.ndarray) -> list[StepResult]:
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
+        rows = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+        return [world.step(row) for world, row in zip(self._worlds, rows, strict=True)]
 
     def reset(self, seed: int) -> Observation:
         if self._task is None:
@@ -73,6 +105,8 @@ class ToyBackend(Backend):
         return Observation(image=self._render(), proprio=proprio, privileged=priv, step=self.t)
 
     def step(self, action: np.ndarray) -> StepResult:
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         self.ee = np.clip(self.ee + a[:3] * _POS_SCALE, [-_WORKSPACE, -_WORKSPACE, 0.0], [_WORKSPACE, _WORKSPACE, 0.4])
         self.gripper = float(np.clip(self.gripper + 0.5 * a[6], 0.0, 1.0))

@@ -24,7 +24,16 @@ from pydantic import ValidationError
 
 from vlascore.board.errors import BUNDLE_FIX, Rejected
 from vlascore.records import EpisodeRecord, RunRecord, StepRecord
-from vlascore.store import DB_FILE, FRAMES_DIR, LoadedRun, StoreError, foreign_schema, read_npz, table_sql
+from vlascore.store import (
+    DB_FILE,
+    FRAMES_DIR,
+    LATER_COLUMNS,
+    LoadedRun,
+    StoreError,
+    foreign_schema,
+    read_npz,
+    table_sql,
+)
 from vlascore.suites import Suite
 from vlascore.versioned import first_error
 
@@ -77,14 +86,15 @@ def _check_table(conn: sqlite3.Connection, table: str, where: str) -> None:
         raise Rejected(f"{where} has no {table} table", BUNDLE_FIX)
     wanted = set((EpisodeRecord if table == "episodes" else StepRecord).model_fields)
     columns = {row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")}
-    if columns != wanted:
+    legacy = wanted - set(LATER_COLUMNS.get(table, ()))  # a run made before those columns were added
+    if columns not in (wanted, legacy):
         extra, lacking = sorted(columns - wanted), sorted(wanted - columns)
         raise Rejected(
             f"the {table} table of {where} does not have this vlascore's columns "
             f"(extra: {extra or 'none'}, missing: {lacking or 'none'})",
             "submit with the vlascore version the board runs, or upgrade vlascore on the board",
         )
-    if rows[0][0] != table_sql(table):
+    if rows[0][0] not in (table_sql(table), table_sql(table, legacy=True)):
         raise Rejected(
             f"the {table} table of {where} is not declared as vlascore declares it (column types, keys, defaults "
             "or constraints differ)",

@@ -163,6 +163,35 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON to stdout instead of tables (redirect it to a file).")
 ]
 
+# -- scaling out: batching a shared policy, Ray clusters ---------------------------------------------------------
+MaxBatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-batch-size",
+        min=1,
+        help="Most act requests a shared policy answers with one batched call (1: each alone). "
+        "[default: run: workers x num-envs; serve: 1, no batching]",
+    ),
+]
+MaxWaitMsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-wait-ms",
+        min=0,
+        help="How long the first request of a batch waits for more (a batch also goes when full, or when every "
+        "stream is waiting). [default: 5]",
+    ),
+]
+DEFAULT_MAX_WAIT_MS = 5.0
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to use: HOST:PORT of its head (`ray start --head`), or auto. [default: a local Ray on "
+        "this machine]",
+    ),
+]
+
 # -- run directories -------------------------------------------------------------------------------------------
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="Run directory written by `vlascore run`.")]
 RunsArg = Annotated[

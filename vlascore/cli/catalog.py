@@ -11,6 +11,7 @@ from rich.table import Table
 from vlascore.cli._common import (
     JsonOpt,
     ModelArgOpt,
+    RayAddressOpt,
     SuiteOpt,
     TasksOpt,
     console,
@@ -297,8 +298,10 @@ def adapter_check(
 
 def doctor_cmd(
     suite: SuiteOpt = "tabletop",
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets; print fixes.
+    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets, Ray (and a Ray
+    cluster, given its address); print fixes.
 
     Examples:
 
@@ -307,8 +310,10 @@ def doctor_cmd(
       vlascore doctor -s simpler-bridge            # ManiSkill 3 Bridge twins: are their asset packs downloaded?
 
       vlascore doctor -s simpler-google-vm         # SimplerEnv's own simulator: is it installed here?
+
+      vlascore doctor --ray-address 10.0.0.5:6379  # does a Ray cluster answer there, and how large is it?
     """
-    from vlascore.doctor import run_checks
+    from vlascore.doctor import check_ray_cluster, run_checks
     from vlascore.suites import SuiteError, load_suite
 
     try:
@@ -316,7 +321,7 @@ def doctor_cmd(
         env_ids = [t.env_id for t in spec.tasks] if spec.backend == "maniskill" else []
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    checks = run_checks(env_ids, spec.backend)
+    checks = run_checks(env_ids, spec.backend) + ([check_ray_cluster(ray_address)] if ray_address else [])
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
     for c in checks:
         console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)

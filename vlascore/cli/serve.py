@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from vlascore.cli._common import ModelArgOpt, console, err, fail, parse_model_args
+from vlascore.cli._common import (
+    DEFAULT_MAX_WAIT_MS,
+    MaxBatchSizeOpt,
+    MaxWaitMsOpt,
+    ModelArgOpt,
+    console,
+    err,
+    fail,
+    parse_model_args,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,13 +40,17 @@ def serve_cmd(
             "call on a new connection after a drop (single-frame VLAs; not scripted experts).",
         ),
     ] = False,
+    max_batch_size: MaxBatchSizeOpt = None,
+    max_wait_ms: MaxWaitMsOpt = None,
 ) -> None:
     """Serve a policy adapter over WebSocket (msgpack) until Ctrl-C or SIGTERM, e.g. a model that needs its own
     environment (an old transformers, another CUDA) while `vlascore run` evaluates it from this one.
 
     Builds the adapter (loading its weights) before listening, then prints the ws:// URL. Each connected client gets
     its own adapter instance; exceptions in the adapter are reported to the client, whose run records that episode
-    as errored, and the server keeps serving. Wire format and openpi compatibility: docs/serving.md.
+    as errored, and the server keeps serving. With --max-batch-size B > 1 the server holds one instance only and
+    answers up to B clients' requests that arrive within --max-wait-ms with one batched call (each client keeps its
+    own episode state). Wire format and openpi compatibility: docs/serving.md; batching: docs/scaling.md.
 
     Examples:
 
@@ -48,6 +61,8 @@ def serve_cmd(
       vlascore serve --model openvla -M path=openvla/openvla-7b --host 0.0.0.0 --port 8765   # in its own venv
 
       vlascore serve --model random --port 0 --max-clients 4     # any free port; four clients at once
+
+      vlascore serve -m openvla -M device=cuda --host 0.0.0.0 --max-clients 16 --max-batch-size 16 --max-wait-ms 10
     """
     import signal
     import sys
@@ -75,7 +90,15 @@ def serve_cmd(
     config = parse_model_args(model_arg or [])
     try:
         server = PolicyServer(
-            model, config, host=host, port=port, max_clients=max_clients, stateless=stateless, log=log
+            model,
+            config,
+            host=host,
+            port=port,
+            max_clients=max_clients,
+            stateless=stateless,
+            max_batch_size=max_batch_size or 1,
+            max_wait_ms=DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms,
+            log=log,
         )
     except (ServingError, UnknownPluginError, MissingExtraError, ProtocolError, ValueError) as exc:
         raise fail(str(exc), 1) from None

@@ -85,6 +85,7 @@ class RemoteAdapter(Adapter):
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"-M protocol={protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        self._options = dict(url=url, protocol=protocol, timeout=timeout, retries=retries, **options)
         self.url = str(url)
         self.protocol = str(protocol)
         self.stateless = False
@@ -244,6 +245,11 @@ class RemoteAdapter(Adapter):
             step = self._act_remote(obs, instruction)
         self._acted = True
         return step
+
+    def fork(self) -> Adapter:
+        """A connection of its own: the server keeps each connection's episode state in its own adapter instance
+        (or fork), so it needs --max-clients for every concurrent stream."""
+        return RemoteAdapter(**self._options)
 
     def close(self) -> None:
         self._link.close()

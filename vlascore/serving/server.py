@@ -6,6 +6,11 @@ model is loaded once, not per connection); a client that disconnects hands its i
 starts with a `reset` like every episode in-process does. More instances are built only for concurrent clients, up
 to `max_clients` (a second copy of a 7B model is a deliberate choice, hence the default of 1).
 
+With `max_batch_size` > 1 there is one instance only: each client gets a session on a Batcher (its own fork of the
+adapter: episode state apart, weights shared), and act requests from up to `max_clients` clients that arrive within
+`max_wait_ms` are answered by one batched call. The batcher takes requests from any connection handler, so every
+protocol a server speaks can share it.
+
 An exception in the served adapter is sent back as an `error` message and the connection stays open: the client's
 run marks that episode errored and goes on. The blocking websockets API (a thread per connection) keeps a slow
 `act()` from stalling other clients or keep-alive pings.
@@ -20,6 +25,7 @@ from typing import Any
 
 from vlascore import __version__
 from vlascore.adapters.base import Adapter, PolicyStep
+from vlascore.scale.batching import Batcher
 from vlascore.serving.client import TRY_AGAIN_LATER, websockets_module
 from vlascore.serving.wire import (
     MAX_MESSAGE_BYTES,
@@ -71,12 +77,16 @@ class PolicyServer:
         port: int = 8765,
         max_clients: int = 1,
         stateless: bool = False,
+        max_batch_size: int = 1,
+        max_wait_ms: float = 5.0,
         log: Callable[[str], None] | None = None,
     ) -> None:
         from vlascore.adapters import make_adapter
 
         if max_clients < 1:
             raise ValueError(f"--max-clients must be >= 1, got {max_clients}")
+        if max_batch_size < 1 or max_wait_ms < 0:
+            raise ValueError(f"--max-batch-size must be >= 1 and --max-wait-ms >= 0 ({max_batch_size}, {max_wait_ms})")
         self.model = model
         self.max_clients = max_clients
         self._config = dict(config or {})
@@ -97,7 +107,11 @@ class PolicyServer:
             first.close()
             raise
         self._lock = threading.Lock()
-        self._idle: list[Adapter] = [first]
+        self._batcher = Batcher(first, max_batch_size, max_wait_ms) if max_batch_size > 1 else None
+        """With batching: the one instance's batcher, every client a session on it (the pool stays unused)."""
+        self._first = first
+        self._sessions = 0
+        self._idle: list[Adapter] = [] if self._batcher else [first]
         self._built = 1
         self._connections: set[Any] = set()
         self._closed = False
@@ -145,6 +159,20 @@ class PolicyServer:
             idle, self._idle = self._idle, []
         for adapter in idle:
             adapter.close()
+        if self._batcher is not None:
+            stats = self._batcher.stats
+            self._batcher.close()
+            self._first.close()
+            batches = sum(stats.batch_sizes.values())
+            if batches:
+                self._log(
+                    f"answered {stats.calls} act request(s) in {batches} batch(es), {stats.calls / batches:.1f} each"
+                )
+
+    @property
+    def batch_sizes(self) -> dict[int, int]:
+        """With batching: batch size -> batched calls of that size so far."""
+        return dict(self._batcher.stats.batch_sizes) if self._batcher is not None else {}
 
     def __enter__(self) -> PolicyServer:
         return self
@@ -153,6 +181,17 @@ class PolicyServer:
         self.shutdown()
 
     def _acquire(self) -> Adapter | None:
+        if self._batcher is not None:
+            with self._lock:
+                if self._sessions >= self.max_clients:
+                    return None
+                self._sessions += 1
+            try:
+                return self._batcher.session()
+            except BaseException:
+                with self._lock:
+                    self._sessions -= 1
+                raise
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -167,6 +206,11 @@ class PolicyServer:
             raise
 
     def _release(self, adapter: Adapter) -> None:
+        if self._batcher is not None:  # a session: closing it drops its fork
+            adapter.close()
+            with self._lock:
+                self._sessions -= 1
+            return
         with self._lock:
             if not self._closed:
                 self._idle.append(adapter)
@@ -187,9 +231,10 @@ class PolicyServer:
             self._log(f"{peer}: refused, building another {self.model} failed: {type(exc).__name__}: {exc}")
             return
         if adapter is None:
+            each = "a session on one batched instance" if self._batcher else "its own adapter instance"
             text = (
                 f"the server already serves {self.max_clients} client(s), its limit: try again later, or start "
-                "it with a larger --max-clients (each client gets its own adapter instance)"
+                f"it with a larger --max-clients (each client gets {each})"
             )
             self._refuse(ws, closed, Error(None, "ServerBusy", text, "connect"))
             self._log(f"{peer}: refused, busy ({self.max_clients} client(s), --max-clients {self.max_clients})")
