@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from vlascore.rundata import RunData
 
-__all__ = ["__version__", "load_run"]
+__all__ = ["__version__", "evaluate", "load_run"]
 
 
 def load_run(path: Any) -> RunData:
@@ -22,3 +22,11 @@ def load_run(path: Any) -> RunData:
     from vlascore.rundata import RunData
 
     return RunData(path)
+
+
+def evaluate(policy: Any, **options: Any) -> RunData:
+    """Run a policy object (an Adapter, or a function `fn(observation, instruction) -> action`) on a suite and
+    return the scored run; see vlascore.evaluation.evaluate for the options (suite, tasks, episodes, out...)."""
+    from vlascore.evaluation import evaluate as _evaluate
+
+    return _evaluate(policy, **options)

@@ -102,6 +102,8 @@ class WorkerSetup:
     tasks: list[str]
     """The planned tasks: the adapter's convention is checked (and any conversion planned) for each."""
     frame_stride: int = 1
+    instance: Adapter | None = None
+    """An adapter object the caller made (vlascore.evaluate): used as it is, in this process only."""
 
     @property
     def num_envs(self) -> int:
@@ -109,7 +111,7 @@ class WorkerSetup:
 
     def make_adapter(self) -> Adapter:
         """The adapter, checked to act and converted to every planned task's convention (raises before any step)."""
-        adapter = make_adapter(self.model, self.model_args, cls=self.adapter_class)
+        adapter = self.instance or make_adapter(self.model, self.model_args, cls=self.adapter_class)
         if not adapter.acts:
             adapter.close()
             raise ValueError(
@@ -543,8 +545,11 @@ def run(
     executor: Executor | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_episode: ProgressHook | None = None,
+    adapter: Adapter | None = None,
 ) -> RunSummary:
     """Run `model` on the suite's tasks and seeds, recording into `out`. Raises before any step on bad setup.
+    `adapter`: an adapter object to run instead of building `model` (recorded under the name `model`); it runs in
+    this process, so not with an executor.
 
     `num_envs` > 1 steps that many environments at once on a vectorised backend. `executor` (vlascore.scale) plays
     the episodes in worker processes or Ray actors; without one they are played here, one after another."""
@@ -563,15 +568,18 @@ def run(
             "drop --num-envs, and use --workers N for parallel episodes"
         )
     options = {**(backend_options or {}), **({"num_envs": num_envs} if num_envs > 1 else {})}
+    if adapter is not None and executor is not None:
+        raise ValueError("an adapter object runs in this process: leave out the executor (workers), or register it")
     setup = WorkerSetup(
         suite=suite,
         model=model,
-        adapter_class=ADAPTERS.get(model),
+        adapter_class=type(adapter) if adapter is not None else ADAPTERS.get(model),
         model_args=dict(model_args or {}),
         backend_class=backend_class,
         backend_options=options,
         tasks=list(plan),
         frame_stride=frame_stride,
+        instance=adapter,
     )
     if executor is None:
         return _run_inline(setup, store, plan, retry_errored, on_start, on_episode)

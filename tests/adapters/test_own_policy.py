@@ -77,3 +77,17 @@ def test_make_adapter_resolves_references_in_process(folder: Path, monkeypatch: 
         make_adapter("zeroo")
     with pytest.raises(PluginTypeError):
         make_adapter("builtins:dict")
+
+
+def test_the_same_file_policy_through_the_python_api(folder: Path) -> None:
+    script = (
+        "import vlascore\n"
+        "from mypolicy import Zero\n"
+        "run = vlascore.evaluate(Zero(), suite='toy', episodes=2)\n"
+        "print(run.path, len(run.episodes), run.results.suite_mean)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    path, count, mean = done.stdout.split()
+    assert (path, count, mean) == ("runs/Zero-toy", "2", "0.0")
+    assert json.loads((folder / "runs" / "Zero-toy" / "run.json").read_text())["adapter"] == "Zero"
