@@ -105,3 +105,14 @@ def test_suite_errors_name_the_file_and_line(tmp_path: Path) -> None:
     broken.write_text("name: x\ntasks: [\n  - id: a\n")
     out = " ".join(cli.invoke(app, ["tasks", "validate", str(broken)]).output.split())
     assert f"{broken}:3:3:" in out and "unicode string" not in out
+
+
+def test_options_a_backend_does_not_have_are_refused(tmp_path: Path) -> None:
+    out = " ".join(
+        invoke("run", "-m", "random", "-s", "toy", "--sim-backend", "gpu", "-o", str(tmp_path / "r"), code=2).split()
+    )
+    assert "--sim-backend selects ManiSkill's physics; suite 'toy' runs on the 'toy' backend" in out
+    out = " ".join(
+        invoke("run", "-m", "random", "-s", "toy", "-B", "speed=2", "-o", str(tmp_path / "r"), code=2).split()
+    )
+    assert "has no option 'speed'" in out and not (tmp_path / "r").exists()

@@ -31,7 +31,7 @@ class ToyBackend(Backend):
     name = "toy"
     vectorised = True
 
-    def __init__(self, step_seconds: float = 0.0, num_envs: int = 1, **_: Any) -> None:
+    def __init__(self, step_seconds: float = 0.0, num_envs: int = 1) -> None:
         if step_seconds < 0 or int(num_envs) < 1:
             raise ValueError(f"toy backend: step_seconds must be >= 0 and num_envs >= 1 ({step_seconds}, {num_envs})")
         self.step_seconds = float(step_seconds)

@@ -179,6 +179,10 @@ def run_cmd(
     out = out or default_run_dir(model, spec.name)
     output_folder(out)
     task_ids = split_ids(tasks)
+    if spec.backend != "maniskill" and sim_backend != "cpu":  # an option no other backend has: say so, never ignore it
+        raise fail(
+            f"--sim-backend selects ManiSkill's physics; suite {spec.name!r} runs on the {spec.backend!r} backend"
+        )
     backend_options: dict[str, Any] = {"sim_backend": sim_backend} if spec.backend == "maniskill" else {}
     backend_options.update(parse_model_args(backend_arg or [], "--backend-arg"))
     pool = None
