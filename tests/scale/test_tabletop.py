@@ -24,8 +24,9 @@ pytest.importorskip("mani_skill")
     [
         ("PickCube", {}),
         # A reused ManiSkill scene keeps contact state from earlier episodes on the push tasks (the cube rests on the
-        # table from one episode into the next): rebuilding the scene per episode makes each depend on its seed alone.
-        ("PushCube", {"fresh_scene": True}),
+        # table from one episode into the next): the backend's default, a scene rebuilt per episode, makes each
+        # depend on its seed alone.
+        ("PushCube", {}),
     ],
 )
 def test_two_workers_record_what_one_process_records(tmp_path: Path, task: str, options: dict[str, Any]) -> None:

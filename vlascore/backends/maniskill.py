@@ -86,7 +86,7 @@ class ManiSkillBackend(Backend):
         sim_backend: str = "cpu",
         render_backend: str | None = None,
         num_envs: int = 1,
-        fresh_scene: bool = False,
+        fresh_scene: bool | None = None,
         images: bool = True,
     ) -> None:
         """`images=False` (`-B images=false`): no camera images (ManiSkill's obs_mode "none"), so no frames are
@@ -98,6 +98,8 @@ class ManiSkillBackend(Backend):
             raise ValueError(f"images must be true or false, not {images!r}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if fresh_scene is None:  # the default: every episode from its seed alone, where a scene can be rebuilt
+            fresh_scene = num_envs == 1
         if fresh_scene and num_envs > 1:
             raise ValueError("-B fresh_scene=true rebuilds a whole scene; it cannot go with --num-envs")
         if num_envs > 1 and sim_backend != "gpu":
@@ -110,10 +112,12 @@ class ManiSkillBackend(Backend):
         self.num_envs = num_envs
         self.images = images
         self.fresh_scene = bool(fresh_scene)
-        """Rebuild the scene at every episode start (ManiSkill's reconfigure): a reused scene keeps contact state from
-        earlier episodes (seen on PushCube and PullCube, whose cube rests on the table from one episode into the
-        next), so an episode's physics can depend on the episodes played before it on that env. About 0.2 s per
-        episode on the CPU; every episode then depends on its seed alone."""
+        """Rebuild the scene at every episode start (ManiSkill's reconfigure), on by default: a reused scene keeps
+        contact state from earlier episodes (seen on PushCube and PullCube, whose cube rests on the table from one
+        episode into the next), so an episode's physics would depend on the episodes played before it on that env
+        (and on how episodes were spread over workers, or split by --resume). About 0.2 s per episode on the CPU;
+        every episode then depends on its seed alone. `-B fresh_scene=false` reuses the scene (and resumes runs
+        recorded before this was the default)."""
         self._envs: dict[str, Any] = {}
         self._env: Any = None
         self._task: TaskSpec | None = None
@@ -132,6 +136,7 @@ class ManiSkillBackend(Backend):
         # config (and stay resumable)
         if not self.images:
             config["images"] = False
+        # recorded when on, so a run made when scenes were reused (no key) refuses to resume into rebuilt ones
         return {**config, "fresh_scene": True} if self.fresh_scene else config
 
     def env_kwargs(self, task: TaskSpec, cell: EpisodeCell | None = None) -> dict[str, Any]:
