@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vlascore.cli._common import ModelArgOpt, SuiteOpt, TasksOpt, console, err, fail, parse_model_args, split_ids
+from vlascore.cli._common import (
+    BackendArgOpt,
+    ModelArgOpt,
+    SuiteOpt,
+    TasksOpt,
+    console,
+    err,
+    fail,
+    parse_model_args,
+    split_ids,
+)
 from vlascore.cli._tables import suite_tasks_table
 
 tasks_app = typer.Typer(help="List and validate task suites (YAML files in tasks/ or your own).", no_args_is_help=True)
@@ -195,6 +205,7 @@ def adapter_check(
 
 def doctor_cmd(
     suite: SuiteOpt = "tabletop",
+    backend_arg: BackendArgOpt = None,
 ) -> None:
     """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets; print fixes.
 
@@ -205,6 +216,10 @@ def doctor_cmd(
       vlascore doctor -s simpler-bridge            # ManiSkill 3 Bridge twins: are their asset packs downloaded?
 
       vlascore doctor -s simpler-google-vm         # SimplerEnv's own simulator: is it installed here?
+
+      vlascore doctor -s libero-object             # LIBERO: packages, asset folder, config, MuJoCo rendering (EGL)
+
+      vlascore doctor -s libero-object -B gl=osmesa   # the same, rendering with OSMesa as `run -B gl=osmesa` would
     """
     from vlascore.doctor import run_checks
     from vlascore.suites import SuiteError, load_suite
@@ -214,7 +229,11 @@ def doctor_cmd(
         env_ids = [t.env_id for t in spec.tasks] if spec.backend == "maniskill" else []
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    checks = run_checks(env_ids, spec.backend)
+    options = parse_model_args(backend_arg or [])
+    unknown = sorted(set(options) - ({"gl", "wrist"} if spec.backend == "libero" else set()))
+    if unknown:
+        raise fail(f"doctor takes -B gl=... for LIBERO suites only; unknown: {', '.join(unknown)}")
+    checks = run_checks(env_ids, spec.backend, options.get("gl"))
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
     for c in checks:
         console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)

@@ -129,13 +129,15 @@ def run_cmd(
         console=err,
         disable=not progress,
     )
-    counts = {"ok": 0, "errored": 0, "succ": 0}
+    counts = {"ok": 0, "errored": 0, "succ": 0, "todo": 0}
     bar_id = bar.add_task(f"{model} on {spec.name}", total=None, ok=0, errored=0, succ=0)
+    plain = progress and not err.is_terminal  # a log file or a pipe: one line per episode instead of a live bar
 
     def on_start(todo: int, skipped: int) -> None:
         # Shown only once setup (suite, adapter, conventions, first env) has succeeded.
         if skipped:
             err.print(f"resuming: {skipped} finished episode(s) skipped, {todo} to run")
+        counts["todo"] = todo
         bar.update(bar_id, total=todo)
         bar.start()
 
@@ -145,6 +147,14 @@ def run_cmd(
         if ep.status == "errored":
             bar.console.print(
                 f"[red]errored[/] {escape(ep.episode_id)}: {escape(str(ep.failure_reason))}", highlight=False
+            )
+        if plain:
+            done = counts["ok"] + counts["errored"]
+            outcome = "errored" if ep.status == "errored" else "success" if ep.success else "failure"
+            err.print(
+                f"{done}/{counts['todo']} {escape(ep.episode_id)}: {outcome} in {ep.num_steps} steps, "
+                f"{ep.duration_s:.0f} s (success {counts['succ']}/{done})",
+                highlight=False,
             )
         bar.update(
             bar_id,
