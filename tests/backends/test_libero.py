@@ -19,7 +19,7 @@ from vlascore import runner
 from vlascore.backends.check import check_backend
 from vlascore.backends.libero_setup import missing_setup
 from vlascore.cli import app
-from vlascore.suites import load_suite
+from vlascore.suites import Suite, load_suite
 
 needs_libero = pytest.mark.skipif(
     bool(missing_setup()), reason=f"LIBERO is not set up here: {missing_setup()} (bash scripts/setup.sh)"
@@ -33,12 +33,17 @@ SUITES = {
 }
 
 
+def short(name: str, task: str, seeds: list[int], steps: int) -> Suite:
+    """One task of a LIBERO suite with a shorter horizon (its column, over the other tasks, dropped)."""
+    return small_suite(load_suite(name), [task], seeds, max_steps=steps).model_copy(update={"columns": []})
+
+
 @pytest.mark.slow
 @needs_libero
 @pytest.mark.parametrize("name", sorted(SUITES))
 def test_a_short_real_episode_of_each_suite(name: str, tmp_path: Path) -> None:
     task, model = SUITES[name]
-    suite = small_suite(load_suite(name), [task], [1], max_steps=6)
+    suite = short(name, task, [1], 6)
     summary = runner.run(model=model, suite=suite, out=tmp_path / "r")
     assert (summary.ran, summary.errored) == (1, 0)
     run = vlascore.load_run(tmp_path / "r")
@@ -62,7 +67,7 @@ def test_a_short_real_episode_of_each_suite(name: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_libero
 def test_an_episode_is_the_same_across_runs_and_processes(tmp_path: Path) -> None:
-    suite = small_suite(load_suite("libero-object"), ["milk"], [3], max_steps=10)
+    suite = short("libero-object", "milk", [3], 10)
     path = write_suite(suite, tmp_path / "suite.yaml")
     for out in ("a", "b"):
         runner.run(model="random", suite=suite, out=tmp_path / out, backend_options={"wrist": False})
