@@ -36,6 +36,7 @@ RIM_INSET = 0.012  # a rim grasp centres the fingers this far inside the object'
 RIM_DEPTH = 0.015  # ... and this far below its top
 STAND_OFF = 0.06  # distance kept from a part's face before moving onto it
 PUSH_HEIGHT = 0.015  # push an object this far above its bottom (at most at its middle)
+RISE = 0.1  # how far the hand rises between stages
 
 
 @dataclass
@@ -325,12 +326,24 @@ def stages_for(task: TaskSpec) -> list[Stage]:
     return [place_stage(r[0], r[1], cat == "PlaceIn")]
 
 
+def rise() -> Phase:
+    """Up, where the hand is, before the next stage: the hand leaves what it just let go of from above."""
+
+    def up(s: PrivilegedState, m: Memory) -> np.ndarray:
+        if "rise_from" not in m.data:
+            m.data["rise_from"] = s.ee_pose[:3].copy()
+        return np.asarray(m.data["rise_from"]) + np.array([0.0, 0.0, RISE])
+
+    return Phase("rise clear", up, OPEN, near_or_blocked(up, 0.015))
+
+
 class LiberoExpert:
     """One episode's controller: the stages' phases in order, each run until done."""
 
     def __init__(self, task: TaskSpec) -> None:
         stages = stages_for(task)
         self.text = f"to {task.instruction.strip().rstrip('.')}: " + "; then ".join(st.text for st in stages)
+        stages = stages[:1] + [Stage(st.text, [rise(), *st.phases]) for st in stages[1:]]
         self.phases: list[Phase] = [p for st in stages for p in st.phases]
         self.starts = [sum(len(st.phases) for st in stages[:i]) for i in range(len(stages))]
         self.phase = 0

@@ -17,8 +17,9 @@ Episode settings a suite states in each task's `env_kwargs` (tasks/libero-*.yaml
 
 Observations: the task camera's image, the wrist image, proprio (`qpos`, `qvel`, `ee_pose` and LIBERO's own state
 pieces `eef_pos`, `eef_axis_angle`, `gripper_qpos`), and privileged state: the end-effector pose, the gripper
-opening, and for every role of the task's `objects:` the pose (and bounding box) of the LIBERO object, fixture or
-region site it names. Success is the task's BDDL goal (LIBERO's check_success()).
+opening, and for every role of the task's `objects:` the pose (and bounding box) of the LIBERO object, fixture,
+region site or MuJoCo body it names, or of an articulated part in its goal state (`NAME@open`, see _Role). Success
+is the task's BDDL goal (LIBERO's check_success()).
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ from vlascore.suites import TaskSpec
 
 CONTROL_MODE = "OSC_POSE"
 """LIBERO's controller: robosuite's operational-space controller on end-effector delta poses."""
-SETTINGS: dict[str, Any] = {"settle_steps": 10, "rotate_images": True, "wrist_camera": "robot0_eye_in_hand"}
-SETTINGS["placement_seed"] = 0
+SETTINGS: dict[str, Any] = {
+    "settle_steps": 10,
+    "rotate_images": True,
+    "wrist_camera": "robot0_eye_in_hand",
+    "placement_seed": 0,
+}
+"""The episode settings a task's env_kwargs may state, and their defaults."""
 SETTLE_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # arm still, gripper open (-1 opens LIBERO's gripper)
 SIM_FREQ = 500  # robosuite's physics step, 2 ms (robosuite.macros.SIMULATION_TIMESTEP)
 FINGER_SPAN = 0.08  # Panda finger joints: 0.04 each when open
