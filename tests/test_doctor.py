@@ -46,7 +46,7 @@ def test_vulkan_check(monkeypatch: pytest.MonkeyPatch, summary: str, status: str
 def test_doctor_cli_exits_non_zero_and_prints_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
     failing = doctor.Check("vulkan device", "fail", "vulkaninfo lists no device", doctor.VULKAN_FIX)
     checks = [doctor.Check("python", "ok", "3.11"), failing]
-    monkeypatch.setattr(doctor, "run_checks", lambda env_ids, backend="maniskill": checks)
+    monkeypatch.setattr(doctor, "run_checks", lambda env_ids, backend="maniskill", gl=None: checks)
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 1
     assert "FAIL  vulkan device" in result.stdout and "apt-get install -y -t bookworm-backports" in result.stdout
@@ -77,7 +77,7 @@ def test_a_simpler_suite_fails_the_doctor_without_simplerenv(monkeypatch: pytest
     assert check.status == "fail" and "sapien==2.2.2" in check.detail
     seen: list[tuple] = []
     monkeypatch.setattr(
-        doctor, "run_checks", lambda env_ids, backend="maniskill": seen.append((env_ids, backend)) or []
+        doctor, "run_checks", lambda env_ids, backend="maniskill", gl=None: seen.append((env_ids, backend)) or []
     )
     assert CliRunner().invoke(app, ["doctor", "-s", "simpler-google-vm"]).exit_code == 0
     assert seen == [([], "simpler")]

@@ -83,6 +83,11 @@ def test_unknown_suite_suggests_a_name() -> None:
 
 
 BUILTIN_FINGERPRINTS = {
+    "libero": "fa2ec26448e8191a",
+    "libero-10": "6b8571afdb202ac7",
+    "libero-goal": "a9dde8437fc190df",
+    "libero-object": "7914058615792f1f",
+    "libero-spatial": "7b39341b2e56db0b",
     "simpler-bridge": "49d0bb98672f9672",
     "simpler-dualvla": "ba26c9c6dc004678",
     "simpler-google-va": "7acf9f66e6880c66",

@@ -24,7 +24,10 @@ EXTRAS = {
     "serve": ("websockets", "msgpack"),
     "data": ("pyarrow", "av", "PIL"),
     "ray": ("ray",),
+    "libero": ("libero", "robosuite", "mujoco", "bddl"),
 }
+DISTRIBUTIONS = {"yaml": "PyYAML", "libero": "hf-libero", "PIL": "pillow"}
+"""Module -> the distribution that installs it, where their names differ."""
 VULKAN_FIX = (
     "install Mesa >= 24.3's lavapipe (CPU Vulkan) from bookworm-backports: `bash scripts/setup.sh`, or by hand:\n"
     "  uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)\n"
@@ -43,7 +46,6 @@ class Check:
     fix: str = ""
 
 
-_DIST = {"PIL": "pillow"}
 """Modules whose distribution has another name."""
 
 
@@ -84,19 +86,20 @@ def check_extras() -> list[Check]:
         missing = [m for m in modules if not available(m)]
         required = extra == "sim"  # the embedded default suite needs it; the others are optional
         if not missing:
-            checks.append(
-                Check(
-                    f"extra [{extra}]",
-                    "ok",
-                    ", ".join(f"{m} {_version(_DIST.get(m, m.replace('_', '-')))}" for m in modules),
-                )
+            versions = ", ".join(
+                f"{DISTRIBUTIONS.get(m, m)} {_version(DISTRIBUTIONS.get(m, m.replace('_', '-')))}" for m in modules
             )
+            checks.append(Check(f"extra [{extra}]", "ok", versions))
         else:
             fix = f"pip install 'vlascore[{extra}]'"
             if extra == "qa":
                 from vlascore.qa import LMMS_EVAL_INSTALL
 
                 fix = f"{LMMS_EVAL_INSTALL}  (or VLASCORE_EXTRAS=...,qa bash scripts/setup.sh)"
+            if extra == "libero":
+                from vlascore.backends.libero_setup import LIBERO_INSTALL
+
+                fix = LIBERO_INSTALL
             if "torch" in missing:
                 fix = "pip install torch==2.13.0 first (CPU build; a plain `torch` pulls CUDA wheels), then " + fix
             checks.append(
@@ -352,9 +355,70 @@ def check_ray_cluster(address: str) -> Check:
     return Check(name, "ok", f"{address} is reachable: {nodes} node(s), {cpus:g} CPU(s), {gpus:g} GPU(s)")
 
 
-def run_checks(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
-    """Every check; `env_ids` are the ManiSkill env ids of the suite checked, `backend` its backend (a Ray cluster
-    is probed by `check_ray_cluster`, when an address is given)."""
+def check_libero(gl: str | None = None) -> list[Check]:
+    """What a suite on the `libero` backend needs: hf-libero and its packages, the asset folder, LIBERO's config file
+    (written on first use, so LIBERO does not ask for it on stdin) and MuJoCo's offscreen rendering."""
+    from vlascore.backends import libero_setup as ls
+
+    checks = []
+    packages = ls.missing_packages()
+    checks.append(
+        Check(
+            "LIBERO packages",
+            "fail" if packages else "ok",
+            f"missing: {', '.join(packages)}"
+            if packages
+            else f"hf-libero {_version('hf-libero')}, robosuite {_version('robosuite')}, mujoco {_version('mujoco')}",
+            ls.LIBERO_INSTALL if packages else "",
+        )
+    )
+    assets = ls.missing_assets()
+    checks.append(
+        Check(
+            "LIBERO assets",
+            "fail" if assets else "ok",
+            assets or str(ls.asset_dir()),
+            ls.ASSETS_INSTALL if assets else "",
+        )
+    )
+    config = ls.config_dir() / "config.yaml"
+    if config.is_file():
+        checks.append(Check("LIBERO config", "ok", str(config)))
+    else:
+        folder = next((p for p in (config.parent, *config.parent.parents) if p.exists()), None)
+        writable = folder is not None and folder.is_dir() and os.access(folder, os.W_OK)
+        checks.append(
+            Check(
+                "LIBERO config",
+                "ok" if writable else "fail",
+                f"{config} is written on first use" if writable else f"{config} cannot be written",
+                "" if writable else "set LIBERO_CONFIG_PATH to a writable folder",
+            )
+        )
+    try:
+        gl_name = ls.gl_backend(gl)
+    except ValueError as exc:
+        checks.append(Check("MuJoCo rendering", "fail", str(exc), "use -B gl=egl or -B gl=osmesa"))
+        return checks
+    if not ls.available_mujoco():
+        checks.append(Check("MuJoCo rendering", "fail", "skipped: mujoco not installed", ls.LIBERO_INSTALL))
+        return checks
+    problem = ls.render_problem(gl_name)
+    checks.append(
+        Check(
+            "MuJoCo rendering",
+            "fail" if problem else "ok",
+            problem or f"MUJOCO_GL={gl_name} renders offscreen",
+            ls.RENDER_FIX[gl_name] if problem else "",
+        )
+    )
+    return checks
+
+
+def run_checks(env_ids: list[str], backend: str = "maniskill", gl: str | None = None) -> list[Check]:
+    """Every check; `env_ids` are the ManiSkill env ids of the suite checked, `backend` its backend (`gl`: the
+    MuJoCo GL backend a LIBERO suite renders with; a Ray cluster is probed by `check_ray_cluster`, when an address
+    is given)."""
     return [
         check_python(),
         check_core(),
@@ -364,6 +428,7 @@ def run_checks(env_ids: list[str], backend: str = "maniskill") -> list[Check]:
         check_rendering(),
         check_assets(env_ids),
         *check_simpler(env_ids, backend),
+        *(check_libero(gl) if backend == "libero" else []),
         check_runtime_dir(),
         check_ray(),
     ]

@@ -155,7 +155,8 @@ def test_grid_cells_reach_the_twin_as_episode_ids_and_ever_mode_stops_at_success
         obs = backend.reset(i)
         assert obs.instruction == "put carrot on plate" and obs.image is not None
     env = backend._env
-    assert [r for r in env.resets] == [(0, {"episode_id": 0}), (5, {"episode_id": 5}), (23, {"episode_id": 23})]
+    # each cell's episode id, in a scene rebuilt per episode (the backend's default: no state carried between them)
+    assert [r for r in env.resets] == [(i, {"episode_id": i, "reconfigure": True}) for i in (0, 5, 23)]
     backend.close()
     out = tmp_path / "run"
     runner.run(model="random", suite=suite, out=out, tasks=["put_spoon_on_towel"], episodes=2)

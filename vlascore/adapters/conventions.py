@@ -47,6 +47,8 @@ class ControllerScale:
 CONTROLLER_SCALES: dict[str, ControllerScale] = {
     "pd_ee_delta_pose": ControllerScale(pos=0.1, rot=-0.1),
     "ee_delta": ControllerScale(pos=0.05, rot=0.1),
+    # robosuite's OSC_POSE (LIBERO): +-1 moves the goal by +-0.05 m and turns it by +-0.5 rad (axis-angle entries)
+    "OSC_POSE": ControllerScale(pos=0.05, rot=0.5),
 }
 
 

@@ -88,6 +88,10 @@ def pick_stats(table: dict[str, Any], key: str | None, where: str) -> tuple[str,
                 f"Keys: {', '.join(sorted(table))}"
             )
         key = next(iter(table))
+    if key not in table and f"{key}_no_noops" in table:
+        # OpenVLA's LIBERO fine-tunes name their statistics after the no-op-filtered datasets (libero_spatial_no_noops);
+        # its evaluation script takes them for the suite's name, and so does vlascore
+        key = f"{key}_no_noops"
     if key not in table:
         raise ValueError(
             f"unnorm_key {key!r} is not in {where}.{did_you_mean(key, table)} Keys: {', '.join(sorted(table))}"

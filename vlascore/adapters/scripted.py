@@ -1,4 +1,5 @@
-"""`scripted`: closed-loop expert controllers for the tabletop tasks, in end-effector delta space.
+"""`scripted`: closed-loop expert controllers for the tabletop tasks, in end-effector delta space (and, for LIBERO's
+tasks, the expert of vlascore/adapters/libero_expert.py, in LIBERO's convention).
 
 Each task is a table of phases (intention, target, gripper, completion test) executed in order by one
 proportional controller, using privileged simulator state (object and goal poses). The expert narrates
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vlascore.adapters.base import Adapter, EpisodeContext, PolicyStep
+from vlascore.adapters.libero_expert import CONTROL_MODE as LIBERO_CONTROL
+from vlascore.adapters.libero_expert import LiberoExpert
 from vlascore.backends.base import Observation, PrivilegedState
 
 POS_SCALE = 0.1  # metres per unit of normalised position action (pd_ee_delta_pose)
@@ -171,20 +174,31 @@ class ScriptedAdapter(Adapter):
     name = "scripted"
     reasons = True
     uses_privileged_state = True
+    speaks_task_convention = True  # each expert commands its simulator's own controller
 
     def __init__(self, gain: float = 1.0) -> None:
         super().__init__(gain=gain)
         self.gain = float(gain)
         self._plan: tuple[str, list[Phase]] | None = None
+        self._libero: LiberoExpert | None = None
 
     def reset(self, context: EpisodeContext) -> None:
-        if context.task.id not in PLANS:
-            raise ValueError(f"no scripted expert for task {context.task.id!r}; supported: {', '.join(PLANS)}")
-        self._plan = PLANS[context.task.id]
+        task = context.task
+        self.action_space = task.action_space
+        self._plan, self._libero = None, None
+        if task.control_mode == LIBERO_CONTROL:
+            self._libero = LiberoExpert(task)
+            return
+        if task.id not in PLANS:
+            raise ValueError(f"no scripted expert for task {task.id!r}; supported: {', '.join(PLANS)}, LIBERO tasks")
+        self._plan = PLANS[task.id]
         self._phase = 0
         self._memory = Memory()
 
     def act(self, obs: Observation, instruction: str) -> PolicyStep:
+        if self._libero is not None:
+            action, reasoning, intention = self._libero.act(obs)
+            return PolicyStep(action=action, reasoning=reasoning, intention=intention)
         if self._plan is None:
             raise RuntimeError("reset() must be called before act()")
         plan_text, phases = self._plan

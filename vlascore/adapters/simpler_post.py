@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vlascore.adapters.token_policy import ROBOTS, GripperPost, robot_for
+from vlascore.adapters.token_policy import ROBOTS, GripperPost, arm_convention, robot_for
 from vlascore.suites import ActionSpace
 
 
@@ -106,12 +106,14 @@ def make_gripper(unnorm_key: str, robot: str = "auto", sticky_repeat: int = 10) 
 
 
 def arm_space(gripper: GripperPost) -> ActionSpace:
-    """Open X-Embodiment's end-effector deltas: metres, roll-pitch-yaw radians, then the gripper's convention."""
+    """The robot's end-effector deltas (Open X-Embodiment: metres and roll-pitch-yaw radians; LIBERO: its
+    controller's axis-angle commands, see token_policy.arm_convention), then the gripper's convention."""
+    rotation, normalized = arm_convention(gripper.robot)
     return ActionSpace(
         mode="ee_delta",
-        rotation="euler_rpy",
+        rotation=rotation,
         dim=7,
-        normalized=False,
+        normalized=normalized,
         gripper_open=gripper.gripper_open,
         gripper_binary=gripper.gripper_binary,
         gripper=gripper.gripper_mode,

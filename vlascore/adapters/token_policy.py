@@ -26,27 +26,39 @@ from vlascore.backends.base import Observation
 from vlascore.extras import require
 from vlascore.suites import ActionSpace
 
-Robot = Literal["widowx", "google", "generic"]
-ROBOTS: tuple[str, ...] = ("widowx", "google", "generic")
+Robot = Literal["widowx", "google", "libero", "generic"]
+ROBOTS: tuple[str, ...] = ("widowx", "google", "libero", "generic")
 
 # Bridge and Open X-Embodiment (fractal) record rotation deltas as roll-pitch-yaw about fixed axes.
 ARM_ROTATION: Literal["euler_rpy"] = "euler_rpy"
 
 
 def robot_for(unnorm_key: str) -> Robot:
-    """The embodiment a dataset's statistics imply: Bridge -> WidowX, fractal (RT-1 data) -> Google Robot."""
+    """The embodiment a dataset's statistics imply: Bridge -> WidowX, fractal (RT-1 data) -> Google Robot, LIBERO's
+    datasets (libero_spatial_no_noops...) -> LIBERO's Panda."""
     key = unnorm_key.lower()
     if "bridge" in key:
         return "widowx"
     if "fractal" in key or "google" in key:
         return "google"
+    if "libero" in key:
+        return "libero"
     return "generic"
+
+
+def arm_convention(robot: str) -> tuple[Literal["euler_rpy", "axis_angle"], bool]:
+    """(rotation, normalised) of the arm part of a robot's dataset actions: metres and roll-pitch-yaw radians for
+    Open X-Embodiment data; LIBERO's demonstrations record the commands its OSC_POSE controller took (axis-angle,
+    in [-1, 1]), so its fine-tunes predict those."""
+    return ("axis_angle", True) if robot == "libero" else (ARM_ROTATION, False)
 
 
 class GripperPost:
     """Maps the predicted gripper openness (0 closed .. 1 open) to the command the robot's controller takes.
 
-    widowx: +1 open / -1 close, thresholded at 0.5 (SimplerEnv's Bridge setup). google: the *change* of openness,
+    widowx: +1 open / -1 close, thresholded at 0.5 (SimplerEnv's Bridge setup). libero: -1 open / +1 close,
+    thresholded at 0.5 (OpenVLA's LIBERO evaluation binarises the openness, then flips its sign for LIBERO's
+    gripper). google: the *change* of openness,
     previous - current (so +1 closes, -1 opens), held for `repeat` steps once it exceeds 0.5 ("sticky" gripper, as
     SimplerEnv's Google Robot setup; the first call of an episode commands 0). generic: 2 * openness - 1 with the
     openness clipped to [0, 1], continuous (+1 open), for the task's conventions to convert.
@@ -60,11 +72,11 @@ class GripperPost:
 
     @property
     def gripper_open(self) -> Literal[1, -1]:
-        return -1 if self.robot == "google" else 1
+        return -1 if self.robot in ("google", "libero") else 1
 
     @property
     def gripper_binary(self) -> bool:
-        return self.robot == "widowx"
+        return self.robot in ("widowx", "libero")
 
     @property
     def gripper_mode(self) -> Literal["absolute", "relative"]:
@@ -78,6 +90,8 @@ class GripperPost:
     def __call__(self, openness: float) -> float:
         if self.robot == "widowx":
             return 1.0 if openness > 0.5 else -1.0
+        if self.robot == "libero":
+            return -1.0 if openness > 0.5 else 1.0
         if self.robot == "generic":
             return 2.0 * min(max(openness, 0.0), 1.0) - 1.0
         change = 0.0 if self.previous is None else self.previous - openness
@@ -162,11 +176,12 @@ class ActionTokenPolicy(HFAdapter):
             )
         self.robot: Robot = robot_for(self.unnorm_key) if robot == "auto" else robot  # type: ignore[assignment]
         self.gripper = GripperPost(self.robot, sticky_repeat if sticky_repeat is not None else self.sticky_repeat)
+        rotation, normalized = arm_convention(self.robot)
         self.action_space = ActionSpace(
             mode="ee_delta",
-            rotation=ARM_ROTATION,
+            rotation=rotation,
             dim=self.stats.dim,
-            normalized=False,
+            normalized=normalized,
             gripper_open=self.gripper.gripper_open,
             gripper_binary=self.gripper.gripper_binary,
             gripper=self.gripper.gripper_mode,

@@ -8,6 +8,7 @@ from vlascore.backends.base import Backend, BackendError, Observation, Privilege
 from vlascore.registry import Registry, construct
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", "vlascore.backends", base=Backend)
+BACKENDS.register("libero", "vlascore.backends.libero:LiberoBackend")
 BACKENDS.register("maniskill", "vlascore.backends.maniskill:ManiSkillBackend")
 BACKENDS.register("simpler", "vlascore.backends.simpler:SimplerBackend")
 BACKENDS.register("toy", "vlascore.backends.toy:ToyBackend")

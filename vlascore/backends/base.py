@@ -30,6 +30,9 @@ class PrivilegedState:
     """Role (from the task's `objects:`) -> pose x y z qw qx qy qz (world frame)."""
     is_grasped: bool = False
     """Whether the simulator reports the task object as grasped."""
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    """Role -> axis-aligned bounding box xmin ymin zmin xmax ymax zmax (world frame) of its geometry, where the
+    backend knows it (LIBERO): scripted experts size their grasps with it. Not recorded in traces."""
 
 
 @dataclass
@@ -47,6 +50,9 @@ class Observation:
     instruction: str | None = None
     """The simulator's own instruction for this episode or subtask (SimplerEnv's get_language_instruction());
     None: the task's instruction."""
+    extra_images: dict[str, np.ndarray] = field(default_factory=dict)
+    """Other cameras' images (HxWx3 uint8) by camera name, e.g. LIBERO's wrist camera `robot0_eye_in_hand`, for
+    policies that take several views. Not recorded in traces."""
 
 
 @dataclass

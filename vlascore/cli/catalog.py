@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from vlascore.cli._common import (
+    BackendArgOpt,
     JsonOpt,
     ModelArgOpt,
     RayAddressOpt,
@@ -299,6 +300,7 @@ def adapter_check(
 def doctor_cmd(
     suite: SuiteOpt = "tabletop",
     ray_address: RayAddressOpt = None,
+    backend_arg: BackendArgOpt = None,
 ) -> None:
     """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets, Ray (and a Ray
     cluster, given its address); print fixes.
@@ -312,6 +314,10 @@ def doctor_cmd(
       vlascore doctor -s simpler-google-vm         # SimplerEnv's own simulator: is it installed here?
 
       vlascore doctor --ray-address 10.0.0.5:6379  # does a Ray cluster answer there, and how large is it?
+
+      vlascore doctor -s libero-object             # LIBERO: packages, asset folder, config, MuJoCo rendering (EGL)
+
+      vlascore doctor -s libero-object -B gl=osmesa   # the same, rendering with OSMesa as `run -B gl=osmesa` would
     """
     from vlascore.doctor import check_ray_cluster, run_checks
     from vlascore.suites import SuiteError, load_suite
@@ -321,7 +327,12 @@ def doctor_cmd(
         env_ids = [t.env_id for t in spec.tasks] if spec.backend == "maniskill" else []
     except SuiteError as exc:
         raise fail(str(exc)) from None
-    checks = run_checks(env_ids, spec.backend) + ([check_ray_cluster(ray_address)] if ray_address else [])
+    options = parse_model_args(backend_arg or [], "--backend-arg")
+    unknown = sorted(set(options) - ({"gl", "wrist"} if spec.backend == "libero" else set()))
+    if unknown:
+        raise fail(f"doctor takes -B gl=... for LIBERO suites only; unknown: {', '.join(unknown)}")
+    checks = run_checks(env_ids, spec.backend, options.get("gl"))
+    checks += [check_ray_cluster(ray_address)] if ray_address else []
     style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
     for c in checks:
         console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vlascore.judging.base import EpisodeJudge, JudgeContext
 from vlascore.judging.definitions import JudgeError, JudgeSpec
@@ -75,6 +75,22 @@ class Category(_Params):
     extra_steps: int = Field(default=0, ge=0)
     """Control steps a direct solution needs beyond travelling (closing and opening the gripper)."""
     subgoals: list[Subgoal] = Field(min_length=1)
+    tcp_speed: float | None = Field(default=None, gt=0)
+    """TCP metres per control step at a full command on this category's robot and controller; None: the
+    `action.tcp_speed` of the judge (another simulator's arm moves at another speed)."""
+    state: dict[str, float] = {}
+    """Overrides of `state:` thresholds for this category's tasks (LIBERO's groceries are larger than a 4 cm
+    cube: the TCP grasps them further from their centre)."""
+
+    @field_validator("state")
+    @classmethod
+    def _known_state_keys(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(StateParams.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown state threshold(s) {', '.join(unknown)}; known: {', '.join(StateParams.model_fields)}"
+            )
+        return value
 
 
 class AlignRule(_Params):
@@ -282,7 +298,7 @@ def action_parts(tr: Track, cat: Category, p: GroundedParams, final_progress: fl
     excess = tr.excess()
     direct = float(np.linalg.norm(tr.obj[0] - tr.tcp[0]) + excess[0]) if tr.n else 0.0
     path_eff = min(1.0, direct * final_progress / path) if moved and path > 0 else 0.0
-    min_steps = direct / a.tcp_speed + cat.extra_steps
+    min_steps = direct / (cat.tcp_speed or a.tcp_speed) + cat.extra_steps
     steps_eff = min(1.0, min_steps / max(tr.n, 1))
     precision = 1.0 if success else math.exp(-float(excess[-1]) / a.precision_scale) if tr.n else 0.0
     return {
@@ -353,8 +369,8 @@ def _classify(text: str, rules: tuple[AlignRule, ...]) -> Expectation | None:
     return best[2] if best else None
 
 
-def alignment_parts(inp: JudgeInput, tr: Track, p: GroundedParams) -> dict[str, Any]:
-    s = p.state
+def alignment_parts(inp: JudgeInput, tr: Track, p: GroundedParams, s: StateParams | None = None) -> dict[str, Any]:
+    s = s or p.state
     eps = s.epsilon
     steps = inp.steps
     carried = tr.grasped(s) & (tr.obj[:, 2] >= tr.obj[0, 2] + s.carried_lift)
@@ -411,7 +427,8 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
     tr = track(inp, cat)
     if tr.n == 0:
         raise JudgeError(f"episode {inp.episode_id} has no steps to judge")
-    prog = progress(tr, cat, p.state, inp.success)
+    state = p.state.model_copy(update=cat.state) if cat.state else p.state
+    prog = progress(tr, cat, state, inp.success)
     horizon = max(inp.task.max_steps, tr.n)
     curve = np.concatenate([prog.curve, np.full(horizon - tr.n, prog.curve[-1])])
     final = float(prog.curve[-1])
@@ -458,7 +475,7 @@ def judge_grounded(inp: JudgeInput, spec: JudgeSpec, mode: Mode) -> tuple[dict[s
                 f"({', '.join(r['named']) or 'none'}) and {len(r['in_order'])}/{len(cat.subgoals)} "
                 f"subgoals in order ({', '.join(r['in_order']) or 'none'})."
             )
-        al = alignment_parts(inp, tr, p)
+        al = alignment_parts(inp, tr, p, state)
         scores["Alignment"] = _score(al["agreed"] / al["stated"]) if al["stated"] else 0
         flags["misaligned"] = bool(al["stated"]) and al["agreed"] / al["stated"] < f.misaligned_below
         if not al["stated"]:

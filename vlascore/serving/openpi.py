@@ -18,6 +18,28 @@ from vlascore.backends.base import Observation
 from vlascore.suites import ActionSpace
 
 ACTION_PREFIX = "action_"
+PRESETS: dict[str, dict[str, Any]] = {
+    # openpi's examples/libero/main.py: the agentview and wrist images (the libero backend turns them as that
+    # script does), the state eef_pos + axis-angle + the two finger joints (8 numbers), and actions in LIBERO's own
+    # convention (what its pi0 / pi0-FAST / pi0.5 LIBERO configs return, 7 numbers per step).
+    "libero": {
+        "image_key": "observation/image",
+        "camera_keys": ("robot0_eye_in_hand:observation/wrist_image",),
+        "state_key": "observation/state",
+        "state": ("eef_pos", "eef_axis_angle", "gripper_qpos"),
+        "prompt_key": "prompt",
+        "actions_key": "actions",
+        "action_space": {
+            "mode": "ee_delta",
+            "rotation": "axis_angle",
+            "dim": 7,
+            "normalized": True,
+            "gripper_open": -1,
+        },
+    },
+}
+"""-M preset=NAME: the key mapping and action convention of a family of served configs; other -M options override
+single entries."""
 
 
 def _keys(value: Any) -> tuple[str, ...]:
@@ -49,6 +71,11 @@ class OpenpiOptions:
     blank_image_keys: tuple[str, ...] = ()
     """Image keys the served config requires but the suite has no camera for (e.g. observation/wrist_image): sent as
     black images of the main image's shape."""
+    camera_keys: tuple[str, ...] = ()
+    """Other cameras, as `camera:key` pairs (e.g. `robot0_eye_in_hand:observation/wrist_image`): the backend's
+    image of that camera (Observation.extra_images) is sent under that key."""
+    preset: str = ""
+    """The preset the other options started from (PRESETS), or '' for none."""
     chunk_size: int = 1
     """Actions per reply (the served config's action horizon); a longer reply is refused."""
     execute: int | None = None
@@ -60,8 +87,12 @@ class OpenpiOptions:
     def parse(cls, options: dict[str, Any]) -> OpenpiOptions:
         """The options from `-M key=value` pairs; unknown keys raise TypeError naming the known ones."""
         names = {f.name for f in fields(cls)} - {"action_space"}
-        plain: dict[str, Any] = {}
-        space: dict[str, Any] = {}
+        preset = str(options.get("preset") or "")
+        if preset and preset not in PRESETS:
+            raise ValueError(f"-M preset={preset!r} is not one of {', '.join(PRESETS)}")
+        defaults = dict(PRESETS.get(preset, {}))
+        plain: dict[str, Any] = {k: v for k, v in defaults.items() if k != "action_space"}
+        space: dict[str, Any] = dict(defaults.get("action_space", {}))
         unknown = []
         for key, value in options.items():
             if key in names:
@@ -73,9 +104,13 @@ class OpenpiOptions:
         if unknown:
             known = ", ".join(sorted(names)) + ", " + ", ".join(ACTION_PREFIX + f for f in ActionSpace.model_fields)
             raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))} for -M protocol=openpi; known: {known}")
-        for key in ("state", "blank_image_keys"):
+        for key in ("state", "blank_image_keys", "camera_keys"):
             if key in plain:
                 plain[key] = _keys(plain[key])
+        bad = [pair for pair in plain.get("camera_keys", ()) if not all(pair.partition(":")[::2])]
+        if bad:
+            raise ValueError(f"-M camera_keys takes camera:key pairs, got {', '.join(bad)}")
+        plain["preset"] = preset
         for key in ("image_key", "state_key", "prompt_key", "actions_key"):
             if key in plain:
                 plain[key] = "" if plain[key] is None else str(plain[key])
@@ -103,6 +138,9 @@ class OpenpiOptions:
             "chunk_size": self.chunk_size,
             "execute": self.execute,
             "action_space": self.action_space.model_dump(),
+            # added later: stored only when used, so earlier runs keep resuming
+            **({"camera_keys": list(self.camera_keys)} if self.camera_keys else {}),
+            **({"preset": self.preset} if self.preset else {}),
         }
 
     def observation(self, obs: Observation, instruction: str) -> dict[str, Any]:
@@ -117,6 +155,15 @@ class OpenpiOptions:
             out[self.image_key] = image
             for key in self.blank_image_keys:
                 out[key] = np.zeros_like(image)
+        for pair in self.camera_keys:
+            camera, _, key = pair.partition(":")
+            if camera not in obs.extra_images:
+                have = ", ".join(obs.extra_images) or "none"
+                raise ValueError(
+                    f"-M camera_keys names camera {camera!r}, which this backend does not render (its other cameras: "
+                    f"{have}); for LIBERO, drop -B wrist=false"
+                )
+            out[key] = np.ascontiguousarray(obs.extra_images[camera], dtype=np.uint8)
         if self.state_key:
             missing = [k for k in self.state if k not in obs.proprio]
             if missing:
