@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,86 @@ def test_missing_bridge_packs_name_their_download(monkeypatch: pytest.MonkeyPatc
     assert carrot.fix == "python -m mani_skill.utils.download_asset bridge_v2_real2sim -y"
     used = doctor.check_simpler(["PutCarrotOnPlateInScene-v1"])
     assert all(c.status == "fail" for c in used if c.name.startswith("ManiSkill3 Bridge assets: "))
+
+
+# -- CUDA: the real probe against stand-ins for torch and nvidia-smi ------------------------------------------------
+
+
+def _fake_gpu_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cuda: str | None, devices: list[str], smi: list[str] | None
+) -> None:
+    """A `torch` package built for `cuda` (None: the CPU build) that sees `devices`, and an `nvidia-smi` printing
+    `smi` (None: no driver), found by the doctor's child process through PYTHONPATH and PATH."""
+    torch = tmp_path / "site" / "torch"
+    torch.mkdir(parents=True)
+    (torch / "__init__.py").write_text(
+        "from types import SimpleNamespace\n"
+        "__version__ = '2.13.0' + ('+cu' + CUDA.replace('.', '') if (CUDA := %r) else '+cpu')\n"
+        "version = SimpleNamespace(cuda=CUDA)\n"
+        "DEVICES = %r\n"
+        "cuda = SimpleNamespace(is_available=lambda: bool(DEVICES), device_count=lambda: len(DEVICES),\n"
+        "                       get_device_name=lambda i: DEVICES[i])\n" % (cuda, devices)
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if smi is not None:
+        script = bin_dir / "nvidia-smi"
+        script.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in smi))
+        script.chmod(0o755)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(doctor, "available", lambda m: True)
+
+
+H100 = "NVIDIA H100 80GB HBM3, 550.54.15"
+
+
+@pytest.mark.parametrize(
+    ("cuda", "devices", "smi", "status", "detail", "fix"),
+    [
+        (None, [], None, "ok", "CPU build and no NVIDIA driver", ""),
+        (None, [], [H100], "warn", f"CPU build; nvidia-smi lists {H100}", "VLASCORE_TORCH_INDEX=https://download"),
+        ("12.6", ["NVIDIA H100 80GB HBM3"], [H100], "ok", "(CUDA 12.6) sees 1 GPU(s): NVIDIA H100 80GB HBM3", ""),
+        ("12.6", [], [H100], "warn", "built for CUDA 12.6 but sees no GPU; nvidia-smi lists", "driver must support"),
+        ("12.6", [], None, "warn", "sees no GPU (nvidia-smi not found)", "install the NVIDIA driver"),
+    ],
+)
+def test_cuda_check(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    cuda: str | None,
+    devices: list[str],
+    smi: list[str] | None,
+    status: str,
+    detail: str,
+    fix: str,
+) -> None:
+    _fake_gpu_stack(monkeypatch, tmp_path, cuda, devices, smi)
+    check = doctor.check_cuda()
+    assert (check.status, detail in check.detail, fix in check.fix) == (status, True, True), check
+
+
+def test_a_torch_that_does_not_import_fails_the_cuda_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _fake_gpu_stack(monkeypatch, tmp_path, None, [], None)
+    (tmp_path / "site" / "torch" / "__init__.py").write_text("raise OSError('libcudart.so.12: cannot open')\n")
+    check = doctor.check_cuda()
+    assert check.status == "fail" and "libcudart.so.12: cannot open" in check.detail and "setup.sh" in check.fix
+
+
+def test_the_cuda_check_reads_this_machines_torch() -> None:
+    pytest.importorskip("torch")
+    check = doctor.check_cuda()
+    assert check.status in ("ok", "warn") and "torch 2." in check.detail
+
+
+def test_doctor_json_lists_every_check_and_keeps_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = [doctor.Check("python", "ok", "3.11"), doctor.Check("vulkan device", "fail", "none", doctor.VULKAN_FIX)]
+    monkeypatch.setattr(doctor, "run_checks", lambda env_ids, backend="maniskill", gl=None: checks)
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    out = json.loads(result.stdout)
+    assert result.exit_code == 1 and out["failed"] == ["vulkan device"] and out["suite"] == "tabletop"
+    assert out["checks"] == [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks]
+    assert "1 check(s) failed" in result.stderr
+    monkeypatch.setattr(doctor, "run_checks", lambda env_ids, backend="maniskill", gl=None: checks[:1])
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["failed"] == []

@@ -99,13 +99,16 @@ def test_one_episode_only_and_bad_requests(run: Path, tmp_path: Path) -> None:
         assert result.exit_code == 2 and problem in result.output
 
 
-def test_mlflow_tracking_offline(run: Path, tmp_path: Path) -> None:
+def test_mlflow_tracking_offline(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # a local store's artifacts go to ./mlruns
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     export(run, tmp_path, "--to", "mlflow", "--tracking-uri", uri, "--experiment", "tests")
     receipt = json.loads((tmp_path / "mlflow" / "mlflow.json").read_text())
     logged = MlflowClient(tracking_uri=uri).get_run(receipt["run_id"])
+    assert (Path(receipt["artifact_uri"].removeprefix("file://")) / "run.json").is_file()
     data = vlascore.load_run(run)
     assert (
         logged.data.params["adapter"] == "toy-expert" and logged.data.params["suite_fingerprint"] == "11c8c78bb527d05e"

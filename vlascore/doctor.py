@@ -46,9 +46,6 @@ class Check:
     fix: str = ""
 
 
-"""Modules whose distribution has another name."""
-
-
 def _version(dist: str) -> str:
     try:
         return version(dist)
@@ -319,6 +316,71 @@ _RAY_PROBE = (
 )
 
 
+# Run in a child process: importing torch takes seconds and a broken CUDA install can abort the interpreter.
+_CUDA_PROBE = (
+    "import json, torch; n = torch.cuda.device_count() if torch.cuda.is_available() else 0; "
+    "print(json.dumps([torch.__version__, torch.version.cuda, [torch.cuda.get_device_name(i) for i in range(n)]]))"
+)
+CUDA_TORCH_FIX = (
+    "install torch's CUDA build: VLASCORE_TORCH_INDEX=https://download.pytorch.org/whl/cu126 bash scripts/setup.sh "
+    "(or pip install torch --index-url https://download.pytorch.org/whl/cu126; pick the cuXYZ your driver supports)"
+)
+
+
+def _nvidia_gpus() -> list[str]:
+    """The GPUs the NVIDIA driver lists (`name, driver version`), empty without a driver."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def check_cuda() -> Check:
+    """Whether torch can use a GPU: its build (CPU or CUDA), the GPUs it sees and those the driver lists. In-process
+    checkpoints (OpenVLA and the other baselines) need one; the default suite, tiny models and `remote` do not."""
+    name = "CUDA (torch)"
+    if not available("torch"):
+        return Check(name, "warn", "skipped: torch is not installed", "pip install 'vlascore[models]'")
+    driver = _nvidia_gpus()
+    try:
+        out = subprocess.run([sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True, timeout=120)
+        torch_version, cuda, devices = json.loads(out.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return Check(name, "fail", "importing torch did not finish within 120 s", "reinstall torch")
+    except (ValueError, IndexError):
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return Check(name, "fail", f"torch does not import: {last}", "reinstall torch: bash scripts/setup.sh")
+    if devices:
+        return Check(name, "ok", f"torch {torch_version} (CUDA {cuda}) sees {len(devices)} GPU(s): {', '.join(devices)}")
+    listed = f"; nvidia-smi lists {'; '.join(driver)}" if driver else ""
+    if cuda is None:
+        if not driver:
+            return Check(
+                name,
+                "ok",
+                f"torch {torch_version} is the CPU build and no NVIDIA driver is here: in-process checkpoints run "
+                "on the CPU (slow for 7B models; serve them from a GPU machine and use -m remote)",
+            )
+        return Check(name, "warn", f"torch {torch_version} is the CPU build{listed}", CUDA_TORCH_FIX)
+    why = f"torch {torch_version} is built for CUDA {cuda} but sees no GPU{listed or ' (nvidia-smi not found)'}"
+    fix = (
+        f"the driver must support CUDA {cuda} (nvidia-smi shows the highest it supports); else install the torch "
+        "build that matches it: " + CUDA_TORCH_FIX.removeprefix("install torch's CUDA build: ")
+        if driver
+        else "install the NVIDIA driver (nvidia-smi must list the GPU), or the CPU build of torch on a machine "
+        "without one: VLASCORE_TORCH_INDEX=https://download.pytorch.org/whl/cpu bash scripts/setup.sh"
+    )
+    return Check(name, "warn", why, fix)
+
+
 def check_ray() -> Check:
     """Ray's version (the `ray` extra behind --executor ray)."""
     if available("ray"):
@@ -430,5 +492,6 @@ def run_checks(env_ids: list[str], backend: str = "maniskill", gl: str | None = 
         *check_simpler(env_ids, backend),
         *(check_libero(gl) if backend == "libero" else []),
         check_runtime_dir(),
+        check_cuda(),
         check_ray(),
     ]

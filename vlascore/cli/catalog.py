@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,7 +160,6 @@ def models_show(
       vlascore models show ./mypolicy.py:Zero --json
     """
     import inspect
-    import json
 
     from vlascore.adapters import ADAPTERS
     from vlascore.registry import UnknownPluginError
@@ -261,7 +262,6 @@ def adapter_check(
 
       vlascore adapter check remote -M url=ws://gpu-box:8765 --max-latency-ms 500 --json > check.json
     """
-    import json
 
     from vlascore.adapters import make_adapter
     from vlascore.adapters.check import check_adapter, summarise
@@ -301,9 +301,10 @@ def doctor_cmd(
     suite: SuiteOpt = "tabletop",
     ray_address: RayAddressOpt = None,
     backend_arg: BackendArgOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets, Ray (and a Ray
-    cluster, given its address); print fixes.
+    """Check Python, dependencies and extras, the Vulkan device, rendering and simulator assets, torch's CUDA, Ray
+    (and a Ray cluster, given its address); print fixes. Exits 1 when a required check fails.
 
     Examples:
 
@@ -318,6 +319,8 @@ def doctor_cmd(
       vlascore doctor -s libero-object             # LIBERO: packages, asset folder, config, MuJoCo rendering (EGL)
 
       vlascore doctor -s libero-object -B gl=osmesa   # the same, rendering with OSMesa as `run -B gl=osmesa` would
+
+      vlascore doctor --json > doctor.json          # every check as JSON (name, status, detail, fix), for bug reports
     """
     from vlascore.doctor import check_ray_cluster, run_checks
     from vlascore.suites import SuiteError, load_suite
@@ -333,12 +336,16 @@ def doctor_cmd(
         raise fail(f"doctor takes -B gl=... for LIBERO suites only; unknown: {', '.join(unknown)}")
     checks = run_checks(env_ids, spec.backend, options.get("gl"))
     checks += [check_ray_cluster(ray_address)] if ray_address else []
-    style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
-    for c in checks:
-        console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)
-        if c.fix and c.status != "ok":
-            console.print(f"{'':>6}fix: {escape(c.fix)}", highlight=False)
     failed = [c.name for c in checks if c.status == "fail"]
+    if as_json:
+        print(json.dumps({"suite": spec.name, "failed": failed, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        style = {"ok": "[green]  ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        for c in checks:
+            console.print(f"{style[c.status]}  [bold]{escape(c.name)}[/]: {escape(c.detail)}", highlight=False)
+            if c.fix and c.status != "ok":
+                console.print(f"{'':>6}fix: {escape(c.fix)}", highlight=False)
     if failed:
         raise fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", 1)
-    console.print("[green]all required checks passed[/]")
+    if not as_json:
+        console.print("[green]all required checks passed[/]")

@@ -97,6 +97,7 @@ class MlflowExporter(Exporter):
                 "tracking_uri": mlflow.get_tracking_uri(),
                 "experiment_id": active.info.experiment_id,
                 "run_id": active.info.run_id,
+                "artifact_uri": active.info.artifact_uri,
                 "metrics": len(metrics),
             }
         out.mkdir(parents=True, exist_ok=True)
