@@ -21,7 +21,7 @@ EXTRAS = {
     "sim": ("mani_skill", "sapien", "gymnasium", "torch"),
     "qa": ("lmms_eval", "datasets"),
     "models": ("transformers", "torch"),
-    "serve": ("websockets", "msgpack"),
+    "serve": ("websockets", "msgpack", "PIL"),
     "data": ("pyarrow", "av", "PIL"),
     "ray": ("ray",),
 }
