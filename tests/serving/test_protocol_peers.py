@@ -106,6 +106,30 @@ def test_openpi_client_is_told_to_use_protocol_openpi(openpi_python: Path) -> No
     assert "Error in inference server" in done.stderr and "--protocol openpi" in done.stderr
 
 
+def test_openpi_clients_are_batched_together(openpi_python: Path) -> None:
+    """Two openpi clients at once on a batching server: their requests share batched calls, and each still gets the
+    answers to its own observations (each episode on a fork of its own)."""
+    script = str(PEERS / "openpi_episodes.py")
+    args = ["--max-clients", "2", "--max-batch-size", "2", "--max-wait-ms", "3000"]
+    with ServeProcess("-m", PROBE, "--protocol", "openpi", "--port", "0", *args) as server:
+        clients = [
+            subprocess.Popen([str(openpi_python), script, server.url, "2", "6"], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        outputs = [c.communicate(timeout=120)[0] for c in clients]
+        code, _, errors = server.stop(signal.SIGTERM)
+    assert code == 0 and all(c.returncode == 0 for c in clients)
+    expected = [probe_answers([[_openpi_observation(e, s) for s in range(6)]])[0] for e in range(2)]
+    for output in outputs:
+        seen = json.loads(output.strip().splitlines()[-1])
+        for got_episode, want_episode in zip(seen["episodes"], expected, strict=True):
+            got = [np.float32(step["actions"])[0] for step in got_episode]
+            assert np.array_equal(np.array(got), np.array(want_episode))
+    line = next(line for line in errors.splitlines() if "act request(s) in" in line)
+    requests, batches = (int(word) for word in line.split() if word.isdigit())
+    assert requests == 24 and batches < requests, line  # 2 clients x 2 episodes x 6 calls, some of them together
+
+
 # -- vla-eval: its model server serves vlascore's episodes -----------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 import pytest
 from conftest import small_suite
-from servekit import served
+from servekit import free_port, served
 from test_openpi import FakeOpenpiServer, openpi_args
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -135,6 +135,18 @@ def test_hostile_frames_get_each_protocols_error() -> None:
     assert (hello.type, hello.seq) == ("hello", 8)
     assert (bad.type, bad.seq) == ("action", 9)  # no image: the probe sees none (-1), as an image-free task would
     assert bad.payload["actions"][0] == -1
+
+
+def test_a_vla_eval_server_that_now_serves_another_policy_is_refused(toy_suite: Suite) -> None:
+    port = free_port()
+    context = EpisodeContext(task=toy_suite.tasks[0], seed=0, episode_id="ToyPick-0")
+    with served("peer-probe", protocol="vla-eval", port=port) as server:
+        client = RemoteAdapter(url=server.url, protocol="vla-eval")
+        client.reset(context)
+    with served("random", protocol="vla-eval", port=port):
+        with pytest.raises(ProtocolError, match="now serves 'vlascore:random'.*started with 'vlascore:peer-probe'"):
+            client.reset(context)
+    client.close()
 
 
 # -- API key --------------------------------------------------------------------------------------------------------

@@ -47,11 +47,23 @@ class VlaEvalClient:
         return self._seq
 
     def connect(self) -> dict[str, Any]:
-        """Open the connection and shake hands; returns the server's hello payload."""
+        """Open the connection and shake hands; returns the server's hello payload. On a reconnection the server
+        must still be the same model server declaring the same action spec."""
         self._open_episode = None
         hello = pack(Message(HELLO, hello_payload(), seq=self._next()))
-        self.server_info = self.link.open(self._handshake, greeting=hello)
-        return self.server_info
+        info = self.link.open(self._handshake, greeting=hello)
+        if self.server_info:
+            old, new = (
+                (i.get("model_server"), i.get("action_spec"), i.get("vlascore")) for i in (self.server_info, info)
+            )
+            if old != new:
+                self.link.close()
+                raise ProtocolError(
+                    f"the vla-eval server at {self.url} now serves {new[0]!r} declaring {new[1]}, but this run started "
+                    f"with {old[0]!r} declaring {old[1]}: refusing to mix two policies in one run"
+                )
+        self.server_info = info
+        return info
 
     def _handshake(self, frame: bytes | str) -> dict[str, Any]:
         try:
