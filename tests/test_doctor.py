@@ -122,11 +122,11 @@ def _fake_gpu_stack(
     torch.mkdir(parents=True)
     (torch / "__init__.py").write_text(
         "from types import SimpleNamespace\n"
-        "__version__ = '2.13.0' + ('+cu' + CUDA.replace('.', '') if (CUDA := %r) else '+cpu')\n"
+        f"__version__ = '2.13.0' + ('+cu' + CUDA.replace('.', '') if (CUDA := {cuda!r}) else '+cpu')\n"
         "version = SimpleNamespace(cuda=CUDA)\n"
-        "DEVICES = %r\n"
+        f"DEVICES = {devices!r}\n"
         "cuda = SimpleNamespace(is_available=lambda: bool(DEVICES), device_count=lambda: len(DEVICES),\n"
-        "                       get_device_name=lambda i: DEVICES[i])\n" % (cuda, devices)
+        "                       get_device_name=lambda i: DEVICES[i])\n"
     )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -21,7 +21,7 @@ EXTRAS = {
     "sim": ("mani_skill", "sapien", "gymnasium", "torch"),
     "qa": ("lmms_eval", "datasets"),
     "models": ("transformers", "torch"),
-    "serve": ("websockets", "msgpack"),
+    "serve": ("websockets", "msgpack", "PIL"),
     "data": ("pyarrow", "av", "PIL"),
     "ray": ("ray",),
     "libero": ("libero", "robosuite", "mujoco", "bddl"),
@@ -359,7 +359,8 @@ def check_cuda() -> Check:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return Check(name, "fail", f"torch does not import: {last}", "reinstall torch: bash scripts/setup.sh")
     if devices:
-        return Check(name, "ok", f"torch {torch_version} (CUDA {cuda}) sees {len(devices)} GPU(s): {', '.join(devices)}")
+        seen = f"{len(devices)} GPU(s): {', '.join(devices)}"
+        return Check(name, "ok", f"torch {torch_version} (CUDA {cuda}) sees {seen}")
     listed = f"; nvidia-smi lists {'; '.join(driver)}" if driver else ""
     if cuda is None:
         if not driver:

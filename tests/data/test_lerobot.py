@@ -12,14 +12,13 @@ raises if it ever did). Skipped, with the reason, only when the package cannot b
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import venv
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from venvkit import cached_venv, run
 
 from vlascore.cli import app
 from vlascore.data.kinematic import action_labels
@@ -31,32 +30,17 @@ pytestmark = pytest.mark.slow
 SIDE = Path(__file__).parent / "lerobot_side"
 PACKAGES = ["lerobot-dataset==0.4.4", "sympy", "networkx", "jinja2"]  # the last three: torch's own imports
 FIELDS = ["-F", "pose=observation.state[0:6]", "-F", "gripper=observation.state[6]>0.5", "-F", "intention=subtask"]
-
-
-def _cache() -> Path:
-    base = os.environ.get("VLASCORE_TEST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vlascore", "test-envs"
-    )
-    return Path(base) / "lerobot-dataset-0.4.4"
+ENV = {"PYTHONPATH": str(SIDE / "torchvision_standin"), "HF_HUB_OFFLINE": "1"}
 
 
 def _run(python: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(SIDE / "torchvision_standin"), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([str(python), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return run(python, *args, timeout=timeout, env=ENV)
 
 
-@pytest.fixture(scope="module")
-def lerobot_python() -> Path:
+def _link_torch(home: Path, python: Path) -> None:
+    """This environment's torch, linked in: one CPU build, no second download."""
     import torch
 
-    home = _cache()
-    python = home / "bin" / "python"
-    ready = home / ".vlascore-ready"
-    if ready.is_file() and _run(python, "-c", "import torch, ledataset.datasets.lerobot_dataset").returncode == 0:
-        return python
-    if not python.exists():
-        venv.create(home, with_pip=True)
-    # This environment's torch, linked in: one CPU build, no second download.
     site = Path(torch.__file__).resolve().parent.parent
     links = home / "torch-link"
     links.mkdir(exist_ok=True)
@@ -66,16 +50,12 @@ def lerobot_python() -> Path:
             target.symlink_to(entry)
     purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
     Path(purelib, "vlascore-torch-link.pth").write_text(str(links) + "\n")
-    try:
-        done = _run(python, "-m", "pip", "install", "-q", *PACKAGES, timeout=1200)
-    except subprocess.TimeoutExpired:
-        pytest.skip("installing lerobot-dataset 0.4.4 from PyPI timed out")
-    if done.returncode != 0:
-        pytest.skip(f"lerobot-dataset 0.4.4 cannot be installed here: {done.stderr.strip().splitlines()[-1:]}")
-    check = _run(python, "-c", "import torch, ledataset.datasets.lerobot_dataset")
-    assert check.returncode == 0, check.stderr[-2000:]
-    ready.write_text("ok\n")
-    return python
+
+
+@pytest.fixture(scope="module")
+def lerobot_python() -> Path:
+    check = "import torch, ledataset.datasets.lerobot_dataset"
+    return cached_venv("lerobot-dataset-0.4.4", PACKAGES, check, prepare=_link_torch, env=ENV)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from vlascore.serving.server import PolicyServer
 
 TESTS = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = ["started_at", "duration_s", "policy_time_s", "sim_time_s"]
-URL = re.compile(r"at (ws://127\.0\.0\.1:(\d+)) ")
+URL = re.compile(r" at (ws://127\.0\.0\.1:(\d+)) ")
 # `vlascore` with tests/conftest.py imported first, so the child can serve toy-expert, flaky, ...
 WITH_TEST_ADAPTERS = (
     f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; from vlascore.cli import main; main()"
@@ -49,14 +49,16 @@ def free_port() -> int:
 class ServeProcess:
     """`vlascore serve ARGS` in a child process; `url` and `port` parsed from the line it prints first."""
 
-    def __init__(self, *args: str, test_adapters: bool = False, ignore_sigint: bool = False) -> None:
+    def __init__(
+        self, *args: str, test_adapters: bool = False, ignore_sigint: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         launcher = ["-c", WITH_TEST_ADAPTERS] if test_adapters else ["-m", "vlascore.cli"]
         self.proc = subprocess.Popen(
             [sys.executable, *launcher, "serve", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "250"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "250", **(env or {})},
             preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
         )
         assert self.proc.stdout is not None

@@ -206,8 +206,8 @@ def test_openpi_option_typos_are_named(tmp_path: Path, toy_suite: Suite) -> None
 
 def test_the_vlascore_protocol_refuses_an_openpi_server_and_vice_versa() -> None:
     with FakeOpenpiServer() as fake:
-        with pytest.raises(ProtocolError, match="does not speak vlascore-policy.*add -M protocol=openpi"):
+        with pytest.raises(ProtocolError, match=r"speaks openpi's protocol .*: use -M protocol=openpi$"):
             RemoteAdapter(url=fake.url)
     with served("random") as server:
-        with pytest.raises(ProtocolError, match="is a `vlascore serve` server: drop -M protocol=openpi"):
+        with pytest.raises(ProtocolError, match="is a `vlascore serve` server .*: drop -M protocol=openpi"):
             RemoteAdapter(url=server.url, protocol="openpi")

@@ -42,6 +42,24 @@ def serve_cmd(
     ] = False,
     max_batch_size: MaxBatchSizeOpt = None,
     max_wait_ms: MaxWaitMsOpt = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="What clients speak: vlascore (`vlascore run -m remote`), openpi (openpi-client's "
+            "WebsocketClientPolicy) or vla-eval (vla-eval's benchmark clients).",
+        ),
+    ] = "vlascore",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="VLASCORE_SERVE_API_KEY",
+            help="Accept only clients that send `Authorization: Api-Key KEY` (openpi-client's api_key, "
+            "-M api_key= of the remote adapter). Prefer the environment variable to the flag.",
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
     """Serve a policy adapter over WebSocket (msgpack) until Ctrl-C or SIGTERM, e.g. a model that needs its own
     environment (an old transformers, another CUDA) while `vlascore run` evaluates it from this one.
@@ -50,7 +68,8 @@ def serve_cmd(
     its own adapter instance; exceptions in the adapter are reported to the client, whose run records that episode
     as errored, and the server keeps serving. With --max-batch-size B > 1 the server holds one instance only and
     answers up to B clients' requests that arrive within --max-wait-ms with one batched call (each client keeps its
-    own episode state). Wire format and openpi compatibility: docs/serving.md; batching: docs/scaling.md.
+    own episode state), whatever --protocol they speak. --protocol openpi serves openpi's own client, --protocol
+    vla-eval vla-eval's benchmark clients. Wire formats: docs/serving.md; batching: docs/scaling.md.
 
     Examples:
 
@@ -63,6 +82,10 @@ def serve_cmd(
       vlascore serve --model random --port 0 --max-clients 4     # any free port; four clients at once
 
       vlascore serve -m openvla -M device=cuda --host 0.0.0.0 --max-clients 16 --max-batch-size 16 --max-wait-ms 10
+
+      vlascore serve -m openvla --protocol openpi --port 8000    # for openpi_client's WebsocketClientPolicy
+
+      vlascore serve -m openvla --protocol vla-eval --port 8000  # for `vla-eval run` (server.url: ws://HOST:8000)
     """
     import signal
     import sys
@@ -71,6 +94,7 @@ def serve_cmd(
     from vlascore.cli._common import escape
     from vlascore.extras import MissingExtraError
     from vlascore.registry import UnknownPluginError
+    from vlascore.serving.detect import PROTOCOLS
     from vlascore.serving.server import PolicyServer, ServingError
     from vlascore.serving.wire import PROTOCOL, PROTOCOL_VERSION, ProtocolError
 
@@ -88,6 +112,8 @@ def serve_cmd(
         err.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True)
 
     config = parse_model_args(model_arg or [])
+    if protocol not in PROTOCOLS:
+        raise fail(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}", 2)
     try:
         server = PolicyServer(
             model,
@@ -98,6 +124,8 @@ def serve_cmd(
             stateless=stateless,
             max_batch_size=max_batch_size or 1,
             max_wait_ms=DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms,
+            protocol=protocol,
+            api_key=api_key,
             log=log,
         )
     except (ServingError, UnknownPluginError, MissingExtraError, ProtocolError, ValueError) as exc:
@@ -105,13 +133,18 @@ def serve_cmd(
     except KeyboardInterrupt:
         raise fail("interrupted while building the adapter", 130) from None
     try:  # from here on a signal stops the server cleanly, even one that arrives while the URL is printed
+        speaks = {"vlascore": f"{PROTOCOL} {PROTOCOL_VERSION}", "openpi": "openpi", "vla-eval": "vla-eval 1"}[protocol]
+        guard = ", API key required" if api_key else ""
         console.print(
-            f"serving {escape(model)} at {server.url} ({PROTOCOL} {PROTOCOL_VERSION}; Ctrl-C to stop)",
+            f"serving {escape(model)} at {server.url} ({speaks}{guard}; Ctrl-C to stop)",
             highlight=False,
             soft_wrap=True,
         )
+        flag = "" if protocol == "vlascore" else f" -M protocol={protocol}"
         console.print(
-            f"evaluate it with: vlascore run --model remote -M url={server.url} ...", highlight=False, soft_wrap=True
+            f"evaluate it with: vlascore run --model remote -M url={server.url}{flag} ...",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.stdout.flush()  # the URL must reach a pipe (a test, a supervisor) now, not when the buffer fills
         server.serve_forever()

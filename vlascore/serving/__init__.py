@@ -1,5 +1,7 @@
 """Policies over the network: `vlascore serve` exposes any adapter over WebSocket + msgpack, and the `remote`
-adapter (vlascore/serving/remote.py) drives such a server, or an openpi-style one, from `vlascore run`.
+adapter (vlascore/serving/remote.py) drives such a server from `vlascore run`. Both ends also speak openpi's and
+vla-eval's protocols (`--protocol`, `-M protocol=`), so models served by those projects are scored as they are,
+and their clients drive any adapter.
 
 The point is dependency isolation: a model that needs its own transformers, torch or CUDA runs in its own
 environment, and the evaluation environment only needs the `serve` extra. Wire format: docs/serving.md.

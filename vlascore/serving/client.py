@@ -1,8 +1,12 @@
-"""The client end of a policy connection, shared by the remote adapter's two protocols (vlascore and openpi).
+"""The client end of a policy connection, shared by the remote adapter's protocols (vlascore, openpi, vla-eval).
 
 One request in flight at a time, each with a timeout; connecting retries with a doubling backoff; every error
 names the URL and says what to do. After a timeout the connection is dropped, not kept: a late reply would
 otherwise be read as the answer to the next request.
+
+Who speaks first differs: vlascore and openpi servers greet the client, a vla-eval server waits for the client's
+hello. A client that expects a greeting and hears nothing for PROBE_AFTER_S sends vla-eval's hello, so that a
+vla-eval server identifies itself (and the error can name the option to use) instead of both sides waiting.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from vlascore.serving.wire import MAX_MESSAGE_BYTES
 
 T = TypeVar("T")
 TRY_AGAIN_LATER = 1013  # the close code of a server that refuses a connection because it is busy
+PROBE_AFTER_S = 1.0
+"""How long a client that expects the server to speak first waits before probing it with vla-eval's hello."""
 START_HINT = "start one with `vlascore serve --model NAME --port PORT` (in the model's environment), or fix -M url="
 
 
@@ -78,7 +84,9 @@ def describe(exc: BaseException) -> str:
 class Link:
     """A WebSocket to one policy server, opened and re-opened on demand."""
 
-    def __init__(self, url: str, timeout: float, retries: int, backoff: float = 0.5) -> None:
+    def __init__(
+        self, url: str, timeout: float, retries: int, backoff: float = 0.5, api_key: str | None = None
+    ) -> None:
         if timeout <= 0:
             raise ValueError(f"-M timeout must be > 0 seconds, got {timeout}")
         if retries < 0:
@@ -89,17 +97,23 @@ class Link:
         self.backoff = float(backoff)
         self.connects = 0
         """Successful connections so far (1 + reconnections)."""
+        self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None  # openpi-client's header
         self._ws: Any = None
         self._stack = ExitStack()
+        self._stale = 0  # replies still due to a probe the server answered after its greeting
 
     @property
     def connected(self) -> bool:
         return self._ws is not None
 
-    def open(self, handshake: Callable[[bytes | str], T]) -> T:
-        """Connect (1 + retries attempts, the wait doubling from `backoff`), read the server's first message and
-        return `handshake(first_message)`. A retryable ServerRefusedError from `handshake` (busy) counts as a failed
-        attempt; any other exception gives up at once (the server answered, but wrongly)."""
+    def open(
+        self, handshake: Callable[[bytes | str], T], greeting: bytes | None = None, probe: bytes | None = None
+    ) -> T:
+        """Connect (1 + retries attempts, the wait doubling from `backoff`), send `greeting` if the protocol has the
+        client speak first, read the server's first message and return `handshake(first_message)`. With `probe`, a
+        server silent for PROBE_AFTER_S is sent that frame (see the module docstring). A retryable
+        ServerRefusedError from `handshake` (busy) counts as a failed attempt; any other exception gives up at once
+        (the server answered, but wrongly)."""
         ws_client = websockets_module("websockets.sync.client")
         ws_errors = websockets_module("websockets.exceptions")
         if not self.url.startswith(("ws://", "wss://")):
@@ -123,11 +137,28 @@ class Link:
                         close_timeout=1,
                         compression=None,
                         max_size=MAX_MESSAGE_BYTES,
+                        additional_headers=self._headers,
                     )
                 )
-                kept = handshake(ws.recv(timeout=self.timeout))
+                if greeting is not None:
+                    ws.send(greeting)
+                first, probed = self._first(ws, probe, greeting is not None)
+                kept = handshake(first)
             except ws_errors.InvalidURI as exc:
                 raise ValueError(f"-M url={self.url!r} is not a valid WebSocket URL: {exc}") from None
+            except ws_errors.InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    _quietly_close(stack)
+                    fix = (
+                        "wrong API key: fix -M api_key="
+                        if self._headers
+                        else "it wants an API key: pass -M api_key=KEY"
+                    )
+                    raise ServerRefusedError(
+                        f"the policy server at {self.url} refused the connection with HTTP {status}: {fix}"
+                    ) from None
+                last, busy = exc, False
             except ServerRefusedError as exc:
                 if not exc.retryable:
                     _quietly_close(stack)
@@ -144,6 +175,7 @@ class Link:
                 raise
             else:
                 self._ws, self._stack = ws, stack
+                self._stale = int(probed)
                 self.connects += 1
                 return kept
             _quietly_close(stack)
@@ -157,6 +189,32 @@ class Link:
             f"{describe(last) if last else 'no attempt made'}; {START_HINT}"
         )
 
+    def _first(self, ws: Any, probe: bytes | None, greeted: bool) -> tuple[bytes | str, bool]:
+        """The server's first frame, and whether a probe was sent to get it. A server that says nothing within the
+        timeout fails the handshake at once (a ProtocolError, not retried): it is up, but not what -M protocol says."""
+        start = time.monotonic()
+        if probe is not None:
+            try:
+                return ws.recv(timeout=min(PROBE_AFTER_S, self.timeout)), False
+            except TimeoutError:
+                ws.send(probe)
+        try:
+            return ws.recv(timeout=max(self.timeout - (time.monotonic() - start), 0.01)), probe is not None
+        except TimeoutError:
+            pass
+        from vlascore.serving.wire import ProtocolError
+
+        if greeted:
+            raise ProtocolError(
+                f"the server at {self.url} accepted the connection but did not answer vla-eval's hello within "
+                f"{self.timeout:g} s: is it a vla-eval model server? (a slow one: raise -M timeout=SECONDS)"
+            ) from None
+        raise ProtocolError(
+            f"the server at {self.url} accepted the connection but sent nothing within {self.timeout:g} s, nor "
+            "answered vla-eval's hello: is it a policy server? (a `vlascore serve` still loading another copy of "
+            "its model for this client: raise -M timeout=SECONDS)"
+        ) from None
+
     def request(self, frame: bytes, what: str) -> bytes | str:
         """Send one frame and return the reply frame (bytes, or text from servers that report errors as text)."""
         ws_errors = websockets_module("websockets.exceptions")
@@ -164,6 +222,9 @@ class Link:
             raise ConnectionLostError(f"not connected to the policy server at {self.url}")
         try:
             self._ws.send(frame)
+            while self._stale:  # the answer to a probe, sent before the server greeted us: not ours
+                self._ws.recv(timeout=self.timeout)
+                self._stale -= 1
             reply: bytes | str = self._ws.recv(timeout=self.timeout)
             return reply
         except TimeoutError:
@@ -178,8 +239,22 @@ class Link:
                 f"lost the connection to the policy server at {self.url} during {what}: {describe(exc)}"
             ) from None
 
+    def send(self, frame: bytes, what: str) -> None:
+        """Send one frame that has no reply (vla-eval's episode_start and episode_end)."""
+        ws_errors = websockets_module("websockets.exceptions")
+        if self._ws is None:
+            raise ConnectionLostError(f"not connected to the policy server at {self.url}")
+        try:
+            self._ws.send(frame)
+        except (ws_errors.ConnectionClosed, OSError) as exc:
+            self.close()
+            raise ConnectionLostError(
+                f"lost the connection to the policy server at {self.url} during {what}: {describe(exc)}"
+            ) from None
+
     def close(self) -> None:
         self._ws = None
+        self._stale = 0
         _quietly_close(self._stack)
 
 

@@ -42,6 +42,41 @@ PRESETS: dict[str, dict[str, Any]] = {
 single entries."""
 
 
+def split_options(
+    options: dict[str, Any],
+    names: set[str],
+    protocol: str,
+    plain: dict[str, Any] | None = None,
+    space: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`-M` options of a protocol mapping split into its own (`names`) and the `action_<field>` ActionSpace fields,
+    over the defaults `plain` and `space`; unknown keys raise TypeError naming the known ones."""
+    plain, space = dict(plain or {}), dict(space or {})
+    unknown = []
+    for key, value in options.items():
+        if key in names:
+            plain[key] = value
+        elif key.startswith(ACTION_PREFIX) and key[len(ACTION_PREFIX) :] in ActionSpace.model_fields:
+            space[key[len(ACTION_PREFIX) :]] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        known = ", ".join(sorted(names)) + ", " + ", ".join(ACTION_PREFIX + f for f in ActionSpace.model_fields)
+        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))} for -M protocol={protocol}; known: {known}")
+    return plain, space
+
+
+def chunk_options(plain: dict[str, Any]) -> tuple[int, int | None]:
+    """`chunk_size` (default 1) and `execute` (None: the whole chunk), checked."""
+    chunk = int(plain.get("chunk_size", 1))
+    execute = plain.get("execute")
+    if chunk < 1:
+        raise ValueError(f"-M chunk_size must be >= 1, got {chunk}")
+    if execute is not None and not 1 <= int(execute) <= chunk:
+        raise ValueError(f"-M execute must be in 1..chunk_size={chunk}, got {execute}")
+    return chunk, None if execute is None else int(execute)
+
+
 def _keys(value: Any) -> tuple[str, ...]:
     """A list option given as a YAML list or as comma-separated text (`-M state=ee_pose,qpos`)."""
     if value is None or value == "":
@@ -93,17 +128,7 @@ class OpenpiOptions:
         defaults = dict(PRESETS.get(preset, {}))
         plain: dict[str, Any] = {k: v for k, v in defaults.items() if k != "action_space"}
         space: dict[str, Any] = dict(defaults.get("action_space", {}))
-        unknown = []
-        for key, value in options.items():
-            if key in names:
-                plain[key] = value
-            elif key.startswith(ACTION_PREFIX) and key[len(ACTION_PREFIX) :] in ActionSpace.model_fields:
-                space[key[len(ACTION_PREFIX) :]] = value
-            else:
-                unknown.append(key)
-        if unknown:
-            known = ", ".join(sorted(names)) + ", " + ", ".join(ACTION_PREFIX + f for f in ActionSpace.model_fields)
-            raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))} for -M protocol=openpi; known: {known}")
+        plain, space = split_options(options, names, "openpi", plain, space)
         for key in ("state", "blank_image_keys", "camera_keys"):
             if key in plain:
                 plain[key] = _keys(plain[key])
@@ -114,16 +139,9 @@ class OpenpiOptions:
         for key in ("image_key", "state_key", "prompt_key", "actions_key"):
             if key in plain:
                 plain[key] = "" if plain[key] is None else str(plain[key])
-        chunk = int(plain.get("chunk_size", 1))
-        execute = plain.get("execute")
-        if chunk < 1:
-            raise ValueError(f"-M chunk_size must be >= 1, got {chunk}")
-        if execute is not None and not 1 <= int(execute) <= chunk:
-            raise ValueError(f"-M execute must be in 1..chunk_size={chunk}, got {execute}")
         if not plain.get("prompt_key", cls.prompt_key):
             raise ValueError("-M prompt_key cannot be empty: openpi policies are language-conditioned")
-        plain["chunk_size"] = chunk
-        plain["execute"] = None if execute is None else int(execute)
+        plain["chunk_size"], plain["execute"] = chunk_options(plain)
         return cls(**plain, action_space=ActionSpace(**space))
 
     def config(self) -> dict[str, Any]:

@@ -1,11 +1,16 @@
-"""`remote`: a policy that runs in another process or on another machine, behind `vlascore serve` or an
-openpi-style policy server.
+"""`remote`: a policy that runs in another process or on another machine, behind `vlascore serve`, an openpi-style
+policy server or a vla-eval model server.
 
     vlascore run --model remote -M url=ws://127.0.0.1:8765 ...
     vlascore run --model remote -M url=ws://gpu-box:8000 -M protocol=openpi -M chunk_size=10 -M execute=5 ...
+    vlascore run --model remote -M url=ws://gpu-box:8000 -M protocol=vla-eval ...
 
 It connects in __init__ and adopts the served policy's declaration (action space, chunk size, reasons, privileged
-state), so the runner's convention check and the run record describe the served policy, not this proxy.
+state; from a vla-eval server, what its action spec states), so the runner's convention check and the run record
+describe the served policy, not this proxy.
+
+Episode boundaries: a `reset` message (vlascore), episode_start/episode_end (vla-eval), and for openpi, whose protocol
+has none, a connection per episode (an openpi server sees each episode as a connection of its own).
 
 Connection loss (docs/serving.md, "Timeouts and reconnection"): a dropped connection is re-opened (1 + retries
 attempts with a doubling backoff) and the call replayed (the episode's reset, then the act) as long as no action of
@@ -30,7 +35,10 @@ from vlascore.serving.client import (
     RemotePolicyError,
     ServerRefusedError,
 )
+from vlascore.serving.detect import PROTOCOLS, server_hint, server_speaks
 from vlascore.serving.openpi import OpenpiOptions
+from vlascore.serving.vla_eval import VlaEvalOptions, probe
+from vlascore.serving.vla_eval_client import VlaEvalClient
 from vlascore.serving.wire import (
     PROTOCOL,
     PROTOCOL_VERSION,
@@ -49,7 +57,6 @@ from vlascore.serving.wire import (
 )
 from vlascore.suites import ActionSpace
 
-PROTOCOLS = ("vlascore", "openpi")
 _DECLARED = ("action_space", "chunk_size", "reasons", "uses_privileged_state")
 
 
@@ -69,11 +76,15 @@ def _jsonable(value: Any) -> Any:
 
 
 class RemoteAdapter(Adapter):
-    """Proxy for a policy served over WebSocket; options: url, protocol, timeout, retries (+ openpi mapping)."""
+    """Proxy for a policy served over WebSocket; options: url, protocol, timeout, retries, api_key (+ the openpi or
+    vla-eval mapping)."""
 
     name = "remote"
     extras = ("serve",)
-    needs = "a running policy server at -M url (`vlascore serve`, or openpi's serve_policy.py with -M protocol=openpi)"
+    needs = (
+        "a running policy server at -M url (`vlascore serve`; openpi's serve_policy.py with -M protocol=openpi; a "
+        "vla-eval model server with -M protocol=vla-eval)"
+    )
 
     def __init__(
         self,
@@ -81,29 +92,33 @@ class RemoteAdapter(Adapter):
         protocol: str = "vlascore",
         timeout: float = 30.0,
         retries: int = 3,
+        api_key: str | None = None,
         **options: Any,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"-M protocol={protocol!r} is not one of {', '.join(PROTOCOLS)}")
-        self._options = dict(url=url, protocol=protocol, timeout=timeout, retries=retries, **options)
+        self._options = dict(url=url, protocol=protocol, timeout=timeout, retries=retries, api_key=api_key, **options)
         self.url = str(url)
         self.protocol = str(protocol)
         self.stateless = False
         """Whether the server declared that calls may be repeated on a new connection (`vlascore serve --stateless`)."""
-        self._link = Link(self.url, float(timeout), int(retries))
+        # The key goes in each connection's Authorization header (as openpi-client sends it), never in the run record.
+        self._link = Link(self.url, float(timeout), int(retries), api_key=str(api_key) if api_key else None)
         self._context: EpisodeContext | None = None
         self._acted = False  # whether the current episode has had an action back (after that, state may matter)
+        self._used = False  # whether the connection has carried an episode's calls (openpi: one connection each)
         self._next_id = 0
         self._hello: Hello | None = None
         self._openpi: OpenpiOptions | None = None
+        self._vla_eval: VlaEvalClient | None = None
         self._metadata: dict[str, Any] = {}
         if self.protocol == "vlascore":
             if options:
                 raise TypeError(
                     f"unknown option(s) {', '.join(sorted(options))} for -M protocol=vlascore (it "
-                    "takes url, timeout, retries; mapping options need -M protocol=openpi)"
+                    "takes url, timeout, retries, api_key; mapping options need -M protocol=openpi or vla-eval)"
                 )
-            hello = self._link.open(self._read_hello)
+            hello = self._link.open(self._read_hello, probe=probe())
             try:
                 self._adopt(hello.info)
             except BaseException:
@@ -116,13 +131,30 @@ class RemoteAdapter(Adapter):
                 "served_adapter": hello.adapter,
                 "served_config": hello.config,
             }
-        else:
+        elif self.protocol == "openpi":
             self._openpi = OpenpiOptions.parse(options)
             self.action_space = self._openpi.action_space
             self.chunk_size = self._openpi.chunk_size
             self.execute_steps = self._openpi.execute
-            self._metadata = self._link.open(self._read_metadata)
+            self._metadata = self._link.open(self._read_metadata, probe=probe())
             config = {"url": self.url, "protocol": self.protocol, **self._openpi.config()}
+        else:
+            mapping = VlaEvalOptions.parse(options)
+            self._vla_eval = client = VlaEvalClient(self._link, mapping)
+            client.connect()
+            try:
+                client.space = self.action_space = mapping.action_space(client.server_info.get("action_spec"), self.url)
+            except BaseException:
+                client.close()
+                raise
+            self.chunk_size, self.execute_steps = mapping.chunk_size, mapping.execute
+            config = {
+                "url": self.url,
+                "protocol": self.protocol,
+                "model_server": str(client.server_info.get("model_server", "")),
+                **mapping.config(),
+                "action_space": self.action_space.model_dump(),
+            }
         super().__init__(**config)
 
     @property
@@ -133,13 +165,13 @@ class RemoteAdapter(Adapter):
     # -- handshakes -------------------------------------------------------------------------------------------------
 
     def _read_hello(self, frame: bytes | str) -> Hello:
+        seen = server_speaks(frame)
+        if seen != "vlascore":
+            raise ProtocolError(server_hint(self.url, "vlascore", seen))
         try:
             message = decode(frame)
         except ProtocolError as exc:
-            raise ProtocolError(
-                f"the server at {self.url} does not speak {PROTOCOL} ({exc}); an openpi-style "
-                "server? add -M protocol=openpi"
-            ) from None
+            raise ProtocolError(server_hint(self.url, "vlascore", None, str(exc)[:200])) from None
         if isinstance(message, Error):
             if message.error_type == "ServerBusy":  # Link.open retries, then names the URL
                 raise ServerRefusedError(message.message, retryable=True)
@@ -159,13 +191,14 @@ class RemoteAdapter(Adapter):
     def _read_metadata(self, frame: bytes | str) -> dict[str, Any]:
         if isinstance(frame, str):
             raise RemotePolicyError(f"the openpi server at {self.url} sent an error on connect: {frame[-500:]}")
+        seen = server_speaks(frame)
+        if seen in ("vlascore", "vla-eval"):
+            raise ProtocolError(server_hint(self.url, "openpi", seen))
         metadata = unpackb(frame)
         if not isinstance(metadata, dict):
             raise ProtocolError(
                 f"the server at {self.url} opened with a {type(metadata).__name__}, not openpi's metadata map"
             )
-        if metadata.get("type") == "hello" and metadata.get("protocol") == PROTOCOL:
-            raise ProtocolError(f"the server at {self.url} is a `vlascore serve` server: drop -M protocol=openpi")
         return metadata
 
     def _adopt(self, info: dict[str, Any]) -> None:
@@ -186,7 +219,11 @@ class RemoteAdapter(Adapter):
                 setattr(self, key, value)
 
     def _reconnect(self) -> None:
-        self._link.open(self._read_hello if self.protocol == "vlascore" else self._read_metadata)
+        self._used = False
+        if self._vla_eval is not None:
+            self._vla_eval.connect()
+        else:
+            self._link.open(self._read_hello if self.protocol == "vlascore" else self._read_metadata, probe=probe())
 
     # -- the Adapter contract ---------------------------------------------------------------------------------------
 
@@ -203,6 +240,9 @@ class RemoteAdapter(Adapter):
                 "server_vlascore_version": h.vlascore_version,
             }
             return {**h.info, "remote": remote}
+        if self._vla_eval is not None:
+            server = _jsonable(self._vla_eval.server_info)
+            return {**super().info(), "remote": {"url": self.url, "protocol": "vla-eval", "server": server}}
         return {
             **super().info(),
             "remote": {"url": self.url, "protocol": "openpi", "metadata": _jsonable(self._metadata)},
@@ -210,10 +250,12 @@ class RemoteAdapter(Adapter):
 
     def reset(self, context: EpisodeContext) -> None:
         self._context, self._acted = context, False
+        if self.protocol == "openpi" and self._used:
+            self._link.close()  # openpi has no episode start: each episode gets a connection of its own
         if not self._link.connected:
             self._reconnect()
-        if self.protocol != "vlascore":
-            return  # openpi servers have no episode start (their client's reset() sends nothing)
+        if self.protocol == "openpi":
+            return
         try:
             self._reset_remote(context)
         except ConnectionLostError:  # e.g. the server restarted since the last episode; nothing is lost yet
@@ -240,7 +282,7 @@ class RemoteAdapter(Adapter):
                     "on (the next episode reconnects); a server started with --stateless has such calls replayed"
                 ) from None
             self._reconnect()
-            if self.protocol == "vlascore":
+            if self.protocol != "openpi":
                 self._reset_remote(context)
             step = self._act_remote(obs, instruction)
         self._acted = True
@@ -252,15 +294,23 @@ class RemoteAdapter(Adapter):
         return RemoteAdapter(**self._options)
 
     def close(self) -> None:
+        if self._vla_eval is not None:
+            self._vla_eval.close()
         self._link.close()
 
     # -- requests ---------------------------------------------------------------------------------------------------
 
     def _reset_remote(self, context: EpisodeContext) -> None:
+        if self._vla_eval is not None:
+            self._vla_eval.start(context)
+            return
         self._next_id += 1
         self._expect(self._call(Reset(self._next_id, context), "reset"), ResetDone)
 
     def _act_remote(self, obs: Observation, instruction: str) -> PolicyStep:
+        self._used = True
+        if self._vla_eval is not None:
+            return PolicyStep(action=self._vla_eval.act(obs, instruction))
         if self._openpi is not None:
             frame = self._link.request(packb(self._openpi.observation(obs, instruction)), "infer")
             if isinstance(frame, str):  # openpi servers report a failure as a text traceback, then close
