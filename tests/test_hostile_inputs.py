@@ -20,7 +20,8 @@ from vlascore.board import Board
 from vlascore.board.bundle import pack
 from vlascore.board.errors import BoardError
 from vlascore.cli import app
-from vlascore.judging.definitions import JudgeError, load_judge_file
+from vlascore.judging.catalog import load_judge_file
+from vlascore.judging.definitions import JudgeError
 from vlascore.paths import YAMLBombError, load_yaml
 from vlascore.store import RunStore, StoreError, load_run, table_sql
 from vlascore.suites import SuiteError, load_suite, load_suite_file

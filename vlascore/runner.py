@@ -18,11 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.adapters import ADAPTERS, Adapter, EpisodeContext, PolicyStep, adapt_to_tasks, make_adapter
 from vlascore.adapters.base import validate_actions
 from vlascore.backends import BACKENDS, Backend, Observation, StepResult, build_backend
@@ -38,9 +38,6 @@ from vlascore.records import (
 )
 from vlascore.store import RunStore, StoreError
 from vlascore.suites import Suite, TaskSpec
-
-if TYPE_CHECKING:
-    from vlascore.scale import Executor
 
 
 def episode_id(task_id: str, seed: int) -> str:
@@ -527,6 +524,29 @@ def _todo(store: RunStore, plan: dict[str, list[int]], retry_errored: bool) -> l
         for seed in seeds
         if done.get(episode_id(task_id, seed)) in (None, *rerun)
     ]
+
+
+@dataclass
+class Declared:
+    """The policy as the run record states it (built where it runs: the driver, or the Ray policy actor)."""
+
+    config: dict[str, Any]
+    info: dict[str, Any]
+
+
+class Executor(Protocol):
+    """What `run` needs of an executor (vlascore.scale.Executor: worker processes or Ray actors), declared here so
+    this module, which the workers run, does not import the package that runs them."""
+
+    def prepare(self, setup: WorkerSetup) -> Declared: ...
+
+    def start(self, jobs: list[Job]) -> None: ...
+
+    def results(self) -> Iterator[EpisodeOutcome]: ...
+
+    def session(self) -> RunSession: ...
+
+    def close(self) -> None: ...
 
 
 def run(

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from vlascore.cli import app
 from vlascore.judging.base import JUDGES, EpisodeJudge, JudgeContext
-from vlascore.judging.definitions import JudgeError, JudgeSpec, load_judge_file
+from vlascore.judging.catalog import load_judge_file
+from vlascore.judging.definitions import JudgeError, JudgeSpec
 from vlascore.judging.inputs import JudgeInput
 from vlascore.judging.judgement import Judgement, Mode, dimensions_for
 from vlascore.registry import PluginTypeError, Registry

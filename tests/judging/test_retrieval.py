@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 import vlascore
 from vlascore import runner
 from vlascore.cli import app
-from vlascore.judging.definitions import RetrievalSettings, load_judge
+from vlascore.judging.catalog import load_judge
+from vlascore.judging.definitions import RetrievalSettings
 from vlascore.judging.engine import judge_run
 from vlascore.judging.judgement import dimensions_for
 from vlascore.judging.mockserver import MockOpenAI

@@ -262,7 +262,7 @@ def test_timeouts_are_retried_then_recorded_as_failed(fresh_run, tmp_path) -> No
 
 def test_policy_text_is_delimited_untrusted_data(fresh_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from vlascore.judging.audit import inject
-    from vlascore.judging.definitions import load_judge
+    from vlascore.judging.catalog import load_judge
     from vlascore.judging.inputs import episode_inputs
     from vlascore.judging.prompt import render_request
     from vlascore.store import load_run

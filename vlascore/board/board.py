@@ -503,7 +503,8 @@ class Board:
         on one submission is recorded in its outcome and the others go on; a JudgeAbort (a bad key or model, which
         would fail every submission alike) stops the pass."""
         from vlascore.judging.base import JUDGES, JudgeContext
-        from vlascore.judging.definitions import JudgeError, load_judge
+        from vlascore.judging.catalog import load_judge
+        from vlascore.judging.definitions import JudgeError
 
         context = context or JudgeContext()
         self.check_folder(must_exist=True)
@@ -532,7 +533,8 @@ class Board:
         on_start: Callable[[Entry, str], None] | None,
     ) -> RejudgeOutcome:
         from vlascore.judging.base import JUDGES
-        from vlascore.judging.definitions import JudgeError, load_judge
+        from vlascore.judging.catalog import load_judge
+        from vlascore.judging.definitions import JudgeError
         from vlascore.judging.endpoint import JudgeAbort
         from vlascore.judging.engine import judge_run, label_for
 

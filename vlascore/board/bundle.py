@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.board.errors import BoardError, shown
 from vlascore.board.qa import QA_DIR, QAFigure, check_qa, is_qa_file, qa_files
 from vlascore.judging.judgement import JUDGEMENTS_DIR, Mode

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.board.board import SCORES_FILE, Board, Entry
 from vlascore.board.bundle import RESULTS_FILE, SUBMISSION_FILE, is_http_url
 from vlascore.board.errors import BoardError

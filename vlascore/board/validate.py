@@ -120,7 +120,8 @@ def known_suites(board_dir: Path) -> dict[str, Suite]:
 
 def known_judges(board_dir: Path) -> dict[tuple[str, str], JudgeSpec]:
     """(judge name, effective version) -> its definition, for the built-in judges and DIR/judges/*.yaml."""
-    from vlascore.judging.definitions import JudgeError, builtin_judge_paths, load_judge_file
+    from vlascore.judging.catalog import builtin_judge_paths, load_judge_file
+    from vlascore.judging.definitions import JudgeError
 
     out: dict[tuple[str, str], JudgeSpec] = {}
     for path in builtin_judge_paths().values():

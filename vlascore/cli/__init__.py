@@ -30,7 +30,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from vlascore import __version__
+        from vlascore._version import __version__
 
         print(f"vlascore {__version__}")
         raise typer.Exit()

@@ -257,7 +257,7 @@ def judge_audit_cmd(
 def judge_list() -> None:
     """The judges shipped in judges/ (YAML + Jinja templates); pass your own YAML path to --judge."""
     from vlascore.judging import JudgeError, builtin_judge_paths, load_judge
-    from vlascore.judging.definitions import AUTO_JUDGES
+    from vlascore.judging.catalog import AUTO_JUDGES
 
     table = Table(title="judges")
     for col in ("judge", "kind", "for", "version", "description"):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.extras import require
 from vlascore.records import utcnow
 from vlascore.versioned import RecordError, check_version, read_record

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.data.frames import motion, small_grey
 from vlascore.data.sources import EpisodeFailure, Source
 from vlascore.data.trajectory import Trajectory, TrajectoryError

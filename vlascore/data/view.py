@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.data.labels import ABLATIONS, LABELS_FILE, PRUNING_DIR, read_labels, read_prune_record
 from vlascore.data.opening import open_source
 from vlascore.data.sources import EpisodeFailure

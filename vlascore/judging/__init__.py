@@ -8,14 +8,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vlascore.judging.definitions import JudgeError, JudgeSpec, builtin_judge_paths, load_judge
+    from vlascore.judging.catalog import builtin_judge_paths, load_judge
+    from vlascore.judging.definitions import JudgeError, JudgeSpec
     from vlascore.judging.judgement import DIMENSIONS, Judgement, JudgementFile
 
 _WHERE = {
     "JudgeError": "definitions",
     "JudgeSpec": "definitions",
-    "builtin_judge_paths": "definitions",
-    "load_judge": "definitions",
+    "builtin_judge_paths": "catalog",
+    "load_judge": "catalog",
     "DIMENSIONS": "judgement",
     "Judgement": "judgement",
     "JudgementFile": "judgement",

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vlascore.judging.base import JUDGES, EpisodeJudge, JudgeContext
-from vlascore.judging.definitions import JudgeError, JudgeSpec, load_judge
+from vlascore.judging.catalog import load_judge
+from vlascore.judging.definitions import JudgeError, JudgeSpec
 from vlascore.judging.inputs import JudgeInput, episode_inputs
 from vlascore.judging.judgement import JUDGEMENTS_DIR, Judgement, JudgementFile, Usage
 from vlascore.store import LoadedRun, atomic_write_text, load_run

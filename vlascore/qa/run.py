@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.extras import MissingExtraError, available
 from vlascore.judging.endpoint import Endpoint
 from vlascore.provenance import package_versions

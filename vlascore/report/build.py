@@ -24,7 +24,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.judging.failure_modes import Taxonomy, load_taxonomy
 from vlascore.judging.judgement import JudgementFile
 from vlascore.records import utcnow

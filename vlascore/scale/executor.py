@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlascore.records import RunSession, utcnow
-from vlascore.runner import EpisodeOutcome, Job, WorkerSetup, episode_id, lost_episode
+from vlascore.runner import Declared, EpisodeOutcome, Job, WorkerSetup, episode_id, lost_episode
 from vlascore.scale.batching import BatchStats
 from vlascore.scale.plan import WorkPlan
 
@@ -27,14 +27,6 @@ WAIT_S = 1.0
 
 class WorkerFailed(RuntimeError):
     """A worker could not start (or died while starting): the run stops before anything is written."""
-
-
-@dataclass
-class Declared:
-    """The policy as the run record states it (built where it runs: the driver, or the Ray policy actor)."""
-
-    config: dict[str, Any]
-    info: dict[str, Any]
 
 
 @dataclass

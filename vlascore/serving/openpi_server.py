@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.adapters.base import Adapter
 from vlascore.serving.detect import SERVER_MARK, client_hint, client_speaks
 from vlascore.serving.speaker import (

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from vlascore import __version__
+from vlascore._version import __version__
 from vlascore.adapters.base import Adapter, PolicyStep
 from vlascore.scale.batching import Batcher
 from vlascore.serving.client import TRY_AGAIN_LATER, websockets_module

@@ -150,7 +150,7 @@ def unpack(frame: bytes | str) -> Message:
 
 
 def hello_payload(**extra: Any) -> dict[str, Any]:
-    from vlascore import __version__
+    from vlascore._version import __version__
 
     return {"harness_version": f"vlascore {__version__}", "protocol_version": VERSION, **extra}
 
