@@ -108,6 +108,8 @@ def test_columns_averages_and_variant_means_are_worked_out_as_simplerenv_does(gr
     assert res.suite_mean == pytest.approx(0.4375) and res.suite_mean_columns == ["ab"]
     row = combined_row(out, results=res)
     assert row.sim_columns["g/ab"] == pytest.approx(43.75) and row.sim_columns["g/a"] == pytest.approx(37.5)
+    one = " ".join(CliRunner().invoke(app, ["score", str(out)]).output.split())
+    assert "│ column ab │ 43.8" in one and "mean of 1" not in one, one  # the mean of one column is that column
 
     runner.run(model="seed-picker", suite=grid_suite, out=out, resume=True)  # add task c: no successes
     res = score_run(load_run(out))

@@ -47,7 +47,13 @@ def results_table(results: RunResults) -> Table:
     table.add_section()
     by_task = [r.task for r in results.tasks if r.success_rate is not None]
     n_cols = len(results.suite_mean_columns)
-    label = "suite mean" if results.suite_mean_columns in ([], by_task) else f"mean of {n_cols} columns"
+    label = (
+        "suite mean"
+        if results.suite_mean_columns in ([], by_task)
+        else f"column {results.suite_mean_columns[0]}"
+        if n_cols == 1
+        else f"mean of {n_cols} columns"
+    )
     table.add_row(
         f"[bold]{label}[/]",
         _fmt_rate(results.suite_mean, results.suite_ci_low, results.suite_ci_high),
