@@ -549,6 +549,47 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+class InlineExecutor:
+    """Plays the episodes in this process, one after another (`num_envs` at once on a vectorised backend): the
+    executor `run` uses when it is given none."""
+
+    def __init__(self) -> None:
+        self._setup: WorkerSetup | None = None
+        self._adapter: Adapter | None = None
+        self._backend: Backend | None = None
+        self._jobs: list[Job] = []
+        self._batches: Counter[int] = Counter()
+
+    def prepare(self, setup: WorkerSetup) -> Declared:
+        self._setup = setup
+        self._adapter = setup.make_adapter()
+        self._backend = setup.make_backend()
+        return Declared(self._adapter.config, self._adapter.info())
+
+    def start(self, jobs: list[Job]) -> None:
+        assert self._setup is not None and self._backend is not None, "prepare() first"
+        self._jobs = jobs
+        if jobs:  # build the first env before the run is written: a setup failure leaves no half-made run behind
+            self._backend.make(self._setup.suite.task(jobs[0][0]))
+
+    def results(self) -> Iterator[EpisodeOutcome]:
+        assert self._setup is not None and self._backend is not None and self._adapter is not None, "prepare() first"
+        first = self._jobs[0][0] if self._jobs else None
+        setup = self._setup
+        yield from play_jobs(
+            self._backend, self._adapter, setup.suite, self._jobs, setup.frame_stride, self._batches, first
+        )
+
+    def session(self) -> RunSession:
+        num_envs = self._setup.num_envs if self._setup is not None else 1
+        return RunSession(executor="inline", num_envs=num_envs, batch_sizes=dict(self._batches))
+
+    def close(self) -> None:
+        for part in (self._backend, self._adapter):
+            if part is not None:
+                part.close()
+
+
 def run(
     *,
     model: str,
@@ -601,8 +642,7 @@ def run(
         frame_stride=frame_stride,
         instance=adapter,
     )
-    if executor is None:
-        return _run_inline(setup, store, plan, retry_errored, on_start, on_episode)
+    executor = executor if executor is not None else InlineExecutor()
     return _run_executor(executor, setup, store, plan, retry_errored, on_start, on_episode)
 
 
@@ -629,51 +669,6 @@ def _close_session(
         update["policy_share"] = round(session.policy_busy_s / wall, 4)
     done = session.model_copy(update=update)
     store.write_run(record.model_copy(update={"sessions": [*record.sessions, done]}))
-
-
-def _run_inline(
-    setup: WorkerSetup,
-    store: RunStore,
-    plan: dict[str, list[int]],
-    retry_errored: bool,
-    on_start: Callable[[int, int], None] | None,
-    on_episode: ProgressHook | None,
-) -> RunSummary:
-    adapter = setup.make_adapter()
-    try:
-        backend = setup.make_backend()
-    except Exception:
-        adapter.close()
-        raise
-    record: RunRecord | None = None
-    began: float | None = None
-    batches: Counter[int] = Counter()
-    played: list[EpisodeRecord] = []
-    try:
-        record = _run_record(store.path.name, setup, adapter.config, adapter.info(), plan, backend.describe())
-        if store.exists:
-            record = _resumed(store, record)
-        todo = _todo(store, plan, retry_errored)
-        if todo:  # build the first env before writing anything: a setup failure leaves no half-made run behind
-            backend.make(setup.suite.task(todo[0][0]))
-        store.write_run(record)
-        began = time.perf_counter()
-        summary = RunSummary(store=store, skipped=sum(len(s) for s in plan.values()) - len(todo))
-        if on_start:
-            on_start(len(todo), summary.skipped)
-        current = todo[0][0] if todo else None
-        for outcome in play_jobs(backend, adapter, setup.suite, todo, setup.frame_stride, batches, current):
-            committed = commit(store, outcome)
-            played.append(committed.episode)
-            _count(summary, committed, on_episode)
-    finally:
-        backend.close()
-        adapter.close()
-        if record is not None and began is not None:
-            session = RunSession(executor="inline", num_envs=setup.num_envs, batch_sizes=dict(batches))
-            _close_session(store, record, session, played, began)
-        store.close()
-    return summary
 
 
 def _run_executor(

@@ -77,6 +77,17 @@ def chunk_options(plain: dict[str, Any]) -> tuple[int, int | None]:
     return chunk, None if execute is None else int(execute)
 
 
+def state_vector(obs: Observation, keys: tuple[str, ...]) -> np.ndarray:
+    """The proprio entries `keys` (`-M state=`), flattened and concatenated in order (float64)."""
+    missing = [k for k in keys if k not in obs.proprio]
+    if missing:
+        raise ValueError(
+            f"-M state names {', '.join(missing)}, not in this backend's proprio ({', '.join(obs.proprio) or 'none'})"
+        )
+    parts = [np.asarray(obs.proprio[k], dtype=np.float64).reshape(-1) for k in keys]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def _keys(value: Any) -> tuple[str, ...]:
     """A list option given as a YAML list or as comma-separated text (`-M state=ee_pose,qpos`)."""
     if value is None or value == "":
@@ -183,14 +194,7 @@ class OpenpiOptions:
                 )
             out[key] = np.ascontiguousarray(obs.extra_images[camera], dtype=np.uint8)
         if self.state_key:
-            missing = [k for k in self.state if k not in obs.proprio]
-            if missing:
-                raise ValueError(
-                    f"-M state names {', '.join(missing)}, not in this backend's proprio "
-                    f"({', '.join(obs.proprio) or 'none'})"
-                )
-            parts = [np.asarray(obs.proprio[k], dtype=np.float64).reshape(-1) for k in self.state]
-            out[self.state_key] = np.concatenate(parts) if parts else np.zeros(0)
+            out[self.state_key] = state_vector(obs, self.state)
         out[self.prompt_key] = instruction
         return out
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from vlascore.backends.base import Observation
 from vlascore.extras import require
-from vlascore.serving.openpi import _keys, chunk_options, split_options
+from vlascore.serving.openpi import _keys, chunk_options, split_options, state_vector
 from vlascore.serving.wire import MAX_MESSAGE_BYTES, ProtocolError, _decode_numpy, _msgpack
 from vlascore.suites import ActionSpace
 
@@ -329,14 +329,7 @@ class VlaEvalOptions:
             image = np.ascontiguousarray(obs.image, dtype=np.uint8)
             out["images"] = {self.camera: image, **{name: np.zeros_like(image) for name in self.blank_cameras}}
         if self.state_key:
-            missing = [k for k in self.state if k not in obs.proprio]
-            if missing:
-                raise ValueError(
-                    f"-M state names {', '.join(missing)}, not in this backend's proprio "
-                    f"({', '.join(obs.proprio) or 'none'})"
-                )
-            parts = [np.asarray(obs.proprio[k], dtype=np.float64).reshape(-1) for k in self.state]
-            out[self.state_key] = np.concatenate(parts) if parts else np.zeros(0)
+            out[self.state_key] = state_vector(obs, self.state)
         return out
 
     def actions(self, payload: dict[str, Any], space: ActionSpace, url: str) -> np.ndarray:
