@@ -106,14 +106,19 @@ def test_openpi_client_is_told_to_use_protocol_openpi(openpi_python: Path) -> No
     assert "Error in inference server" in done.stderr and "--protocol openpi" in done.stderr
 
 
-def test_openpi_clients_are_batched_together(openpi_python: Path) -> None:
+def test_openpi_clients_are_batched_together(openpi_python: Path, tmp_path: Path) -> None:
     """Two openpi clients at once on a batching server: their requests share batched calls, and each still gets the
-    answers to its own observations (each episode on a fork of its own)."""
+    answers to its own observations (each episode on a fork of its own). The clients meet at a barrier once both are
+    connected for an episode: the server answers at once when every open session is waiting, so clients that happen
+    not to overlap would never be batched."""
     script = str(PEERS / "openpi_episodes.py")
     args = ["--max-clients", "2", "--max-batch-size", "2", "--max-wait-ms", "3000"]
+    env = {**os.environ, "PEER_BARRIER": str(tmp_path), "PEER_PARTIES": "2"}
     with ServeProcess("-m", PROBE, "--protocol", "openpi", "--port", "0", *args) as server:
         clients = [
-            subprocess.Popen([str(openpi_python), script, server.url, "2", "6"], stdout=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [str(openpi_python), script, server.url, "2", "6"], stdout=subprocess.PIPE, text=True, env=env
+            )
             for _ in range(2)
         ]
         outputs = [c.communicate(timeout=120)[0] for c in clients]
